@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build the serving image from container/ and print its reference as the last line.
+# The tag is the hash of the build context, so an unchanged context gives the same tag and the build
+# is skipped outright when that tag already exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-docker.sh
+base=$(scripts/ensure-base-image.sh | tail -n 1)
+scripts/fill-wheelhouse.sh
+repo=${IMAGE_REPO:-sagemaker-release/serving}
+digest=$( (echo "$base"; cd container && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+  | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12)
+ref="$repo:$digest"
+if docker image inspect "$ref" >/dev/null 2>&1; then
+  echo "==> $ref is already built" >&2
+else
+  echo "==> building $ref FROM $base" >&2
+  docker build --build-arg BASE_IMAGE="$base" -t "$ref" container >&2
+fi
+docker tag "$ref" "$repo:latest"
+echo "$ref"
