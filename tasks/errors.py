@@ -1,0 +1,204 @@
+"""Typed errors of a release.
+
+Every error carries its facts as attributes (so flows, reports and tests branch on data, not on message
+text) and reads as one line that names the resource, its status and what to do. They pickle with their
+fields, because Prefect persists a failed task's exception and re-raises it in the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ReleaseError(Exception):
+    """Base of every error a release raises on purpose."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self._fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling calls cls(*args) with the formatted message, which the
+        # subclasses' keyword-only constructors cannot take.
+        return (_rebuild, (type(self), self._fields))
+
+
+def _rebuild(cls: type[ReleaseError], fields: dict[str, Any]) -> ReleaseError:
+    return cls(**fields)
+
+
+class ConfigIssue:
+    """One problem in a release config: the dotted field path, what is wrong, and how to fix it."""
+
+    __slots__ = ("field", "fix", "problem")
+
+    def __init__(self, field: str, problem: str, fix: str) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}; fix: {self.fix}"
+
+    def __repr__(self) -> str:
+        return f"ConfigIssue({self.field!r}, {self.problem!r}, {self.fix!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigIssue) and (self.field, self.problem, self.fix) == (
+            other.field,
+            other.problem,
+            other.fix,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.problem, self.fix))
+
+
+class ConfigError(ReleaseError):
+    """The release config (or the model source it names) is invalid; raised before any resource exists.
+
+    `field`, `problem` and `fix` describe the first issue; `issues` holds all of them.
+    """
+
+    field: str
+    problem: str
+    fix: str
+    issues: tuple[ConfigIssue, ...]
+    source: str | None
+
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        fix: str,
+        *,
+        issues: Sequence[ConfigIssue] = (),
+        source: str | None = None,
+    ) -> None:
+        all_issues = tuple(issues) or (ConfigIssue(field, problem, fix),)
+        where = f"{source}: " if source else ""
+        if len(all_issues) == 1:
+            message = f"invalid release config: {where}{all_issues[0]}"
+        else:
+            lines = "\n".join(f"  - {issue}" for issue in all_issues)
+            message = f"invalid release config: {where}{len(all_issues)} problems\n{lines}"
+        super().__init__(message, field=field, problem=problem, fix=fix, issues=all_issues, source=source)
+
+    @classmethod
+    def from_issues(cls, issues: Sequence[ConfigIssue], *, source: str | None = None) -> ConfigError:
+        first = issues[0]
+        return cls(first.field, first.problem, first.fix, issues=issues, source=source)
+
+
+class WaitTimeout(ReleaseError):
+    """A resource did not reach the wanted state in time."""
+
+    resource: str
+    last_status: str
+    waited_s: float
+
+    def __init__(
+        self, resource: str, last_status: str, waited_s: float, *, timeout_s: float | None = None
+    ) -> None:
+        limit = f" (timeout {timeout_s:.0f} s)" if timeout_s is not None else ""
+        message = (
+            f"WaitTimeout: {resource} still {last_status} after {waited_s:.0f} s{limit}; "
+            "fix: look at its status and logs, or raise the timeout in the release config"
+        )
+        super().__init__(
+            message, resource=resource, last_status=last_status, waited_s=waited_s, timeout_s=timeout_s
+        )
+
+
+class ResourceFailed(ReleaseError):
+    """A resource reached a terminal failure status (Failed, RollingBack…) while we waited for it."""
+
+    resource: str
+    status: str
+    reason: str
+    waited_s: float | None
+
+    def __init__(self, resource: str, status: str, reason: str, *, waited_s: float | None = None) -> None:
+        after = f" after {waited_s:.0f} s" if waited_s is not None else ""
+        kind = resource.split(" ", 1)[0].replace("-", " ").title().replace(" ", "")
+        message = f'{kind}Failed: {resource} went {status}{after}: "{reason or "no reason given"}"'
+        super().__init__(message, resource=resource, status=status, reason=reason, waited_s=waited_s)
+
+
+class EndpointRolledBack(ReleaseError):
+    """An endpoint update ended InService on a config other than the one we asked for."""
+
+    endpoint: str
+    expected_config: str
+    actual_config: str
+
+    def __init__(self, endpoint: str, expected_config: str, actual_config: str) -> None:
+        message = (
+            f"EndpointRolledBack: endpoint {endpoint} is InService on endpoint config {actual_config}, "
+            f"not {expected_config}: SageMaker rolled the update back; fix: see the endpoint's "
+            "FailureReason and the new variant's logs, then release again"
+        )
+        super().__init__(
+            message, endpoint=endpoint, expected_config=expected_config, actual_config=actual_config
+        )
+
+
+class SmokeFailed(ReleaseError):
+    """The smoke test's expectations failed on the new endpoint's answers."""
+
+    endpoint: str
+    failures: tuple[str, ...]
+
+    def __init__(self, endpoint: str, failures: Sequence[str]) -> None:
+        listed = "; ".join(failures) or "no detail"
+        message = f"SmokeFailed: endpoint {endpoint} failed {len(failures)} smoke expectation(s): {listed}"
+        super().__init__(message, endpoint=endpoint, failures=tuple(failures))
+
+
+class AlarmFired(ReleaseError):
+    """One or more alarms went to ALARM while traffic was shifting or baking."""
+
+    alarms: tuple[str, ...]
+    reasons: tuple[str, ...]
+    endpoint: str | None
+
+    def __init__(self, alarms: Sequence[str], reasons: Sequence[str], *, endpoint: str | None = None) -> None:
+        pairs = "; ".join(
+            f"{name}: {reason}"
+            for name, reason in zip(alarms, list(reasons) + [""] * len(alarms), strict=False)
+        )
+        where = f" on endpoint {endpoint}" if endpoint else ""
+        message = f"AlarmFired{where}: {pairs}; traffic went back to the previous model"
+        super().__init__(message, alarms=tuple(alarms), reasons=tuple(reasons), endpoint=endpoint)
+
+
+class UnwindFailed(ReleaseError):
+    """Some resources of a release could not be deleted; the others were (the ledger says which)."""
+
+    release_id: str
+    failures: tuple[str, ...]
+
+    def __init__(self, release_id: str, failures: Sequence[str]) -> None:
+        listed = "; ".join(failures)
+        message = (
+            f"UnwindFailed: release {release_id} left {len(failures)} resource(s) behind: {listed}; "
+            f"fix: resolve the cause, then run `python -m flows.cleanup {release_id}`"
+        )
+        super().__init__(message, release_id=release_id, failures=tuple(failures))
+
+
+class ReleaseBusy(ReleaseError):
+    """Another release of the same endpoint is running."""
+
+    endpoint: str
+    holder: str
+
+    def __init__(self, endpoint: str, holder: str) -> None:
+        message = (
+            f"ReleaseBusy: endpoint {endpoint} is being released by {holder}; "
+            "fix: wait for it to finish, or run cleanup on it if it was killed"
+        )
+        super().__init__(message, endpoint=endpoint, holder=holder)
