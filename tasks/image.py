@@ -1,0 +1,429 @@
+"""The serving image: build it from `container/`, push it to ECR, and hand SageMaker its URI.
+
+The tag is the hash of the build context (and the base image name), computed exactly as
+`scripts/build-image.sh` does, so an unchanged container is never rebuilt: when the tag is already in
+ECR the whole step is a DescribeImages call. A prebuilt image (the user's URI, or a Hugging Face deep
+learning container looked up with the SageMaker SDK) replaces build and push.
+
+Pushes go to `$SAGEMAKER_RELEASE_REGISTRY/<repo>:<tag>` when that variable is set, else to the ECR host.
+SageMaker always gets the ECR `repositoryUri:tag`. When the data plane is such a separate registry, the
+pushed manifest is also put into the ECR API (PutImage) so DescribeImages, the skip check and cleanup
+see the image there as they would after a push to ECR itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import docker.errors
+
+from tasks import aws
+from tasks.errors import ResourceFailed, WaitTimeout
+from tasks.ledger import Ledger
+from tasks.logs import run_logger
+
+REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+# Docker's own rule: registries on loopback addresses are reached over plain HTTP.
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+@dataclass(frozen=True)
+class ServingImage:
+    """The image a release serves: `uri` goes to CreateModel; `built`/`pushed` say what this run did."""
+
+    uri: str
+    digest: str | None
+    built: bool
+    pushed: bool
+    source: Literal["build", "prebuilt", "huggingface"]
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str
+    uri: str
+    registry_id: str
+    created: bool
+
+    @property
+    def host(self) -> str:
+        return self.uri.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    username: str
+    password: str
+
+    def as_docker_auth(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password}
+
+
+# --- the build context ------------------------------------------------------------------------------
+
+
+def context_tag(context: Path, base_image: str) -> str:
+    """12 hex characters identifying the build: the base image name plus every file of the context.
+
+    Byte-for-byte the digest `scripts/build-image.sh` computes (`sha256sum` lines of the sorted files,
+    `__pycache__` and `*.pyc` left out), so `make image` and a release agree on the tag.
+    """
+    outer = hashlib.sha256(f"{base_image}\n".encode())
+    for relative in _context_files(context):
+        inner = hashlib.sha256()
+        with open(context / relative, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                inner.update(chunk)
+        outer.update(f"{inner.hexdigest()}  ./{relative}\n".encode())
+    return outer.hexdigest()[:12]
+
+
+def _context_files(context: Path) -> list[str]:
+    found: list[str] = []
+    for directory, dirnames, filenames in os.walk(context):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for filename in filenames:
+            path = Path(directory, filename)
+            if filename.endswith(".pyc") or path.is_symlink() or not path.is_file():
+                continue
+            found.append(path.relative_to(context).as_posix())
+    # `LC_ALL=C sort -z` orders by bytes; "./" is a common prefix so it does not change the order.
+    return sorted(found, key=lambda p: p.encode())
+
+
+def fill_wheelhouse(context: Path, *, timeout_s: float = 1800) -> None:
+    """Download the container's wheels into `<context>/wheelhouse` on this host.
+
+    Inside `docker build` the package index may be unreachable (TLS interception, no egress), so the
+    Dockerfile installs with `--no-index` from the wheelhouse. Same stamp as
+    `scripts/fill-wheelhouse.sh`: skipped when requirements.txt has not changed since the last fill.
+    """
+    requirements = context / "requirements.txt"
+    if not requirements.is_file():
+        return
+    dest = context / "wheelhouse"
+    stamp = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    stamp_file = dest / ".filled"
+    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
+        return
+    run_logger().info("filling %s from %s", dest, requirements)
+    dest.mkdir(parents=True, exist_ok=True)
+    platforms = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+    ]
+    for platform in platforms:
+        command += ["--platform", platform]
+    command += ["-r", str(requirements), "-d", str(dest)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if result.returncode != 0:
+        raise ResourceFailed(
+            f"wheelhouse {dest}",
+            "DownloadFailed",
+            f"pip download exited {result.returncode}: {result.stderr.strip()[-800:]}; "
+            "fix: check the pins in requirements.txt and that the package index is reachable",
+        )
+    stamp_file.write_text(stamp + "\n")
+
+
+# --- ECR -------------------------------------------------------------------------------------------------
+
+
+def ensure_repository(name: str, tags: list[dict[str, str]], ledger: Ledger) -> Repository:
+    """The ECR repository `name`, created with scan-on-push and immutable tags when absent.
+
+    Only a repository this call created goes into the ledger: one that existed before is shared and
+    must survive the release's cleanup.
+    """
+    ecr = aws.client("ecr")
+    try:
+        found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        return Repository(name, found["repositoryUri"], found["registryId"], created=False)
+    except Exception as exc:
+        if aws.error_code(exc) != "RepositoryNotFoundException":
+            raise
+    try:
+        made = ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            tags=[{"Key": t["Key"], "Value": t["Value"]} for t in tags],
+        )["repository"]
+    except Exception as exc:
+        if aws.error_code(exc) != "RepositoryAlreadyExistsException":
+            raise
+        # Another release created it between our describe and create: it is theirs, not ours.
+        found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        return Repository(name, found["repositoryUri"], found["registryId"], created=False)
+    ledger.record("ecr:repository", name, uri=made["repositoryUri"], registry_id=made["registryId"])
+    return Repository(name, made["repositoryUri"], made["registryId"], created=True)
+
+
+def image_digest_in_ecr(repository: str, tag: str) -> str | None:
+    """The digest ECR holds under `repository:tag`, or None when there is no such image."""
+    try:
+        details = aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except Exception as exc:
+        if aws.error_code(exc) == "ImageNotFoundException":
+            return None
+        raise
+    images = details.get("imageDetails", [])
+    return str(images[0]["imageDigest"]) if images else None
+
+
+def registry_auth() -> RegistryAuth:
+    """Docker credentials from ECR's GetAuthorizationToken (base64 "AWS:<password>")."""
+    data = aws.client("ecr").get_authorization_token()["authorizationData"][0]
+    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return RegistryAuth(username, password)
+
+
+def push_host(repository: Repository) -> str:
+    """Where `docker push` sends the image: the override registry when set, else the ECR host."""
+    return os.environ.get(REGISTRY_ENV, "").strip().rstrip("/") or repository.host
+
+
+# --- docker ----------------------------------------------------------------------------------------------
+
+
+def docker_client(timeout_s: int = 900) -> docker.DockerClient:
+    """A docker SDK client; the socket timeout bounds how long a build or push may stay silent."""
+    return docker.from_env(timeout=timeout_s)
+
+
+def local_image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def build_image(
+    client: docker.DockerClient, context: Path, base_image: str, ref: str, *, timeout_s: float
+) -> None:
+    """`docker build --build-arg BASE_IMAGE=… -t ref context`, streaming its output to the run log."""
+    log = run_logger()
+    log.info("building %s from %s (FROM %s)", ref, context, base_image)
+    events = client.api.build(
+        path=str(context), tag=ref, buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, decode=True
+    )
+    _follow(events, f"image build {ref}", "BuildFailed", timeout_s=timeout_s, log_key="stream")
+
+
+def push_image(
+    client: docker.DockerClient,
+    local_ref: str,
+    target_repo: str,
+    tag: str,
+    auth: RegistryAuth,
+    *,
+    timeout_s: float,
+) -> str:
+    """Tag `local_ref` as `target_repo:tag`, push it, and return the digest the push reported."""
+    client.api.tag(local_ref, target_repo, tag)
+    run_logger().info("pushing %s:%s", target_repo, tag)
+    events = client.api.push(
+        target_repo, tag=tag, stream=True, decode=True, auth_config=auth.as_docker_auth()
+    )
+    aux = _follow(
+        events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
+    )
+    digest = aux.get("Digest")
+    if not digest:
+        raise ResourceFailed(
+            f"image push {target_repo}:{tag}",
+            "PushFailed",
+            "the engine reported no digest for the pushed image",
+        )
+    return str(digest)
+
+
+def _follow(
+    events: Iterable[dict[str, Any]], resource: str, failed_status: str, *, timeout_s: float, log_key: str
+) -> dict[str, Any]:
+    """Drain a build/push event stream; raise on its error event; return the last `aux` payload."""
+    log = run_logger()
+    start = time.monotonic()
+    aux: dict[str, Any] = {}
+    last_line = "started"
+    for event in events:
+        if "error" in event:
+            detail = event.get("errorDetail", {}).get("message") or event["error"]
+            raise ResourceFailed(resource, failed_status, str(detail).strip())
+        if isinstance(event.get("aux"), dict):
+            aux = event["aux"]
+        line = str(event.get(log_key, "")).rstrip()
+        # Push progress repeats "Pushing" for every chunk of every layer; log the milestones only.
+        if line and not event.get("progressDetail"):
+            log.info("%s%s", f"{event['id']}: " if event.get("id") else "", line)
+            last_line = line
+        elapsed = time.monotonic() - start
+        if elapsed > timeout_s:
+            raise WaitTimeout(resource, last_line, elapsed, timeout_s=timeout_s)
+    return aux
+
+
+def registry_digest(client: docker.DockerClient, ref: str, auth: RegistryAuth) -> str:
+    """The manifest digest the registry serves for `ref` (the engine's distribution inspect)."""
+    data = client.images.get_registry_data(ref, auth_config=auth.as_docker_auth())
+    return str(data.id)
+
+
+# --- registering a push made to a separate registry ------------------------------------------------------
+
+
+def fetch_manifest(host: str, repository: str, tag: str, auth: RegistryAuth) -> tuple[bytes, str]:
+    """The raw manifest and its media type from the registry at `host` (OCI distribution API)."""
+    scheme = "http" if _is_loopback(host) else "https"
+    request = urllib.request.Request(
+        f"{scheme}://{host}/v2/{repository}/manifests/{tag}",
+        headers={
+            "Accept": ", ".join(MANIFEST_MEDIA_TYPES),
+            "Authorization": "Basic "
+            + base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode(),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body: bytes = response.read()
+        media_type = response.headers.get("Content-Type", MANIFEST_MEDIA_TYPES[0]).split(";")[0]
+    return body, media_type
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def register_in_ecr(repository: Repository, tag: str, manifest: bytes, media_type: str, digest: str) -> None:
+    """PutImage the manifest pushed to the separate registry, so ECR's API knows the image."""
+    try:
+        aws.client("ecr").put_image(
+            repositoryName=repository.name,
+            imageManifest=manifest.decode(),
+            imageManifestMediaType=media_type,
+            imageTag=tag,
+            imageDigest=digest,
+        )
+    except Exception as exc:
+        # Immutable tags: a rerun that pushed the very same manifest finds it already registered.
+        if aws.error_code(exc) != "ImageAlreadyExistsException":
+            raise
+
+
+# --- the step ----------------------------------------------------------------------------------------------
+
+
+def build_and_push(
+    *,
+    context: Path,
+    base_image: str,
+    repository_name: str,
+    tags: list[dict[str, str]],
+    ledger: Ledger,
+    build_timeout_s: float = 3600,
+    push_timeout_s: float = 1800,
+    client: docker.DockerClient | None = None,
+) -> ServingImage:
+    """Make sure ECR holds the serving image of `context`, building and pushing only what is missing."""
+    log = run_logger()
+    fill_wheelhouse(context)
+    tag = context_tag(context, base_image)
+    repository = ensure_repository(repository_name, tags, ledger)
+    uri = f"{repository.uri}:{tag}"
+    existing = image_digest_in_ecr(repository.name, tag)
+    if existing is not None:
+        log.info("%s is already in ECR (%s); nothing to build or push", uri, existing)
+        return ServingImage(uri, existing, built=False, pushed=False, source="build")
+
+    client = client or docker_client()
+    local_ref = f"{repository.name}:{tag}"
+    built = not local_image_exists(client, local_ref)
+    if built:
+        build_image(client, context, base_image, local_ref, timeout_s=build_timeout_s)
+    else:
+        log.info("%s is already built locally; pushing it", local_ref)
+
+    auth = registry_auth()
+    host = push_host(repository)
+    target_repo = f"{host}/{repository.name}"
+    pushed = push_image(client, local_ref, target_repo, tag, auth, timeout_s=push_timeout_s)
+    served = registry_digest(client, f"{target_repo}:{tag}", auth)
+    if served != pushed:
+        raise ResourceFailed(
+            f"image {target_repo}:{tag}",
+            "DigestMismatch",
+            f"the push reported {pushed} but the registry serves {served}; fix: push again "
+            "(a concurrent push of the same tag or a broken registry cache)",
+        )
+    if host != repository.host:
+        manifest, media_type = fetch_manifest(host, repository.name, tag, auth)
+        if "sha256:" + hashlib.sha256(manifest).hexdigest() != pushed:
+            raise ResourceFailed(
+                f"image {target_repo}:{tag}",
+                "DigestMismatch",
+                "the registry's manifest does not hash to " + pushed,
+            )
+        register_in_ecr(repository, tag, manifest, media_type, pushed)
+    in_ecr = image_digest_in_ecr(repository.name, tag)
+    if in_ecr != pushed:
+        raise ResourceFailed(
+            f"image {uri}",
+            "DigestMismatch",
+            f"ECR holds {in_ecr or 'nothing'} under tag {tag} after pushing {pushed}",
+        )
+    ledger.record("ecr:image", f"{repository.name}:{tag}", repository=repository.name, tag=tag, digest=pushed)
+    log.info("pushed %s (%s)", uri, pushed)
+    return ServingImage(uri, pushed, built=built, pushed=True, source="build")
+
+
+def huggingface_image_uri(
+    *,
+    region: str,
+    transformers_version: str,
+    pytorch_version: str,
+    py_version: str,
+    instance_type: str | None,
+) -> str:
+    """A Hugging Face inference DLC from the SageMaker SDK's image URI tables (no network needed)."""
+    from sagemaker.core import image_uris
+
+    return str(
+        image_uris.retrieve(
+            "huggingface",
+            region=region,
+            version=transformers_version,
+            base_framework_version=f"pytorch{pytorch_version}",
+            py_version=py_version,
+            instance_type=instance_type,
+            image_scope="inference",
+        )
+    )
