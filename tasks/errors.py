@@ -134,15 +134,21 @@ class EndpointRolledBack(ReleaseError):
     endpoint: str
     expected_config: str
     actual_config: str
+    reason: str
 
-    def __init__(self, endpoint: str, expected_config: str, actual_config: str) -> None:
+    def __init__(self, endpoint: str, expected_config: str, actual_config: str, *, reason: str = "") -> None:
+        said = f' (FailureReason: "{reason}")' if reason else ""
         message = (
             f"EndpointRolledBack: endpoint {endpoint} is InService on endpoint config {actual_config}, "
-            f"not {expected_config}: SageMaker rolled the update back; fix: see the endpoint's "
+            f"not {expected_config}: SageMaker rolled the update back{said}; fix: see the endpoint's "
             "FailureReason and the new variant's logs, then release again"
         )
         super().__init__(
-            message, endpoint=endpoint, expected_config=expected_config, actual_config=actual_config
+            message,
+            endpoint=endpoint,
+            expected_config=expected_config,
+            actual_config=actual_config,
+            reason=reason,
         )
 
 
