@@ -183,6 +183,7 @@ def test_snapshot_pinned_to_a_commit_is_byte_identical(hub: Hub, minilm_dir: Pat
 def test_branch_and_tag_resolve_to_their_commit(hub: Hub, tmp_path: Path) -> None:
     src = _write_tree(tmp_path / "v1", {"config.json": b'{"v": 1}', "weights/model.safetensors": b"w1" * 100})
     commit = publish(hub.root, TINY, src, tag="v1.0")
+    assert publish(hub.root, TINY, src, branch="release/2026") == commit
     got = run_client(
         hub,
         tmp_path / "home",
@@ -196,6 +197,8 @@ def test_branch_and_tag_resolve_to_their_commit(hub: Hub, tmp_path: Path) -> Non
             "tiny_sha": tiny.sha,
             "tiny_siblings": {s.rfilename: [s.size, s.lfs.sha256 if s.lfs else None] for s in tiny.siblings},
             "tag_snapshot": snapshot_download(P["tiny"], revision="v1.0", cache_dir=P["cache"]),
+            "slash_branch_sha": api.model_info(P["tiny"], revision="release/2026").sha,
+            "slash_branch_file": hf_hub_download(P["tiny"], "config.json", revision="release/2026"),
             "files": list_repo_files(P["minilm"]),
         })
         """,
@@ -214,6 +217,8 @@ def test_branch_and_tag_resolve_to_their_commit(hub: Hub, tmp_path: Path) -> Non
         "weights/model.safetensors": [200, weights.sha256],
     }
     assert Path(got["tag_snapshot"]).name == commit
+    assert got["slash_branch_sha"] == commit
+    assert Path(got["slash_branch_file"]).read_bytes() == b'{"v": 1}'
 
 
 def test_allow_and_ignore_patterns_select_files(hub: Hub, tmp_path: Path) -> None:
@@ -281,13 +286,16 @@ def test_private_repo_needs_its_token(hub: Hub, tmp_path: Path) -> None:
             "info": error_of(lambda: HfApi().model_info(P["repo"])),
             "file": error_of(lambda: hf_hub_download(P["repo"], "config.json", cache_dir=P["cache"])),
             "snapshot": error_of(lambda: snapshot_download(P["repo"], cache_dir=P["cache"])),
+            "public": error_of(lambda: HfApi().model_info(P["public"])),
         })
         """
-    denied = dict.fromkeys(("info", "file", "snapshot"), "RepositoryNotFoundError")
+    # Any token is accepted for a public repo, as on the Hub.
+    params = {"repo": PRIVATE, "public": MINILM_REPO_ID}
+    denied = {**dict.fromkeys(("info", "file", "snapshot"), "RepositoryNotFoundError"), "public": None}
     for home, token in (("anonymous", None), ("wrong-token", "hf_not_this_one")):
-        assert run_client(hub, tmp_path / home, code, token, repo=PRIVATE, cache=tmp_path / home) == denied
-    allowed = run_client(hub, tmp_path / "reader", code, TOKEN, repo=PRIVATE, cache=tmp_path / "reader")
-    assert allowed == dict.fromkeys(("info", "file", "snapshot"))
+        assert run_client(hub, tmp_path / home, code, token, **params, cache=tmp_path / home) == denied
+    allowed = run_client(hub, tmp_path / "reader", code, TOKEN, **params, cache=tmp_path / "reader")
+    assert allowed == dict.fromkeys(("info", "file", "snapshot", "public"))
     resolve = f"{hub.url}/{PRIVATE}/resolve/{commit}/config.json"
     assert httpx.head(resolve).status_code == 401
     assert httpx.head(resolve, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
