@@ -97,7 +97,12 @@ def _s3_uri(value: str) -> str:
             f"{value!r} is not an S3 URI with a key prefix",
             "write it as s3://<bucket>/<prefix>/ (e.g. s3://my-team-models/async-output/)",
         )
-    _bucket(match.group("bucket"))
+    bucket = match.group("bucket")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise _invalid(
+            f"{value!r} names {bucket!r}, which is not a valid S3 bucket name",
+            "use a bucket of 3-63 lowercase letters, digits, dots and hyphens (e.g. s3://my-team-models/out/)",
+        )
     return value
 
 

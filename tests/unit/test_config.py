@@ -1,0 +1,447 @@
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.config import ReleaseConfig, load_config, parse_config, split_s3_uri
+from tasks.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+MINIMAL: dict[str, Any] = {
+    "role_arn": "arn:aws:iam::123456789012:role/SageMakerExecution",
+    "model": {"repo_id": "sentence-transformers/all-MiniLM-L6-v2"},
+    "storage": {"bucket": "sagemaker-release-demo"},
+    "endpoint": {"name": "demo-embedder"},
+}
+
+
+def _with(**sections: Any) -> dict[str, Any]:
+    data = copy.deepcopy(MINIMAL)
+    for name, values in sections.items():
+        if isinstance(data.get(name), dict):
+            data[name].update(values)
+        else:
+            data[name] = values
+    return data
+
+
+def _refused(data: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return caught.value
+
+
+def test_a_minimal_config_gets_sensible_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.endpoint.type == "realtime" and config.endpoint.instance_type == "ml.m5.xlarge"
+    assert config.packaging.format == "tar.gz" and config.storage.prefix == "sagemaker-release"
+    assert config.model.revision == "main" and config.model.token_env == "HF_TOKEN"
+    assert config.image.source == "build" and config.rollout.strategy == "all_at_once"
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "field", "fix"),
+    [
+        ("name too long", _with(endpoint={"name": "e" * 64}), "endpoint.name", "shorten it to 63"),
+        ("name bad characters", _with(endpoint={"name": "demo_embedder"}), "endpoint.name", "single hyphens"),
+        ("name ends with hyphen", _with(endpoint={"name": "demo-"}), "endpoint.name", "letters, digits"),
+        (
+            "variant bad characters",
+            _with(endpoint={"name": "e", "variant_name": "all traffic"}),
+            "endpoint.variant_name",
+            "single hyphens",
+        ),
+        ("release id", _with(release_id="Release_1"), "release_id", "lowercase"),
+        ("bucket s3 uri", _with(storage={"bucket": "s3://my-bucket"}), "storage.bucket", "no 's3://'"),
+        ("bucket uppercase", _with(storage={"bucket": "MyBucket"}), "storage.bucket", "lowercase"),
+        ("prefix slashes", _with(storage={"prefix": "/models/"}), "storage.prefix", "without leading"),
+        (
+            "async output uri malformed",
+            _with(
+                endpoint={"name": "e", "type": "async", "async_inference": {"output_path": "s3:/bucket/out"}}
+            ),
+            "endpoint.async_inference.output_path",
+            "s3://<bucket>/<prefix>/",
+        ),
+        (
+            "async uri without key",
+            _with(endpoint={"name": "e", "type": "async", "async_inference": {"output_path": "s3://bucket"}}),
+            "endpoint.async_inference.output_path",
+            "s3://<bucket>/<prefix>/",
+        ),
+        (
+            "batch input uri",
+            _with(
+                endpoint={
+                    "name": "e",
+                    "type": "batch",
+                    "batch": {"input_path": "https://x/y", "output_path": "s3://bkt/o/"},
+                }
+            ),
+            "endpoint.batch.input_path",
+            "s3://",
+        ),
+        (
+            "role arn user",
+            _with(role_arn="arn:aws:iam::123456789012:user/alice"),
+            "role_arn",
+            "arn:aws:iam::<12-digit account>:role/",
+        ),
+        ("role arn account", _with(role_arn="arn:aws:iam::1234:role/x"), "role_arn", "12-digit"),
+        (
+            "role arn missing",
+            {k: v for k, v in MINIMAL.items() if k != "role_arn"},
+            "role_arn",
+            "add role_arn",
+        ),
+        (
+            "instance type not ml",
+            _with(endpoint={"name": "e", "instance_type": "m5.xlarge"}),
+            "endpoint.instance_type",
+            "ml.* type",
+        ),
+        (
+            "instance type ec2 family",
+            _with(endpoint={"name": "e", "instance_type": "ml.m5"}),
+            "endpoint.instance_type",
+            "ml.* type",
+        ),
+        (
+            "instance count zero",
+            _with(endpoint={"name": "e", "instance_count": 0}),
+            "endpoint.instance_count",
+            "at least 1",
+        ),
+        (
+            "instance count huge",
+            _with(endpoint={"name": "e", "instance_count": 1000}),
+            "endpoint.instance_count",
+            "at most 100",
+        ),
+        (
+            "canary percent",
+            _with(rollout={"strategy": "canary", "canary_percent": 100}),
+            "rollout.canary_percent",
+            "at most 99",
+        ),
+        (
+            "linear percent",
+            _with(rollout={"linear_step_percent": 0}),
+            "rollout.linear_step_percent",
+            "at least 1",
+        ),
+        (
+            "steps out of range",
+            _with(rollout={"steps": [10, 150]}),
+            "rollout.steps",
+            "increasing percentages",
+        ),
+        ("steps decreasing", _with(rollout={"steps": [50, 10]}), "rollout.steps", "increasing percentages"),
+        (
+            "alarm period",
+            _with(rollout={"alarms": {"period_s": 45}}),
+            "rollout.alarms.period_s",
+            "multiple of 60",
+        ),
+        (
+            "datapoints",
+            _with(rollout={"alarms": {"evaluation_periods": 1, "datapoints_to_alarm": 3}}),
+            "rollout.alarms.datapoints_to_alarm",
+            "at most evaluation_periods",
+        ),
+        (
+            "async without output",
+            _with(endpoint={"name": "e", "type": "async"}),
+            "endpoint.async_inference.output_path",
+            "set endpoint.async_inference.output_path",
+        ),
+        (
+            "async without output path",
+            _with(
+                endpoint={"name": "e", "type": "async", "async_inference": {"failure_path": "s3://bkt/f/"}}
+            ),
+            "endpoint.async_inference.output_path",
+            "s3://<bucket>/<prefix>/",
+        ),
+        (
+            "serverless memory low",
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"memory_mb": 512}}),
+            "endpoint.serverless.memory_mb",
+            "1024, 2048, 3072, 4096, 5120, 6144",
+        ),
+        (
+            "serverless memory high",
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"memory_mb": 8192}}),
+            "endpoint.serverless.memory_mb",
+            "6144",
+        ),
+        (
+            "serverless memory step",
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"memory_mb": 1536}}),
+            "endpoint.serverless.memory_mb",
+            "use one of 1024",
+        ),
+        (
+            "serverless concurrency zero",
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"max_concurrency": 0}}),
+            "endpoint.serverless.max_concurrency",
+            "from 1 to 200",
+        ),
+        (
+            "serverless concurrency high",
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"max_concurrency": 201}}),
+            "endpoint.serverless.max_concurrency",
+            "from 1 to 200",
+        ),
+        (
+            "provisioned above max",
+            _with(
+                endpoint={
+                    "name": "e",
+                    "type": "serverless",
+                    "serverless": {"max_concurrency": 5, "provisioned_concurrency": 6},
+                }
+            ),
+            "endpoint.serverless.provisioned_concurrency",
+            "from 1 to max_concurrency (5)",
+        ),
+        (
+            "serverless section on realtime",
+            _with(endpoint={"name": "e", "serverless": {"memory_mb": 2048}}),
+            "endpoint.serverless",
+            "set endpoint.type: serverless",
+        ),
+        (
+            "burstable with autoscaling",
+            _with(endpoint={"name": "e", "instance_type": "ml.t2.medium"}, scaling={"enabled": True}),
+            "endpoint.instance_type",
+            "non-burstable",
+        ),
+        (
+            "burstable t3 with autoscaling",
+            _with(endpoint={"name": "e", "instance_type": "ml.t3.large"}, scaling={"enabled": True}),
+            "endpoint.instance_type",
+            "scaling.enabled: false",
+        ),
+        (
+            "scale to zero on realtime",
+            _with(scaling={"enabled": True, "min_capacity": 0}),
+            "scaling.min_capacity",
+            "endpoint.type: async",
+        ),
+        (
+            "min above max",
+            _with(scaling={"enabled": True, "min_capacity": 3, "max_capacity": 2}),
+            "scaling.min_capacity",
+            "at most scaling.max_capacity",
+        ),
+        (
+            "serverless autoscaling",
+            _with(endpoint={"name": "e", "type": "serverless"}, scaling={"enabled": True}),
+            "scaling.enabled",
+            "scaling.enabled: false",
+        ),
+        (
+            "canary on serverless",
+            _with(endpoint={"name": "e", "type": "serverless"}, rollout={"strategy": "canary"}),
+            "rollout.strategy",
+            "all_at_once",
+        ),
+        (
+            "unknown key",
+            _with(endpoint={"name": "e", "instance_typ": "ml.m5.large"}),
+            "endpoint.instance_typ",
+            "did you mean 'instance_type'",
+        ),
+        ("unknown section", _with(scailng={"enabled": True}), "scailng", "did you mean 'scaling'"),
+        (
+            "strategy",
+            _with(rollout={"strategy": "blue-green"}),
+            "rollout.strategy",
+            "use one of 'all_at_once'",
+        ),
+        (
+            "both model sources",
+            _with(model={"repo_id": "a/b", "local_path": "/m"}),
+            "model.repo_id",
+            "model.local_path",
+        ),
+        ("no model source", {**MINIMAL, "model": {"revision": "main"}}, "model.repo_id", "model.local_path"),
+        ("hub repo id", _with(model={"repo_id": "not a repo"}), "model.repo_id", "<owner>/<name>"),
+        (
+            "prebuilt without uri",
+            _with(image={"source": "prebuilt"}),
+            "image.image_uri",
+            "set image.image_uri",
+        ),
+        (
+            "image uri without tag",
+            _with(image={"source": "prebuilt", "image_uri": "registry/repo"}),
+            "image.image_uri",
+            "<registry>/<repository>:<tag>",
+        ),
+        ("ecr repository", _with(image={"repository": "Serving"}), "image.repository", "lowercase"),
+        (
+            "env var name",
+            _with(endpoint={"name": "e", "environment": {"1BAD": "x"}}),
+            "endpoint.environment",
+            "not starting with a digit",
+        ),
+        ("reserved tag", _with(tags={"release-id": "x"}), "tags", "remove it from tags"),
+        (
+            "sns arn",
+            _with(
+                endpoint={
+                    "name": "e",
+                    "type": "async",
+                    "async_inference": {"output_path": "s3://bkt/o/", "success_topic_arn": "topic"},
+                }
+            ),
+            "endpoint.async_inference.success_topic_arn",
+            "arn:aws:sns:",
+        ),
+        ("smoke payload", _with(smoke={"payloads": [42]}), "smoke.payloads[0]", "JSON object or array"),
+        ("smoke status", _with(smoke={"expect_status": 700}), "smoke.expect_status", "at most 599"),
+        ("scaling max zero", _with(scaling={"max_capacity": 0}), "scaling.max_capacity", "at least 1"),
+        (
+            "instance count above max",
+            _with(endpoint={"name": "e", "instance_count": 3}, scaling={"enabled": True, "max_capacity": 2}),
+            "endpoint.instance_count",
+            "raise scaling.max_capacity",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) and " " in value else None,
+)
+def test_bad_input_is_refused_naming_the_field_and_the_fix(
+    case: str, data: dict[str, Any], field: str, fix: str
+) -> None:
+    error = _refused(data)
+    assert error.field == field, f"{case}: {error}"
+    assert fix in error.fix, f"{case}: {error}"
+    assert field in str(error) and "fix:" in str(error)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    error = _refused(_with(endpoint={"name": "e" * 70, "instance_type": "c5.large"}, storage={"bucket": "B"}))
+    assert {issue.field for issue in error.issues} == {
+        "endpoint.name",
+        "endpoint.instance_type",
+        "storage.bucket",
+    }
+
+
+def test_allowed_edge_values() -> None:
+    ok = parse_config(
+        _with(
+            endpoint={
+                "name": "e" * 63,
+                "type": "serverless",
+                "serverless": {"memory_mb": 6144, "max_concurrency": 200},
+            },
+        )
+    )
+    assert ok.endpoint.serverless is not None and ok.endpoint.serverless.memory_mb == 6144
+    asynchronous = parse_config(
+        _with(
+            endpoint={"name": "e", "type": "async", "async_inference": {"output_path": "s3://bkt/out/"}},
+            scaling={"enabled": True, "min_capacity": 0, "max_capacity": 5},
+        )
+    )
+    assert asynchronous.scaling.min_capacity == 0
+    burstable = parse_config(_with(endpoint={"name": "e", "instance_type": "ml.t2.medium"}))
+    assert burstable.endpoint.instance_type == "ml.t2.medium"
+
+
+def test_serverless_type_gets_default_settings() -> None:
+    config = parse_config(_with(endpoint={"name": "e", "type": "serverless"}))
+    assert config.endpoint.serverless is not None and config.endpoint.serverless.memory_mb == 2048
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rollout", "steps"),
+    [
+        ("all_at_once", {}, [100]),
+        ("canary", {"canary_percent": 10}, [10, 100]),
+        ("linear", {"linear_step_percent": 30}, [30, 60, 90, 100]),
+        ("linear", {"linear_step_percent": 50}, [50, 100]),
+        ("variant_shift", {"steps": [10, 50]}, [10, 50, 100]),
+        ("variant_shift", {"steps": [25, 100]}, [25, 100]),
+    ],
+)
+def test_traffic_steps_always_end_at_100(strategy: str, rollout: dict[str, Any], steps: list[int]) -> None:
+    config = parse_config(_with(rollout={"strategy": strategy, **rollout}))
+    assert config.rollout.traffic_steps() == steps
+
+
+def test_release_id_is_generated_once_and_kept() -> None:
+    config = parse_config(MINIMAL)
+    assert config.release_id is None
+    filled = config.with_release_id()
+    assert filled.release_id is not None and filled.with_release_id() is filled
+    assert config.with_release_id("r-7").release_id == "r-7"
+
+
+def test_every_example_release_loads() -> None:
+    files = sorted((REPO / "releases").glob("*.yaml"))
+    assert files, "releases/ has no examples"
+    for file in files:
+        config = load_config(file)
+        assert config.role_arn.startswith("arn:aws:iam::")
+    demo = load_config(REPO / "releases" / "demo.yaml")
+    assert demo.model.repo_id == "sentence-transformers/all-MiniLM-L6-v2" and demo.endpoint.type == "realtime"
+
+
+def test_load_config_reports_the_file_and_yaml_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("endpoint:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: config: YAML syntax error at line"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps(_with(endpoint={"name": "bad_name"})))
+    with pytest.raises(ConfigError, match=r"bad.yaml: endpoint.name"):
+        load_config(bad)
+
+
+def test_overrides_replace_single_values(tmp_path: Path) -> None:
+    file = tmp_path / "r.yaml"
+    file.write_text(json.dumps(MINIMAL))
+    config = load_config(file, overrides={"endpoint.instance_count": 2, "release_id": "r1"})
+    assert config.endpoint.instance_count == 2 and config.release_id == "r1"
+
+
+def test_schema_is_a_form_prefect_can_render() -> None:
+    schema = ReleaseConfig.model_json_schema()
+    json.dumps(schema)
+
+    def walk(node: Any, path: str, check: Callable[[str, dict[str, Any]], None]) -> None:
+        if isinstance(node, dict):
+            if "properties" in node:
+                for name, prop in node["properties"].items():
+                    check(f"{path}.{name}", prop)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}", check)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path, check)
+
+    missing: list[str] = []
+    walk(schema, "", lambda where, prop: None if prop.get("description") else missing.append(where))
+    assert missing == []
+    strategy = schema["$defs"]["RolloutConfig"]["properties"]["strategy"]
+    assert strategy["enum"] == ["all_at_once", "canary", "linear", "variant_shift", "auto"]
+    assert all(d.get("additionalProperties") is False for d in schema["$defs"].values())
+
+
+def test_split_s3_uri() -> None:
+    assert split_s3_uri("s3://bucket/a/b/") == ("bucket", "a/b/")
+    assert split_s3_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(ValueError):
+        split_s3_uri("https://bucket/a")
