@@ -16,23 +16,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import docker
 import docker.errors
+from prefect import task
 
 from tasks import aws
+from tasks.config import ImageConfig
 from tasks.errors import ResourceFailed, WaitTimeout
 from tasks.ledger import Ledger
 from tasks.logs import run_logger
+from tasks.retry import task_options
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
 MANIFEST_MEDIA_TYPES = (
@@ -78,13 +82,23 @@ class RegistryAuth:
 # --- the build context ------------------------------------------------------------------------------
 
 
-def context_tag(context: Path, base_image: str) -> str:
+def context_tag(
+    context: Path,
+    base_image: str,
+    *,
+    dockerfile: str = "Dockerfile",
+    build_args: Mapping[str, str] | None = None,
+) -> str:
     """12 hex characters identifying the build: the base image name plus every file of the context.
 
     Byte-for-byte the digest `scripts/build-image.sh` computes (`sha256sum` lines of the sorted files,
-    `__pycache__` and `*.pyc` left out), so `make image` and a release agree on the tag.
+    `__pycache__` and `*.pyc` left out), so `make image` and a release agree on the tag. A Dockerfile
+    other than the default, or extra build args, also go into the hash: they change the image.
     """
-    outer = hashlib.sha256(f"{base_image}\n".encode())
+    head = f"{base_image}\n"
+    if dockerfile != "Dockerfile" or build_args:
+        head += json.dumps({"dockerfile": dockerfile, "build_args": dict(build_args or {})}, sort_keys=True)
+    outer = hashlib.sha256(head.encode())
     for relative in _context_files(context):
         inner = hashlib.sha256()
         with open(context / relative, "rb") as handle:
@@ -223,13 +237,26 @@ def local_image_exists(client: docker.DockerClient, ref: str) -> bool:
 
 
 def build_image(
-    client: docker.DockerClient, context: Path, base_image: str, ref: str, *, timeout_s: float
+    client: docker.DockerClient,
+    context: Path,
+    base_image: str,
+    ref: str,
+    *,
+    timeout_s: float,
+    dockerfile: str = "Dockerfile",
+    build_args: Mapping[str, str] | None = None,
 ) -> None:
     """`docker build --build-arg BASE_IMAGE=… -t ref context`, streaming its output to the run log."""
     log = run_logger()
     log.info("building %s from %s (FROM %s)", ref, context, base_image)
     events = client.api.build(
-        path=str(context), tag=ref, buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, decode=True
+        path=str(context),
+        dockerfile=dockerfile,
+        tag=ref,
+        buildargs={**dict(build_args or {}), "BASE_IMAGE": base_image},
+        rm=True,
+        forcerm=True,
+        decode=True,
     )
     _follow(events, f"image build {ref}", "BuildFailed", timeout_s=timeout_s, log_key="stream")
 
@@ -349,6 +376,8 @@ def build_and_push(
     repository_name: str,
     tags: list[dict[str, str]],
     ledger: Ledger,
+    dockerfile: str = "Dockerfile",
+    build_args: Mapping[str, str] | None = None,
     build_timeout_s: float = 3600,
     push_timeout_s: float = 1800,
     client: docker.DockerClient | None = None,
@@ -356,7 +385,7 @@ def build_and_push(
     """Make sure ECR holds the serving image of `context`, building and pushing only what is missing."""
     log = run_logger()
     fill_wheelhouse(context)
-    tag = context_tag(context, base_image)
+    tag = context_tag(context, base_image, dockerfile=dockerfile, build_args=build_args)
     repository = ensure_repository(repository_name, tags, ledger)
     uri = f"{repository.uri}:{tag}"
     existing = image_digest_in_ecr(repository.name, tag)
@@ -368,7 +397,15 @@ def build_and_push(
     local_ref = f"{repository.name}:{tag}"
     built = not local_image_exists(client, local_ref)
     if built:
-        build_image(client, context, base_image, local_ref, timeout_s=build_timeout_s)
+        build_image(
+            client,
+            context,
+            base_image,
+            local_ref,
+            timeout_s=build_timeout_s,
+            dockerfile=dockerfile,
+            build_args=build_args,
+        )
     else:
         log.info("%s is already built locally; pushing it", local_ref)
 
@@ -426,4 +463,34 @@ def huggingface_image_uri(
             instance_type=instance_type,
             image_scope="inference",
         )
+    )
+
+
+@task(name="build-and-push-image", **task_options(retries=2))
+def serving_image(
+    image: ImageConfig, *, instance_type: str, tags: list[dict[str, str]], ledger: Ledger
+) -> ServingImage:
+    """The image the release serves: built and pushed from the context, prebuilt, or a Hugging Face DLC."""
+    if image.source == "prebuilt":
+        assert image.image_uri is not None  # the config requires it for this source
+        return ServingImage(image.image_uri, None, built=False, pushed=False, source="prebuilt")
+    if image.source == "huggingface_dlc":
+        dlc = image.huggingface_dlc
+        uri = huggingface_image_uri(
+            region=aws.region_name(),
+            transformers_version=dlc.transformers_version,
+            pytorch_version=dlc.pytorch_version,
+            py_version=dlc.py_version,
+            instance_type=instance_type,
+        )
+        run_logger().info("serving the Hugging Face inference image %s", uri)
+        return ServingImage(uri, None, built=False, pushed=False, source="huggingface")
+    return build_and_push(
+        context=Path(image.context),
+        base_image=image.resolved_base_image(),
+        repository_name=image.repository,
+        tags=tags,
+        ledger=ledger,
+        dockerfile=image.dockerfile,
+        build_args=image.build_args,
     )

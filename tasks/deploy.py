@@ -1,0 +1,225 @@
+"""The endpoint steps of a release as Prefect tasks: each names its resource, makes the call through
+tasks/hosting.py or tasks/scaling.py, records what it created, and returns plain values.
+
+A task that finds its resource already in the ledger (a rerun of the same release id) returns it
+instead of creating it again, so a retried flow continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+
+from tasks import aws, hosting, naming, scaling
+from tasks.config import ReleaseConfig
+from tasks.endpoint_spec import (
+    Topics,
+    already_serving,
+    endpoint_config_request,
+    model_environment,
+    production_variant,
+    transform_job_request,
+)
+from tasks.errors import ResourceFailed
+from tasks.hosting import LiveEndpoint, ModelData
+from tasks.ledger import SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, SNS_TOPIC, Ledger
+from tasks.retry import task_options
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """Where the endpoint stands after the deploy step."""
+
+    name: str
+    arn: str | None
+    config_name: str
+    status: str
+    action: str  # created | updated | unchanged
+    previous_config: str | None
+
+
+@task(name="inspect-endpoint", **task_options())
+def inspect_endpoint(name: str) -> LiveEndpoint | None:
+    """The endpoint as it serves before the release, with its models (None when there is none)."""
+    live = hosting.live_endpoint(name)
+    if live is not None and live.status in hosting.ENDPOINT_FAILED:
+        raise ResourceFailed(
+            f"endpoint {name}",
+            live.status,
+            f"{live.failure_reason or 'no FailureReason given'}; a failed endpoint accepts only "
+            "DeleteEndpoint, fix: delete it (aws sagemaker delete-endpoint) and release again",
+        )
+    return live
+
+
+def desired_topics(config: ReleaseConfig) -> Topics | None:
+    """The SNS topics the config names; None when the release creates its own (compare with what runs)."""
+    settings = config.endpoint.async_inference
+    if settings is None:
+        return Topics()
+    if settings.create_topics:
+        return None
+    return Topics(settings.success_topic_arn, settings.error_topic_arn)
+
+
+def serves_release(
+    live: LiveEndpoint | None, config: ReleaseConfig, *, image_uri: str, model_data: ModelData
+) -> bool:
+    """True when `live` already serves this exact model, image and settings: nothing to deploy."""
+    return live is not None and already_serving(
+        live,
+        config,
+        image_uri=image_uri,
+        model_data=model_data,
+        environment=model_environment(config),
+        topics=desired_topics(config),
+    )
+
+
+@task(name="create-topics", **task_options())
+def create_topics(config: ReleaseConfig, release_id: str, ledger: Ledger) -> Topics:
+    """SNS success/error topics for an async endpoint, created for this release when the config asks."""
+    wanted = desired_topics(config)
+    if wanted is not None:
+        return wanted
+    sns = aws.client("sns")
+    arns: dict[str, str] = {}
+    for what in ("success", "error"):
+        name = naming.topic_name(config, release_id, what)
+        recorded = [e for e in ledger.find(SNS_TOPIC) if e.attrs.get("name") == name]
+        if recorded:
+            arns[what] = str(recorded[0].attrs["arn"])
+            continue
+        arn = str(sns.create_topic(Name=name, Tags=naming.tags(config, release_id))["TopicArn"])
+        ledger.record(SNS_TOPIC, arn, arn=arn, name=name)
+        arns[what] = arn
+    return Topics(arns["success"], arns["error"])
+
+
+@task(name="create-model", **task_options())
+def create_model(
+    config: ReleaseConfig, release_id: str, *, image_uri: str, model_data: ModelData, ledger: Ledger
+) -> str:
+    """The SageMaker model of this release: the serving image over the uploaded model data."""
+    name = naming.model_name(config, release_id)
+    if ledger.find(SAGEMAKER_MODEL, name):
+        return name
+    hosting.create_model(
+        name,
+        containers=[hosting.container_definition(image_uri, model_data, model_environment(config))],
+        role_arn=config.role_arn,
+        tags=naming.tags(config, release_id),
+        ledger=ledger,
+        endpoint=config.endpoint.name,
+    )
+    return name
+
+
+@task(name="create-endpoint-config", **task_options())
+def create_endpoint_config(
+    config: ReleaseConfig, release_id: str, *, model_name: str, topics: Topics, ledger: Ledger
+) -> str:
+    """The endpoint config of this release: one variant serving the new model."""
+    request = endpoint_config_request(
+        config, release_id, [production_variant(config, model_name)], topics=topics
+    )
+    name = str(request["EndpointConfigName"])
+    if not ledger.find(SAGEMAKER_ENDPOINT_CONFIG, name):
+        hosting.create_endpoint_config(request, ledger, endpoint=config.endpoint.name)
+    return name
+
+
+@task(name="create-endpoint", **task_options(retries=2))
+def create_endpoint(
+    config: ReleaseConfig, release_id: str, *, config_name: str, ledger: Ledger
+) -> EndpointState:
+    """A new endpoint on the release's config, waited on until InService."""
+    name = config.endpoint.name
+    timeouts = config.timeouts
+    if ledger.find(SAGEMAKER_ENDPOINT, name):
+        described = hosting.wait_for_endpoint(
+            name,
+            expect_config=config_name,
+            timeout_s=timeouts.endpoint_s,
+            interval_s=timeouts.poll_interval_s,
+        )
+    else:
+        described = hosting.create_endpoint(
+            name,
+            config_name,
+            tags=naming.tags(config, release_id),
+            ledger=ledger,
+            timeout_s=timeouts.endpoint_s,
+            interval_s=timeouts.poll_interval_s,
+        )
+    return EndpointState(name, described.get("EndpointArn"), config_name, "InService", "created", None)
+
+
+@task(name="update-endpoint", **task_options(retries=2))
+def update_endpoint(
+    config: ReleaseConfig,
+    *,
+    live: LiveEndpoint,
+    config_name: str,
+    ledger: Ledger,
+    deployment_config: dict[str, Any] | None = None,
+) -> EndpointState:
+    """Move a serving endpoint to the release's config (all at once), waiting until InService.
+
+    Autoscaling comes off the variants the update removes or re-types first; if the release fails,
+    the ledger puts the endpoint back on its previous config and registers them again.
+    Issue 5's rollout strategies call this with a DeploymentConfig, or shift weights themselves.
+    """
+    name = config.endpoint.name
+    timeouts = config.timeouts
+    recorded = ledger.find(SAGEMAKER_ENDPOINT, name)
+    if recorded:
+        previous = str(recorded[0].attrs.get("previous_config") or live.config_name)
+        described = hosting.wait_for_endpoint(
+            name,
+            expect_config=config_name,
+            timeout_s=timeouts.endpoint_s,
+            interval_s=timeouts.poll_interval_s,
+        )
+        return EndpointState(
+            name, described.get("EndpointArn"), config_name, "InService", "updated", previous
+        )
+    model_name = naming.model_name(config, config.require_release_id)
+    scaling.suspend_for_update(live, [production_variant(config, model_name)], ledger)
+    described = hosting.update_endpoint(
+        name,
+        config_name,
+        previous_config=live.config_name,
+        ledger=ledger,
+        timeout_s=timeouts.endpoint_s,
+        interval_s=timeouts.poll_interval_s,
+        deployment_config=deployment_config,
+    )
+    return EndpointState(
+        name, described.get("EndpointArn"), config_name, "InService", "updated", live.config_name
+    )
+
+
+@task(name="apply-scaling", **task_options())
+def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> scaling.AppliedScaling | None:
+    """Register the variant for autoscaling when the config asks; None otherwise."""
+    if not config.scaling.enabled:
+        return None
+    plan = scaling.plan_for(config, release_id)
+    return scaling.apply_scaling(plan, tags=naming.tags(config, release_id), ledger=ledger)
+
+
+@task(name="batch-transform", **task_options(retries=1))
+def run_transform_job(
+    config: ReleaseConfig, release_id: str, *, model_name: str, ledger: Ledger
+) -> dict[str, Any]:
+    """Score the dataset with a transform job; returns the final DescribeTransformJob."""
+    request = transform_job_request(config, release_id, model_name)
+    return hosting.create_transform_job(
+        request,
+        ledger=ledger,
+        timeout_s=config.timeouts.transform_job_s,
+        interval_s=config.timeouts.poll_interval_s,
+    )

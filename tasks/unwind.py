@@ -1,0 +1,162 @@
+"""How each kind of ledger entry is undone, and what an unwind must leave alone.
+
+Undoing is not always deleting: an endpoint that served before the release (entry attrs carry
+`previous_config`) is put back on that config; a scalable target that was registered before
+(`previous` snapshot) is registered again as it was. Anything the live endpoint still uses after the
+endpoint itself was handled (its config, its models, their model data) is kept, never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tasks import aws, hosting, scaling
+from tasks.config import split_s3_uri
+from tasks.ledger import (
+    AUTOSCALING_POLICY,
+    AUTOSCALING_TARGET,
+    CLOUDWATCH_ALARM,
+    ECR_IMAGE,
+    ECR_REPOSITORY,
+    S3_OBJECT,
+    S3_PREFIX,
+    SAGEMAKER_ENDPOINT,
+    SAGEMAKER_ENDPOINT_CONFIG,
+    SAGEMAKER_MODEL,
+    SAGEMAKER_TRANSFORM_JOB,
+    SNS_TOPIC,
+    Deleter,
+    LedgerEntry,
+)
+
+
+def deleters(*, endpoint_timeout_s: float = 1800, poll_interval_s: float = 10.0) -> dict[str, Deleter]:
+    """Kind -> function undoing one entry; waits are bounded by the given limits."""
+
+    def endpoint(entry: LedgerEntry) -> None:
+        previous = entry.attrs.get("previous_config")
+        if previous:
+            hosting.restore_endpoint(
+                entry.resource_id, str(previous), timeout_s=endpoint_timeout_s, interval_s=poll_interval_s
+            )
+        else:
+            hosting.delete_endpoint(
+                entry.resource_id, timeout_s=endpoint_timeout_s, interval_s=poll_interval_s
+            )
+
+    def transform_job(entry: LedgerEntry) -> None:
+        hosting.stop_transform_job(
+            entry.resource_id, timeout_s=endpoint_timeout_s, interval_s=poll_interval_s
+        )
+
+    return {
+        S3_OBJECT: delete_s3_object,
+        S3_PREFIX: delete_s3_prefix,
+        ECR_REPOSITORY: delete_repository,
+        ECR_IMAGE: delete_image,
+        SAGEMAKER_MODEL: lambda entry: hosting.delete_model(entry.resource_id),
+        SAGEMAKER_ENDPOINT_CONFIG: lambda entry: hosting.delete_endpoint_config(entry.resource_id),
+        SAGEMAKER_ENDPOINT: endpoint,
+        SAGEMAKER_TRANSFORM_JOB: transform_job,
+        AUTOSCALING_TARGET: undo_target,
+        AUTOSCALING_POLICY: delete_policy,
+        CLOUDWATCH_ALARM: lambda entry: scaling.delete_alarm(entry.resource_id),
+        SNS_TOPIC: lambda entry: aws.client("sns").delete_topic(
+            TopicArn=entry.attrs.get("arn", entry.resource_id)
+        ),
+    }
+
+
+def _bucket_and_key(entry: LedgerEntry) -> tuple[str, str]:
+    if "bucket" in entry.attrs and "key" in entry.attrs:
+        return str(entry.attrs["bucket"]), str(entry.attrs["key"])
+    return split_s3_uri(entry.resource_id)
+
+
+def delete_s3_object(entry: LedgerEntry) -> None:
+    bucket, key = _bucket_and_key(entry)
+    aws.client("s3").delete_object(Bucket=bucket, Key=key)
+
+
+def delete_s3_prefix(entry: LedgerEntry) -> None:
+    """Every object under the prefix (an uncompressed model's files)."""
+    bucket = str(entry.attrs.get("bucket") or split_s3_uri(entry.resource_id)[0])
+    prefix = str(entry.attrs.get("prefix") or split_s3_uri(entry.resource_id)[1])
+    if not prefix.endswith("/"):
+        prefix += "/"  # never widen a model's prefix to its siblings (models/abc vs models/abcd)
+    s3 = aws.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise RuntimeError(f"could not delete s3://{bucket}/{first['Key']}: {first.get('Message')}")
+
+
+def delete_repository(entry: LedgerEntry) -> None:
+    """The release created this repository, so it goes with every image in it."""
+    aws.client("ecr").delete_repository(repositoryName=entry.resource_id, force=True)
+
+
+def delete_image(entry: LedgerEntry) -> None:
+    answer = aws.client("ecr").batch_delete_image(
+        repositoryName=str(entry.attrs["repository"]), imageIds=[{"imageTag": str(entry.attrs["tag"])}]
+    )
+    problems = [f for f in answer.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
+    if problems:
+        raise RuntimeError(f"could not delete image {entry.resource_id}: {problems[0].get('failureReason')}")
+
+
+def undo_target(entry: LedgerEntry) -> None:
+    """Remove this release's registration; put back what was registered before, if anything."""
+    scaling.remove_target(entry.resource_id)
+    previous = entry.attrs.get("previous")
+    if previous:
+        scaling.restore(previous)
+
+
+def delete_policy(entry: LedgerEntry) -> None:
+    try:
+        scaling.delete_policy(str(entry.attrs["target"]), entry.resource_id)
+    except Exception as exc:
+        # Deregistering a target (or its earlier unwind) removes its policies too.
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+        if not message.startswith("No scaling policy found"):
+            raise
+
+
+def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
+    """`keep` for Ledger.unwind: spare what `endpoint_name` serves right now.
+
+    The endpoint's own entry is unwound before its config and models (last in, first out), so by then
+    the endpoint is back on its old config or gone; if putting it back failed, the new config, model
+    and model data it still serves are kept rather than pulled from under live traffic.
+    """
+
+    def keep(entry: LedgerEntry) -> bool:
+        if endpoint_name is None or entry.kind not in _SERVED_KINDS:
+            return False
+        live = hosting.live_endpoint(endpoint_name)
+        if live is None:
+            return False
+        if entry.kind == SAGEMAKER_ENDPOINT_CONFIG:
+            return live.config_name == entry.resource_id
+        if entry.kind == SAGEMAKER_MODEL:
+            return any(v.model_name == entry.resource_id for v in live.variants)
+        served_urls = {v.model_data.url for v in live.variants if v.model_data is not None}
+        return _s3_uri_of(entry) in served_urls
+
+    return keep
+
+
+_SERVED_KINDS = frozenset({SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, S3_OBJECT, S3_PREFIX})
+
+
+def _s3_uri_of(entry: LedgerEntry) -> str:
+    if entry.resource_id.startswith("s3://"):
+        uri = entry.resource_id
+    else:
+        bucket, key = _bucket_and_key(entry)
+        uri = f"s3://{bucket}/{key}"
+    return uri + "/" if entry.kind == S3_PREFIX and not uri.endswith("/") else uri
