@@ -1,0 +1,116 @@
+"""Container images: ECR URIs resolve to the local registry, everything else is pulled as given.
+
+CreateModel always names the ECR `repositoryUri:tag`; the release pushed the same repository and tag
+to $SAGEMAKER_RELEASE_REGISTRY, which stands in for ECR here. DeployedImages reports the digest the
+pull resolved to, in the ECR spelling, as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import httpx
+
+from emulator import settings
+
+_ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+
+
+class ImagePullError(Exception):
+    """The image cannot be pulled; the message says from where and why."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    host: str | None
+    repository: str  # path without host
+    tag: str | None
+    digest: str | None
+
+    @classmethod
+    def parse(cls, uri: str) -> ImageRef:
+        rest, _, digest = uri.partition("@")
+        host: str | None = None
+        first, sep, remainder = rest.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            host, rest = first, remainder
+        tag: str | None = None
+        if ":" in rest.rsplit("/", 1)[-1]:
+            rest, tag = rest.rsplit(":", 1)
+        return cls(host, rest, tag, digest or None)
+
+    @property
+    def is_ecr(self) -> bool:
+        return self.host is not None and _ECR_HOST.match(self.host) is not None
+
+    def name(self, host: str | None = None) -> str:
+        """Repository with its host; `host` replaces the original one."""
+        use = host if host is not None else self.host
+        return f"{use}/{self.repository}" if use else self.repository
+
+    def reference(self, host: str | None = None) -> str:
+        suffix = f"@{self.digest}" if self.digest else f":{self.tag or 'latest'}"
+        return self.name(host) + suffix
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    specified: str  # as given in CreateModel
+    resolved: str  # repository@sha256:… in the spelling of `specified`
+    local_id: str  # docker image id to run
+
+
+def pull_reference(uri: str) -> str:
+    """What the engine pulls for `uri`: ECR hosts map to the local registry."""
+    ref = ImageRef.parse(uri)
+    return ref.reference(settings.registry_host()) if ref.is_ecr else ref.reference()
+
+
+def pull(client: docker.DockerClient, uri: str) -> PulledImage:
+    ref = ImageRef.parse(uri)
+    local = pull_reference(uri)
+    if not ref.is_ecr:
+        try:
+            image = client.images.get(local)
+            return PulledImage(uri, _resolved(ref, image.attrs.get("RepoDigests", []), image.id), image.id)
+        except docker.errors.ImageNotFound:
+            pass
+    try:
+        image = client.images.pull(local)
+    except docker.errors.APIError as error:
+        explanation = getattr(error, "explanation", None) or str(error)
+        raise ImagePullError(f"pulling {local} failed: {explanation}") from error
+    return PulledImage(uri, _resolved(ref, image.attrs.get("RepoDigests", []), image.id), image.id)
+
+
+def _resolved(ref: ImageRef, repo_digests: list[str], image_id: str) -> str:
+    if ref.digest:
+        return ref.name() + "@" + ref.digest
+    for entry in repo_digests:
+        name, _, digest = entry.partition("@")
+        if name.endswith("/" + ref.repository) or name == ref.repository:
+            return ref.name() + "@" + digest
+    # A local-only image has no registry digest; its content id is the closest stable identity.
+    return ref.name() + "@" + image_id
+
+
+async def exists_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
+    """Whether an ECR image exists in the local registry; None when `uri` is not an ECR image."""
+    ref = ImageRef.parse(uri)
+    if not ref.is_ecr:
+        return None
+    version = ref.digest or ref.tag or "latest"
+    url = f"http://{settings.registry_host()}/v2/{ref.repository}/manifests/{version}"
+    response = await http.head(url, headers={"Accept": _MANIFEST_TYPES}, timeout=10)
+    return response.status_code == 200

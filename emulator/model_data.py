@@ -1,0 +1,189 @@
+"""Model data: fetched from S3 (moto here), unpacked safely, cached by content, mounted read-only.
+
+A tarball may not write outside the model folder or link out of it (tarfile's `data` filter refuses
+absolute paths, `..`, links leaving the folder and device files); an S3 prefix may not hold keys
+that escape it. Each unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the
+same data reuses it and re-creating containers after a restart does not need S3 at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from botocore.exceptions import ClientError
+from isal import igzip
+
+S3ClientFactory = Callable[[], Any]
+
+
+class ModelDataError(Exception):
+    """Model data cannot be used; the message names the S3 location and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelDataSpec:
+    s3_uri: str
+    data_type: str  # S3Object | S3Prefix
+    compression: str  # Gzip | None
+
+    @classmethod
+    def from_container(cls, container: dict[str, Any]) -> ModelDataSpec | None:
+        if container.get("ModelDataUrl"):
+            return cls(container["ModelDataUrl"], "S3Object", "Gzip")
+        source = (container.get("ModelDataSource") or {}).get("S3DataSource")
+        if source:
+            return cls(source["S3Uri"], source["S3DataType"], source["CompressionType"])
+        return None
+
+    @property
+    def bucket_and_key(self) -> tuple[str, str]:
+        if not self.s3_uri.startswith("s3://"):
+            raise ModelDataError(f"model data location {self.s3_uri} is not an s3:// URI")
+        bucket, _, key = self.s3_uri[5:].partition("/")
+        return bucket, key
+
+
+@dataclass(frozen=True)
+class PreparedModelData:
+    cache_key: str
+    path: Path  # the folder mounted at /opt/ml/model
+
+
+class ModelDataCache:
+    def __init__(self, root: Path, s3: S3ClientFactory) -> None:
+        self.root = root
+        self._s3 = s3
+
+    # -- S3 ---------------------------------------------------------------------------------------
+
+    def _objects(self, spec: ModelDataSpec) -> list[tuple[str, str, int]]:
+        """(key, etag, size) of every object the spec covers; empty when nothing is there."""
+        bucket, key = spec.bucket_and_key
+        client = self._s3()
+        if spec.data_type == "S3Object":
+            try:
+                head = client.head_object(Bucket=bucket, Key=key)
+            except ClientError as error:
+                if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+                    return []
+                raise
+            return [(key, head["ETag"], head["ContentLength"])]
+        found: list[tuple[str, str, int]] = []
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                found += [(o["Key"], o["ETag"], o["Size"]) for o in page.get("Contents", [])]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "NoSuchBucket":
+                return []
+            raise
+        return [entry for entry in found if not entry[0].endswith("/")]
+
+    def exists(self, spec: ModelDataSpec) -> bool:
+        return bool(self._objects(spec))
+
+    # -- cache ------------------------------------------------------------------------------------
+
+    def prepare(self, spec: ModelDataSpec) -> PreparedModelData:
+        objects = self._objects(spec)
+        if not objects:
+            raise ModelDataError(
+                f"Failed to download model data from {spec.s3_uri}: no S3 object is there. "
+                "Upload the model data, or fix the model's ModelDataUrl/ModelDataSource."
+            )
+        identity = json.dumps([spec.s3_uri, spec.data_type, spec.compression, sorted(objects)])
+        cache_key = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        final = self.root / cache_key
+        if (final / "complete").exists():
+            return PreparedModelData(cache_key, final / "model")
+        partial = self.root / f".{cache_key}.{uuid.uuid4().hex[:8]}"
+        target = partial / "model"
+        target.mkdir(parents=True)
+        try:
+            self._fill(spec, objects, partial, target)
+            _make_readable(target)
+            (partial / "complete").write_text(spec.s3_uri)
+            if final.exists():  # a concurrent prepare of the same data finished first
+                shutil.rmtree(partial)
+            else:
+                partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return PreparedModelData(cache_key, final / "model")
+
+    def _fill(
+        self, spec: ModelDataSpec, objects: list[tuple[str, str, int]], work: Path, target: Path
+    ) -> None:
+        bucket, base = spec.bucket_and_key
+        client = self._s3()
+        if spec.data_type == "S3Prefix":
+            for key, _, _ in objects:
+                relative = _safe_relative(key[len(base) :], spec.s3_uri)
+                destination = target / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, key, str(destination))
+            return
+        if spec.compression == "None":
+            client.download_file(bucket, base, str(target / PurePosixPath(base).name))
+            return
+        archive = work / "model.tar.gz"
+        client.download_file(bucket, base, str(archive))
+        try:
+            unpack_tarball(archive, target)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def prune(self, keep: set[str]) -> None:
+        """Remove unpacked data no deployment uses any more."""
+        if not self.root.exists():
+            return
+        for entry in self.root.iterdir():
+            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _make_readable(folder: Path) -> None:
+    # The serving container may run as any user; SageMaker's /opt/ml/model is world-readable too.
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | (0o555 if path.is_dir() else 0o444))
+
+
+def _safe_relative(relative: str, uri: str) -> PurePosixPath:
+    path = PurePosixPath(relative.lstrip("/"))
+    if not relative or relative.startswith("/") or ".." in path.parts:
+        raise ModelDataError(
+            f"model data under {uri} has an object key {relative!r} that would land outside "
+            "/opt/ml/model; rename the object"
+        )
+    return path
+
+
+def unpack_tarball(archive: Path, target: Path) -> None:
+    """Unpack a gzipped tarball into `target`, refusing anything that would escape it."""
+    try:
+        with igzip.open(archive, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in _members(tar):
+                tar.extract(member, target, filter="data")
+    except tarfile.FilterError as error:
+        raise ModelDataError(f"model data tarball is unsafe and was not unpacked: {error}") from error
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ModelDataError(f"model data is not a readable gzipped tarball: {error}") from error
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    # Stream mode: members must be extracted in order as they are read.
+    member = tar.next()
+    while member is not None:
+        yield member
+        member = tar.next()

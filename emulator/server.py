@@ -1,0 +1,168 @@
+"""The SageMaker emulator process: control plane and runtime in one event loop, on two ports.
+
+Both APIs share one view of the endpoints (the runtime routes to the containers the control plane
+started), so they run in one process: one uvicorn server listening on two sockets, dispatching on
+the port a request arrived at. `python -m emulator.server` is what `python -m emulator up` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import docker
+import httpx
+import uvicorn
+from botocore.config import Config
+
+from emulator import settings
+from emulator.async_inference import AsyncInference
+from emulator.endpoints import EndpointEngine
+from emulator.fleet import Fleet
+from emulator.invocations import InvocationLog
+from emulator.model_data import ModelDataCache
+from emulator.runtime_api import Runtime
+from emulator.runtime_api import build_app as build_runtime_app
+from emulator.sagemaker_api import SageMakerApi, service_model
+from emulator.sagemaker_api import build_app as build_control_app
+from emulator.store import Store
+
+log = logging.getLogger("emulator.server")
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+@dataclass
+class Emulator:
+    """Everything one emulator process holds; later work (metrics, alarms) hooks in here."""
+
+    store: Store
+    engine: EndpointEngine
+    runtime: Runtime
+    jobs: AsyncInference
+    invocations: InvocationLog
+    http: httpx.AsyncClient
+
+
+def _client_config() -> Config:
+    return Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+
+
+async def build(state: Path) -> Emulator:
+    limits = settings.Limits.from_env()
+    store = Store.open(state / "emulator")
+    owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    fleet = Fleet(docker.from_env(timeout=300), owner)
+    session = boto3.session.Session(region_name=settings.region())
+    s3 = session.client("s3", config=_client_config())
+    sns = session.client("sns", config=_client_config())
+    model_data = ModelDataCache(state / "emulator" / "model-data", lambda: s3)
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+    # Containers must see the caller's Accept (or none), not the HTTP client's default "*/*".
+    del http.headers["accept"]
+    engine = EndpointEngine(store, fleet, model_data, http, limits)
+    invocations = InvocationLog()
+    runtime = Runtime(engine, http, invocations, limits.invocation_timeout)
+    jobs = AsyncInference(runtime, lambda: s3, lambda: sns, state / "emulator" / "async-jobs")
+    return Emulator(store, engine, runtime, jobs, invocations, http)
+
+
+def dispatch_by_port(by_port: dict[int, ASGIApp]) -> ASGIApp:
+    async def app(
+        scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            while message["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        port = scope["server"][1]
+        await by_port[port](scope, receive, send)
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    state: Path, host: str, control_port: int, runtime_port: int, on_serving: Callable[[], None]
+) -> None:
+    control_sock, runtime_sock = bind(host, control_port), bind(host, runtime_port)
+    emulator = await build(state)
+    api = SageMakerApi(emulator.engine, emulator.engine.model_data, emulator.http, service_model())
+    app = dispatch_by_port(
+        {
+            control_sock.getsockname()[1]: build_control_app(api),
+            runtime_sock.getsockname()[1]: build_runtime_app(emulator.runtime, emulator.jobs),
+        }
+    )
+    await emulator.engine.restore()
+    emulator.jobs.restore()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    log.info(
+        "SageMaker emulator on %s:%d (control plane) and %s:%d (runtime), state in %s",
+        host,
+        control_sock.getsockname()[1],
+        host,
+        runtime_sock.getsockname()[1],
+        state,
+    )
+    on_serving()
+    try:
+        await server.serve(sockets=[control_sock, runtime_sock])
+    finally:
+        await emulator.jobs.shutdown()
+        await emulator.engine.shutdown()
+        await emulator.http.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulator.server", description=__doc__)
+    parser.add_argument("--state", type=Path, default=settings.state_dir())
+    parser.add_argument("--host", default=settings.HOST)
+    parser.add_argument("--control-port", type=int, default=settings.SAGEMAKER_PORT)
+    parser.add_argument("--runtime-port", type=int, default=settings.RUNTIME_PORT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # While uvicorn serves, it handles SIGTERM/SIGINT itself (graceful stop) and afterwards re-raises
+    # the signal to the handler installed here; before that (restoring endpoints) a signal stops us.
+    serving = False
+
+    def stop(signum: int, frame: object) -> None:
+        if not serving:
+            raise KeyboardInterrupt
+
+    def now_serving() -> None:
+        nonlocal serving
+        serving = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.state, args.host, args.control_port, args.runtime_port, now_serving))
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Fixed addresses, the state folder and the environment a client needs to reach the local stack.
+
+CONTRIBUTING.md fixes these values; everything that starts a server or prints the client environment
+reads them from here so the stack, the emulator and the tests cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+REGISTRY_PORT = 5000
+MOTO_PORT = 4566
+SAGEMAKER_PORT = 4577
+RUNTIME_PORT = 4578
+HUB_PORT = 4588
+
+ACCOUNT_ID = "123456789012"  # moto's account; every ARN the emulator makes uses it
+DEFAULT_REGION = "us-east-1"
+CONTAINER_LABEL = "sagemaker-release.emulator"
+
+
+def state_dir() -> Path:
+    """The one ignored folder holding logs, pids and the emulator's persisted resources."""
+    override = os.environ.get("SAGEMAKER_RELEASE_STATE_DIR")
+    return Path(override).resolve() if override else REPO_ROOT / ".state"
+
+
+def region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def registry_host() -> str:
+    """host:port that stands in for ECR: images are pushed there and the emulator pulls from there."""
+    return os.environ.get("SAGEMAKER_RELEASE_REGISTRY") or f"{HOST}:{REGISTRY_PORT}"
+
+
+@dataclass(frozen=True)
+class ClientEnv:
+    """What `python -m emulator env` prints: standard AWS/HF variables pointing at the local servers."""
+
+    values: dict[str, str]
+
+    def export_lines(self) -> list[str]:
+        return [f"export {name}={value}" for name, value in self.values.items()]
+
+
+def client_env() -> ClientEnv:
+    return ClientEnv(
+        {
+            "AWS_ENDPOINT_URL": f"http://{HOST}:{MOTO_PORT}",
+            "AWS_ENDPOINT_URL_SAGEMAKER": f"http://{HOST}:{SAGEMAKER_PORT}",
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://{HOST}:{RUNTIME_PORT}",
+            "HF_ENDPOINT": f"http://{HOST}:{HUB_PORT}",
+            "SAGEMAKER_RELEASE_REGISTRY": f"{HOST}:{REGISTRY_PORT}",
+            "AWS_DEFAULT_REGION": DEFAULT_REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts and quotas of the emulator; AWS's values unless an environment variable overrides."""
+
+    startup_health_timeout: float  # when the variant sets no ContainerStartupHealthCheckTimeoutInSeconds
+    model_download_timeout: float  # when the variant sets no ModelDataDownloadTimeoutInSeconds
+    image_pull_timeout: float
+    invocation_timeout: float  # real-time InvokeEndpoint: 60 s on SageMaker
+    instance_quota: int  # instances per instance type across endpoints ("ml.m5.large for endpoint usage")
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            startup_health_timeout=_env_float("SAGEMAKER_EMULATOR_STARTUP_TIMEOUT", 600.0),
+            model_download_timeout=_env_float("SAGEMAKER_EMULATOR_DOWNLOAD_TIMEOUT", 1200.0),
+            image_pull_timeout=_env_float("SAGEMAKER_EMULATOR_PULL_TIMEOUT", 900.0),
+            invocation_timeout=_env_float("SAGEMAKER_EMULATOR_INVOCATION_TIMEOUT", 60.0),
+            instance_quota=int(_env_float("SAGEMAKER_EMULATOR_INSTANCE_QUOTA", 10)),
+        )

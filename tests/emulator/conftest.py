@@ -1,0 +1,51 @@
+"""Fixtures for the emulator tests: boto3 clients on the local stack, images in its registry, and a
+`resources` fixture that deletes every SageMaker resource a test created."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from emulator_support import HERE, Aws, Resources, make_clients, push_to_registry
+
+
+@pytest.fixture(scope="session")
+def aws(stack: dict[str, str]) -> Aws:
+    return make_clients(stack)
+
+
+@pytest.fixture(scope="session")
+def bucket(aws: Aws) -> str:
+    name = f"emulator-tests-{uuid.uuid4().hex[:8]}"
+    aws.s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def double_image(stack: dict[str, str]) -> str:
+    """ECR URI of the stdlib test double (tests/emulator/double), built and pushed once."""
+    context = HERE / "double"
+    digest = hashlib.sha256(
+        b"".join((context / name).read_bytes() for name in ("Dockerfile", "double.py"))
+    ).hexdigest()[:12]
+    local = f"sagemaker-release-tests/double:{digest}"
+    exists = subprocess.run(["docker", "image", "inspect", local], capture_output=True).returncode == 0
+    if not exists:
+        subprocess.run(["docker", "build", "-q", "-t", local, str(context)], check=True, capture_output=True)
+    return push_to_registry(local, "emulator-tests/double")
+
+
+@pytest.fixture(scope="session")
+def serving_ecr_image(stack: dict[str, str], serving_image: str) -> str:
+    """ECR URI of the real serving image, pushed to the local registry as a release would."""
+    return push_to_registry(serving_image, "emulator-tests/serving")
+
+
+@pytest.fixture
+def resources(aws: Aws, bucket: str) -> Iterator[Resources]:
+    created = Resources(aws, bucket)
+    yield created
+    created.cleanup()
