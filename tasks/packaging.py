@@ -1,0 +1,247 @@
+"""Package: a deterministic model.tar.gz compressed on every core, or the files as they are for an S3 prefix.
+
+Determinism is what makes uploads skippable: entries are sorted and carry a fixed mtime, owner and mode,
+and the gzip stream has no timestamp or file name, so the same files always give the same bytes and the
+same sha256 -- the archive's S3 key. Compression is isal's threaded igzip: its blocks are cut by size,
+not by thread, so the output does not depend on how many threads made it.
+
+The uncompressed layout (SageMaker's S3Prefix with CompressionType None) skips compression and lets
+SageMaker fetch the files in parallel; for multi-GB weights, which barely compress, it is the better
+choice. Its digest covers every file's path, size and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from isal import igzip_threaded
+from prefect import task
+
+from tasks.config import PackagingConfig
+from tasks.logs import run_logger
+from tasks.model_source import ModelSnapshot
+from tasks.progress import ByteProgress, ProgressCallback, no_progress
+from tasks.retry import task_options
+from tasks.state_dir import state_subdir
+
+ARCHIVE_NAME = "model.tar.gz"
+FIXED_MTIME = 0
+FILE_MODE = 0o644
+BLOCK_SIZE = 1 << 20  # igzip block; part of the output's identity, so never derive it from the machine
+READ_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """What goes to S3: one archive (`kind` "tar.gz") or a folder of files (`kind` "prefix").
+
+    `digest` is the archive's sha256, or for a prefix the sha256 of its manifest; it names the S3 key.
+    `files` are the model's relative paths; `file_digests` (prefix only) their sizes and sha256s.
+    """
+
+    kind: Literal["tar.gz", "prefix"]
+    path: str
+    digest: str
+    size_bytes: int
+    source_bytes: int
+    files: tuple[str, ...]
+    file_digests: tuple[FileDigest, ...] = ()
+
+    @property
+    def compression(self) -> Literal["Gzip", "None"]:
+        return "Gzip" if self.kind == "tar.gz" else "None"
+
+
+class _HashingWriter(io.RawIOBase):
+    """Writes to a file while hashing and counting the bytes (the compressed stream)."""
+
+    def __init__(self, file: io.BufferedWriter) -> None:
+        self._file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.mode = FILE_MODE
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _check_member(name: str) -> None:
+    if name.startswith("/") or ".." in Path(name).parts or not name:
+        raise ValueError(
+            f"refusing to package {name!r}: archive members must be relative paths inside the model"
+        )
+
+
+def worker_threads(requested: int) -> int:
+    """Compression threads: `requested`, or every CPU this process may use when 0."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def write_tar_gz(
+    source: Path,
+    files: Sequence[str],
+    dest: Path,
+    *,
+    level: int = 1,
+    threads: int = 0,
+    on_progress: ProgressCallback = no_progress,
+) -> tuple[str, int]:
+    """Write `files` (relative to `source`) into a deterministic tar.gz at `dest`; return (sha256, size).
+
+    Symlinks (the Hub cache's layout) are followed: the archive holds the files' contents.
+    """
+    names = sorted(files)
+    for name in names:
+        _check_member(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as raw:
+        hashed = _HashingWriter(raw)
+        # threads >= 1 always: threads=0 would switch isal to its single-stream writer, whose bytes differ.
+        with igzip_threaded.open(
+            hashed, "wb", compresslevel=level, threads=worker_threads(threads), block_size=BLOCK_SIZE
+        ) as gz:
+            _write_tar_stream(gz, source, names, on_progress)
+    return hashed.sha256.hexdigest(), hashed.size
+
+
+def _write_tar_stream(
+    out: IO[bytes], source: Path, names: Sequence[str], on_progress: ProgressCallback
+) -> None:
+    # tarfile's own writer copies through a 16 KiB buffer and needs a seekable target; writing the
+    # (standard pax) headers ourselves lets file data flow to the compressor in large zero-copy chunks.
+    buffer = bytearray(READ_CHUNK)
+    view = memoryview(buffer)
+    offset = 0
+    for name in names:
+        with (source / name).open("rb", buffering=0) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header = _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            out.write(header)
+            remaining = size
+            while remaining:
+                count = handle.readinto(view[: min(READ_CHUNK, remaining)])
+                if not count:
+                    raise OSError(f"{source / name} shrank while it was being packaged")
+                out.write(view[:count])
+                remaining -= count
+                on_progress(count)
+        padding = -size % tarfile.BLOCKSIZE
+        out.write(bytes(padding))
+        offset += len(header) + size + padding
+    # End of archive: two zero blocks, then zeros up to a whole record, as tar(1) and tarfile write it.
+    offset += 2 * tarfile.BLOCKSIZE
+    out.write(bytes(2 * tarfile.BLOCKSIZE + (-offset % tarfile.RECORDSIZE)))
+
+
+def file_digests(
+    source: Path, files: Sequence[str], on_progress: ProgressCallback = no_progress
+) -> tuple[FileDigest, ...]:
+    """sha256 and size of each file, sorted by path."""
+    digests = []
+    for name in sorted(files):
+        _check_member(name)
+        sha = hashlib.sha256()
+        size = 0
+        with (source / name).open("rb") as handle:
+            while chunk := handle.read(READ_CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                on_progress(len(chunk))
+        digests.append(FileDigest(name, size, sha.hexdigest()))
+    return tuple(digests)
+
+
+def manifest_digest(digests: Sequence[FileDigest]) -> str:
+    """One sha256 over every file's path, size and sha256: the identity of an uncompressed model."""
+    manifest = "".join(f"{d.sha256}  {d.size}  {d.path}\n" for d in sorted(digests, key=lambda d: d.path))
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
+def build_artifact(
+    snapshot: ModelSnapshot,
+    packaging: PackagingConfig,
+    out_dir: Path | None = None,
+    on_progress: ProgressCallback = no_progress,
+) -> ModelArtifact:
+    """Package a snapshot (plain function; `package_model` is the Prefect task)."""
+    source = Path(snapshot.path)
+    if packaging.format == "s3_prefix":
+        digests = file_digests(source, snapshot.files, on_progress)
+        total = sum(d.size for d in digests)
+        names = tuple(d.path for d in digests)
+        return ModelArtifact("prefix", str(source), manifest_digest(digests), total, total, names, digests)
+    out = out_dir or state_subdir("packages")
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{ARCHIVE_NAME}.{os.getpid()}.partial"
+    sha256, size = write_tar_gz(
+        source,
+        snapshot.files,
+        partial,
+        level=packaging.compression_level,
+        threads=packaging.threads,
+        on_progress=on_progress,
+    )
+    final = out / sha256 / ARCHIVE_NAME
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, final)
+    return ModelArtifact(
+        "tar.gz", str(final), sha256, size, snapshot.total_bytes, tuple(sorted(snapshot.files))
+    )
+
+
+@task(name="package-model", timeout_seconds=3 * 3600, **task_options(retries=1))
+def package_model(
+    snapshot: ModelSnapshot, packaging: PackagingConfig, out_dir: str | None = None
+) -> ModelArtifact:
+    """Package the model files as a deterministic model.tar.gz, or prepare them for an S3 prefix."""
+    what = "packaging model.tar.gz" if packaging.format == "tar.gz" else "hashing model files"
+    progress = ByteProgress(what, snapshot.total_bytes)
+    artifact = build_artifact(snapshot, packaging, Path(out_dir) if out_dir else None, progress)
+    progress.finish()
+    ratio = artifact.size_bytes / artifact.source_bytes if artifact.source_bytes else 1.0
+    run_logger().info(
+        "packaged %s as %s %s (%.1f MiB, ratio %.3f)",
+        snapshot.describe(),
+        artifact.kind,
+        artifact.digest[:12],
+        artifact.size_bytes / 2**20,
+        ratio,
+    )
+    return artifact

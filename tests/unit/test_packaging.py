@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tasks.config import PackagingConfig
+from tasks.model_source import ModelSnapshot
+from tasks.packaging import build_artifact, manifest_digest, write_tar_gz
+
+FILES = {
+    "config.json": b'{"hidden_size": 8}',
+    "model.safetensors": os.urandom(3 << 20) + bytes(1 << 20),
+    "1_Pooling/config.json": b"{}",
+    "tokenizer.json": b"{" + b'"a": 1,' * 5000 + b"}",
+}
+
+
+def _snapshot(root: Path, files: dict[str, bytes] = FILES) -> ModelSnapshot:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return ModelSnapshot(str(root), tuple(sorted(files)), sum(len(d) for d in files.values()))
+
+
+def test_same_input_gives_the_same_bytes_whatever_the_threads_or_times(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path / "model")
+    first = build_artifact(snap, PackagingConfig(threads=1), tmp_path / "a")
+    os.utime(tmp_path / "model" / "config.json", (1, 1))
+    (tmp_path / "model" / "config.json").chmod(0o600)
+    second = build_artifact(snap, PackagingConfig(threads=3), tmp_path / "b")
+    assert first.digest == second.digest
+    assert Path(first.path).read_bytes() == Path(second.path).read_bytes()
+    assert hashlib.sha256(Path(first.path).read_bytes()).hexdigest() == first.digest
+    assert Path(first.path) == tmp_path / "a" / first.digest / "model.tar.gz"
+    assert first.size_bytes == Path(first.path).stat().st_size
+    assert first.kind == "tar.gz" and first.compression == "Gzip"
+
+
+def test_changed_content_changes_the_digest(tmp_path: Path) -> None:
+    first = build_artifact(_snapshot(tmp_path / "m1"), PackagingConfig(), tmp_path / "out")
+    changed = dict(FILES, **{"config.json": b'{"hidden_size": 9}'})
+    second = build_artifact(_snapshot(tmp_path / "m2", changed), PackagingConfig(), tmp_path / "out")
+    assert first.digest != second.digest
+
+
+def test_archive_is_a_plain_tar_gz_with_fixed_metadata(tmp_path: Path) -> None:
+    artifact = build_artifact(_snapshot(tmp_path / "model"), PackagingConfig(), tmp_path / "out")
+    with tarfile.open(artifact.path, "r:gz") as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == sorted(FILES)
+        for member in members:
+            assert (member.mtime, member.uid, member.gid, member.mode, member.uname) == (0, 0, 0, 0o644, "")
+            handle = tar.extractfile(member)
+            assert handle is not None and handle.read() == FILES[member.name]
+    # GNU tar, the way SageMaker unpacks model.tar.gz, reads it too.
+    listing = subprocess.run(
+        ["tar", "-tzf", artifact.path], check=True, capture_output=True, text=True
+    ).stdout
+    assert listing.split() == sorted(FILES)
+    with open(artifact.path, "rb") as raw:
+        header = raw.read(10)
+    assert header[4:8] == b"\0\0\0\0", "gzip header must carry no timestamp"
+
+
+def test_symlinked_files_are_packaged_by_content(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "abc").write_bytes(b"weights")
+    snap_dir = tmp_path / "snapshot"
+    snap_dir.mkdir()
+    (snap_dir / "model.safetensors").symlink_to(blobs / "abc")
+    artifact = build_artifact(
+        ModelSnapshot(str(snap_dir), ("model.safetensors",), 7), PackagingConfig(), tmp_path / "out"
+    )
+    with tarfile.open(artifact.path, "r:gz") as tar:
+        member = tar.getmember("model.safetensors")
+        assert member.isfile() and member.size == 7
+
+
+def test_progress_reports_every_source_byte(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path / "model")
+    seen: list[int] = []
+    build_artifact(snap, PackagingConfig(), tmp_path / "out", on_progress=seen.append)
+    assert sum(seen) == snap.total_bytes
+
+
+def test_refuses_members_outside_the_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="relative paths"):
+        write_tar_gz(tmp_path, ["../etc/passwd"], tmp_path / "x.tar.gz")
+    with pytest.raises(ValueError, match="relative paths"):
+        write_tar_gz(tmp_path, ["/etc/passwd"], tmp_path / "x.tar.gz")
+
+
+def test_prefix_layout_keeps_files_as_they_are(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path / "model")
+    artifact = build_artifact(snap, PackagingConfig(format="s3_prefix"), tmp_path / "out")
+    assert artifact.kind == "prefix" and artifact.compression == "None"
+    assert artifact.path == str(tmp_path / "model")
+    assert artifact.files == tuple(sorted(FILES))
+    by_path = {d.path: d for d in artifact.file_digests}
+    assert by_path["config.json"].sha256 == hashlib.sha256(FILES["config.json"]).hexdigest()
+    assert artifact.digest == manifest_digest(artifact.file_digests)
+    again = build_artifact(_snapshot(tmp_path / "copy"), PackagingConfig(format="s3_prefix"))
+    assert again.digest == artifact.digest, "the digest depends on content, not on where the files are"
+    assert not (tmp_path / "out").exists(), "the prefix layout writes nothing"
