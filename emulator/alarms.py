@@ -1,0 +1,240 @@
+"""The CloudWatch alarm evaluator moto lacks: reads alarms and datapoints, sets alarm states.
+
+Every `interval_s` it lists the metric alarms (DescribeAlarms), fetches each one's evaluation range
+of datapoints, judges it with `emulator.alarm_rules` and calls SetAlarmState when the state changes,
+with a StateReason worded as CloudWatch words it. Periods are aligned to multiples of Period since the
+epoch, as CloudWatch aligns them; only periods that ended at least `settle_s` ago are evaluated, so a
+datapoint still in the publisher's queue is not mistaken for a missing one. High-resolution periods
+(10 s, 30 s) work, which is what tests use.
+
+Where datapoints come from:
+* Sum, Average, Minimum, Maximum, SampleCount: GetMetricStatistics, one call per period with
+  StartTime/EndTime on the period's bounds (moto anchors its buckets on the first datapoint, so one
+  call over the whole range would cut periods in the wrong places).
+* pNN: from the publisher's `SampleWindow` for series it publishes (moto ignores ExtendedStatistics),
+  else from GetMetricStatistics' ExtendedStatistics (what real CloudWatch answers); none is missing.
+
+Alarm actions are not executed. moto creates alarms in state OK with the reason "Unchecked: Initial
+alarm creation"; CloudWatch creates them in INSUFFICIENT_DATA, so that is the state judged from.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from emulator.alarm_rules import (
+    INSUFFICIENT_DATA,
+    AlarmRule,
+    Datapoint,
+    UnsupportedAlarm,
+    Verdict,
+    evaluate,
+    parse_percentile,
+)
+from emulator.metrics import CloudWatchClientFactory, SampleWindow, percentile
+
+log = logging.getLogger("emulator.alarms")
+
+UNCHECKED_REASON = "Unchecked: Initial alarm creation"
+STANDARD_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
+
+
+def period_starts(rule: AlarmRule, now: float, settle_s: float) -> list[float]:
+    """Start times of the evaluation range's periods, oldest first; the newest ended by now - settle_s."""
+    end = (int(now - settle_s) // rule.period) * rule.period
+    count = rule.evaluation_range
+    return [float(end - (count - i) * rule.period) for i in range(count)]
+
+
+def low_sample_limit(p: float) -> float:
+    """Fewer samples than this make a percentile statistically weak (CloudWatch's rule)."""
+    share = p / 100.0
+    if share >= 0.5:
+        return 10.0 / (1.0 - share) if share < 1.0 else float("inf")
+    return 10.0 / share
+
+
+class DatapointReader:
+    """Fetches one alarm's datapoints per period from CloudWatch, or from the sample window."""
+
+    def __init__(self, cloudwatch: CloudWatchClientFactory, samples: SampleWindow | None = None) -> None:
+        self._cloudwatch = cloudwatch
+        self.samples = samples
+
+    def read(self, rule: AlarmRule, starts: Sequence[float]) -> list[Datapoint]:
+        p = parse_percentile(rule.statistic) if rule.extended else None
+        if (
+            p is not None
+            and self.samples is not None
+            and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions)
+        ):
+            return [self._from_samples(rule, p, start) for start in starts]
+        return [self._from_cloudwatch(rule, start) for start in starts]
+
+    def _from_samples(self, rule: AlarmRule, p: float, start: float) -> Datapoint:
+        assert self.samples is not None
+        values = self.samples.values(
+            rule.namespace, rule.metric_name, rule.dimensions, start, start + rule.period
+        )
+        if not values:
+            return Datapoint(start, None)
+        return Datapoint(
+            start, percentile(values, p), float(len(values)), low_sample=len(values) < low_sample_limit(p)
+        )
+
+    def _from_cloudwatch(self, rule: AlarmRule, start: float) -> Datapoint:
+        request: dict[str, Any] = {
+            "Namespace": rule.namespace,
+            "MetricName": rule.metric_name,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in rule.dimensions],
+            "StartTime": datetime.fromtimestamp(start, UTC),
+            "EndTime": datetime.fromtimestamp(start + rule.period, UTC),
+            "Period": rule.period,
+        }
+        if rule.extended:
+            request["ExtendedStatistics"] = [rule.statistic]
+            request["Statistics"] = ["SampleCount"]
+        else:
+            request["Statistics"] = sorted({rule.statistic, "SampleCount"})
+        if rule.unit:
+            request["Unit"] = rule.unit
+        points = self._cloudwatch().get_metric_statistics(**request).get("Datapoints", [])
+        if not points:
+            return Datapoint(start, None)
+        point = points[0]
+        if rule.extended:
+            value = (point.get("ExtendedStatistics") or {}).get(rule.statistic)
+        else:
+            value = point.get(rule.statistic)
+        count = point.get("SampleCount")
+        if value is None:
+            return Datapoint(start, None)
+        return Datapoint(start, float(value), float(count) if count is not None else None)
+
+
+@dataclass(frozen=True)
+class AlarmOutcome:
+    """What one evaluation of one alarm concluded."""
+
+    name: str
+    previous: str
+    state: str
+    changed: bool
+    reason: str
+
+
+def effective_state(alarm: Mapping[str, Any]) -> str:
+    """The alarm's state as CloudWatch would have it (moto's fresh alarms say OK, unchecked)."""
+    if str(alarm.get("StateReason") or "").startswith(UNCHECKED_REASON):
+        return INSUFFICIENT_DATA
+    return str(alarm.get("StateValue") or INSUFFICIENT_DATA)
+
+
+class AlarmEvaluator:
+    """Evaluates every metric alarm periodically, as CloudWatch does, and sets their states."""
+
+    def __init__(
+        self,
+        cloudwatch: CloudWatchClientFactory,
+        *,
+        samples: SampleWindow | None = None,
+        interval_s: float = 10.0,
+        settle_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self._cloudwatch = cloudwatch
+        self.reader = DatapointReader(cloudwatch, samples)
+        self.interval_s = interval_s
+        self.settle_s = settle_s
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported_unsupported: set[str] = set()
+
+    def evaluate_once(
+        self, now: float | None = None, *, alarm_names: Sequence[str] | None = None
+    ) -> list[AlarmOutcome]:
+        """Evaluate every metric alarm (or those named) at `now` (epoch seconds; default: the clock's)."""
+        moment = self.clock() if now is None else now
+        outcomes = []
+        for alarm in self._metric_alarms(alarm_names):
+            outcome = self.evaluate_alarm(alarm, moment)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def evaluate_alarm(self, alarm: Mapping[str, Any], now: float) -> AlarmOutcome | None:
+        """Evaluate one DescribeAlarms entry; None when the alarm cannot be judged here."""
+        name = str(alarm["AlarmName"])
+        try:
+            rule = AlarmRule.from_description(alarm)
+        except UnsupportedAlarm as why:
+            if name not in self._reported_unsupported:
+                self._reported_unsupported.add(name)
+                log.info("leaving alarm %s alone: %s", name, why)
+            return None
+        current = effective_state(alarm)
+        datapoints = self.reader.read(rule, period_starts(rule, now, self.settle_s))
+        verdict = evaluate(rule, datapoints, current, query_time=now)
+        state = verdict.state or current
+        changed = state != current or _is_unchecked(alarm)
+        if changed:
+            self._set_state(name, state, verdict)
+            log.info("alarm %s: %s -> %s: %s", name, current, state, verdict.reason)
+        return AlarmOutcome(name, current, state, changed, verdict.reason)
+
+    def _set_state(self, name: str, state: str, verdict: Verdict) -> None:
+        reason = verdict.reason if verdict.state is not None else f"{verdict.reason}."
+        self._cloudwatch().set_alarm_state(
+            AlarmName=name,
+            StateValue=state,
+            StateReason=reason[:1023],
+            StateReasonData=verdict.reason_data_json(),
+        )
+
+    def _metric_alarms(self, names: Sequence[str] | None) -> list[dict[str, Any]]:
+        paginator = self._cloudwatch().get_paginator("describe_alarms")
+        request: dict[str, Any] = {"AlarmTypes": ["MetricAlarm"]}
+        if names is not None:
+            if not names:
+                return []
+            request["AlarmNames"] = list(names)
+        alarms: list[dict[str, Any]] = []
+        for page in paginator.paginate(**request):
+            alarms.extend(page.get("MetricAlarms", []))
+        return alarms
+
+    # -- background loop --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.evaluate_once()
+            except Exception:
+                # CloudWatch (moto) unreachable or an alarm it cannot describe: try again next round.
+                log.exception("alarm evaluation round failed")
+
+
+def _is_unchecked(alarm: Mapping[str, Any]) -> bool:
+    return str(alarm.get("StateReason") or "").startswith(UNCHECKED_REASON)
