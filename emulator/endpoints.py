@@ -492,12 +492,16 @@ class EndpointEngine:
                     group.create_task(self.fleet.wait_healthy(self.http, container, timeout))
         except* ContainerFailed as failures:
             await self._remove_containers([c.id for c in started])
-            detail = str(failures.exceptions[0])
+            first = failures.exceptions[0]
             label = variant.steps[0].hostname if len(variant.steps) == 1 else "a container"
             who = "primary container" if label == "primary" else f"container {label}"
+            what = (
+                "exited before it passed the ping health check"
+                if isinstance(first, ContainerFailed) and first.exited
+                else "did not pass the ping health check"
+            )
             raise DeploymentFailed(
-                f"The {who} for production variant {variant.name} did not pass the ping health check: "
-                f"{detail}"
+                f"The {who} for production variant {variant.name} {what}: {first}"
             ) from None
         return InstanceRecord(index, [ContainerRecord(c.id, c.name, c.port) for c in started])
 

@@ -36,6 +36,10 @@ LOG_LINES = 20
 class ContainerFailed(Exception):
     """A container did not become healthy; the message carries its last log lines."""
 
+    def __init__(self, message: str, exited: bool = False) -> None:
+        super().__init__(message)
+        self.exited = exited
+
 
 @dataclass(frozen=True)
 class ContainerSpec:
@@ -77,7 +81,7 @@ class Fleet:
         container.reload()
         port = _host_port(container.attrs)
         if port is None:
-            raise ContainerFailed(f"container {spec.name} {self.exit_summary(container.id)}")
+            raise ContainerFailed(f"container {spec.name} {self.exit_summary(container.id)}", exited=True)
         return RunningContainer(container.id, spec.name, port)
 
     def find_running(self, container_id: str) -> RunningContainer | None:
@@ -157,7 +161,7 @@ class Fleet:
             code = await asyncio.to_thread(self.exit_code, container.id)
             if code is not None:
                 summary = await asyncio.to_thread(self.exit_summary, container.id)
-                raise ContainerFailed(f"container {container.name} {summary}")
+                raise ContainerFailed(f"container {container.name} {summary}", exited=True)
             if time.monotonic() >= deadline:
                 logs = await asyncio.to_thread(self.logs_tail, container.id)
                 raise ContainerFailed(
