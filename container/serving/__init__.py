@@ -1,0 +1,1 @@
+"""The serving container's model server (SageMaker hosting contract)."""

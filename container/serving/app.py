@@ -1,0 +1,194 @@
+"""The HTTP surface SageMaker talks to: GET /ping, POST /invocations, GET /execution-parameters.
+
+The model loads on a background thread once the server is up, so /ping answers 503 while it loads
+and 200 after. Each request gets an id (the caller's X-Amzn-RequestId / X-Request-Id, else a new one)
+that is returned in X-Request-Id and written in every log line about the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from serving.errors import ClientError, ModelLoadError, PayloadTooLarge
+from serving.handlers.base import ServedModel
+from serving.loading import load_served_model
+from serving.settings import Settings
+
+log = logging.getLogger("serving.requests")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ModelSlot:
+    """The model's lifecycle as /ping reports it: loading -> ready, or loading -> failed."""
+
+    def __init__(self) -> None:
+        self.status = "loading"
+        self.model: ServedModel | None = None
+        self.reason = ""
+
+
+def describe_load_failure(exc: BaseException) -> str:
+    if isinstance(exc, ModelLoadError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def create_app(
+    settings: Settings,
+    loader: Callable[[Settings], ServedModel] = load_served_model,
+    on_ready: Callable[[], None] | None = None,
+    on_failed: Callable[[str], None] | None = None,
+) -> FastAPI:
+    slot = ModelSlot()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        async def activate(model: ServedModel) -> None:
+            try:
+                await model.start()
+            except Exception as exc:
+                logging.getLogger("serving.loading").error("starting the model failed", exc_info=exc)
+                fail(describe_load_failure(exc))
+                return
+            slot.model, slot.status = model, "ready"
+            if on_ready is not None:
+                on_ready()
+
+        def fail(reason: str) -> None:
+            slot.status, slot.reason = "failed", reason
+            if on_failed is not None:
+                on_failed(reason)
+
+        def load() -> None:
+            try:
+                model = loader(settings)
+            except Exception as exc:
+                logging.getLogger("serving.loading").error(
+                    "loading the model failed:\n%s", "".join(traceback.format_exception(exc)).rstrip()
+                )
+                loop.call_soon_threadsafe(fail, describe_load_failure(exc))
+                return
+            asyncio.run_coroutine_threadsafe(activate(model), loop)
+
+        # Daemon: a SIGTERM during a long load must not wait for the weights to finish reading.
+        threading.Thread(target=load, name="model-loader", daemon=True).start()
+        yield
+        if slot.model is not None:
+            await slot.model.stop()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.slot = slot
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        if slot.status == "ready":
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": slot.status, **({"reason": slot.reason} if slot.reason else {})})
+
+    @app.get("/execution-parameters")
+    async def execution_parameters() -> Response:
+        # SageMaker batch transform asks this to size its requests.
+        return _json(
+            200,
+            {
+                "MaxConcurrentTransforms": settings.workers,
+                "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": max(1, settings.max_payload_bytes // (1024 * 1024)),
+            },
+        )
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        request_id = _request_id(request)
+        model = slot.model
+        if model is None:
+            return _error(503, f"the model is {slot.status} and cannot serve yet", request_id)
+        deadline = asyncio.timeout(settings.request_timeout_s)
+        try:
+            body = await _read_body(request, settings.max_payload_bytes)
+            async with deadline:
+                reply = await model.invoke(
+                    body, request.headers.get("content-type"), request.headers.get("accept")
+                )
+        except ClientError as exc:
+            log.info("request %s: %d %s", request_id, exc.status, exc.message)
+            return _error(exc.status, exc.message, request_id)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                return _model_failed(request_id, exc)
+            log.error(
+                "request %s: inference did not finish within %g s", request_id, settings.request_timeout_s
+            )
+            return _error(
+                504,
+                f"inference did not finish within {settings.request_timeout_s:g} s "
+                "(raise SAGEMAKER_MODEL_SERVER_TIMEOUT or send fewer inputs per request)",
+                request_id,
+            )
+        except Exception as exc:
+            return _model_failed(request_id, exc)
+        return Response(reply.body, media_type=reply.content_type, headers={"X-Request-Id": request_id})
+
+    return app
+
+
+def _model_failed(request_id: str, exc: Exception) -> Response:
+    log.error("request %s: the model failed", request_id, exc_info=exc)
+    return _error(
+        500,
+        f"the model failed on this request: {type(exc).__name__}: {exc} "
+        f"(request id {request_id}; the traceback is in the container log)",
+        request_id,
+    )
+
+
+def _request_id(request: Request) -> str:
+    for header in ("x-amzn-requestid", "x-request-id"):
+        value = request.headers.get(header)
+        if value and _SAFE_ID.match(value):
+            return value
+    return uuid.uuid4().hex
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(_too_large(int(declared), limit))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            # A chunked body without Content-Length: stop reading as soon as it passes the limit.
+            raise PayloadTooLarge(_too_large(size, limit, at_least=True))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int, at_least: bool = False) -> str:
+    return (
+        f"the body is {'more than ' if at_least else ''}{size} bytes, above the {limit}-byte limit; "
+        "send fewer inputs per request or raise SERVING_MAX_PAYLOAD_MB"
+    )
+
+
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str, request_id: str) -> Response:
+    return _json(status, {"error": message, "request_id": request_id}, {"X-Request-Id": request_id})

@@ -1,0 +1,207 @@
+"""Request decoding and response encoding for the media types the container speaks.
+
+In:  application/json, text/csv (one record per row), text/plain (one text).
+Out: application/json, text/csv (one row per record).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+JSON = "application/json"
+CSV = "text/csv"
+TEXT = "text/plain"
+REQUEST_TYPES = (JSON, CSV, TEXT)
+RESPONSE_TYPES = (JSON, CSV)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the caller asked for: the inputs, whether it sent one input or a batch, and model parameters."""
+
+    inputs: list[Any]
+    single: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def media_type(header: str | None) -> tuple[str, str]:
+    """`text/csv; charset=latin-1` -> ("text/csv", "latin-1"); the charset defaults to UTF-8."""
+    if not header:
+        return "", "utf-8"
+    kind, _, params = header.partition(";")
+    charset = "utf-8"
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    return kind.strip().lower(), charset
+
+
+def negotiate(accept_header: str | None, default: str) -> str:
+    """Pick the response type from an Accept header (q-values honoured); `*/*` or none means `default`."""
+    if not accept_header or not accept_header.strip():
+        return default
+    choices: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_header.split(",")):
+        kind, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and kind.strip():
+            choices.append((-quality, position, kind.strip().lower()))
+    for _, _, kind in sorted(choices):
+        if kind in ("*/*", f"{default.split('/')[0]}/*"):
+            return default
+        if kind in RESPONSE_TYPES:
+            return kind
+        if kind.endswith("/*"):
+            for supported in RESPONSE_TYPES:
+                if supported.startswith(kind[:-1]):
+                    return supported
+    raise NotAcceptable(
+        f"Accept: {accept_header} names no type this model server writes; "
+        f"accept one of {', '.join(RESPONSE_TYPES)}"
+    )
+
+
+def decode(body: bytes, content_type: str | None) -> Any:
+    """Body -> plain Python data (the default `input_fn`).
+
+    JSON gives the parsed value; CSV gives {"inputs": [row, ...]} where a one-column row is its text and a
+    wider row is its list of cells; plain text gives {"inputs": text}.
+    """
+    kind, charset = media_type(content_type)
+    kind = kind or JSON
+    if kind not in REQUEST_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type} is not supported; send one of {', '.join(REQUEST_TYPES)}"
+        )
+    try:
+        text = body.decode(charset)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise BadRequest(f"the body is not valid {charset} text: {exc}") from None
+    if kind == JSON:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if kind == CSV:
+        return {"inputs": _csv_rows(text)}
+    if not text.strip():
+        raise BadRequest("the text/plain body is empty; send the text to run the model on")
+    return {"inputs": text}
+
+
+def _csv_rows(text: str) -> list[Any]:
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as exc:
+        raise BadRequest(f"the body is not valid CSV: {exc}") from None
+    if not rows:
+        raise BadRequest("the CSV body has no rows; send one record per row")
+    return [row[0] if len(row) == 1 else row for row in rows]
+
+
+def to_invocation(data: Any) -> Invocation:
+    """Decoded data -> inputs: a single input, a list of inputs, or {"inputs": …, "parameters": {…}}."""
+    parameters: dict[str, Any] = {}
+    if isinstance(data, dict):
+        if "inputs" not in data:
+            raise BadRequest(
+                'the JSON object has no "inputs" field; send {"inputs": "text"} or {"inputs": ["text", ...]}'
+            )
+        unknown = sorted(set(data) - {"inputs", "parameters"})
+        if unknown:
+            raise BadRequest(
+                f'unknown field(s) {unknown} in the body; only "inputs" and "parameters" are read'
+            )
+        raw_parameters = data.get("parameters") or {}
+        if not isinstance(raw_parameters, dict):
+            raise BadRequest('"parameters" must be a JSON object, e.g. {"parameters": {"top_k": 2}}')
+        parameters = raw_parameters
+        data = data["inputs"]
+    if isinstance(data, list):
+        if not data:
+            raise BadRequest('"inputs" is an empty list; send at least one input')
+        return Invocation(inputs=data, single=False, parameters=parameters)
+    if data is None:
+        raise BadRequest('"inputs" is null; send a text or a list of texts')
+    return Invocation(inputs=[data], single=True, parameters=parameters)
+
+
+def encode(prediction: Any, kind: str) -> bytes:
+    """Plain data (or numpy/torch values) -> body of the negotiated media type (the default `output_fn`)."""
+    if kind == JSON:
+        return json.dumps(prediction, default=_plain, ensure_ascii=False, separators=(",", ":")).encode()
+    if kind == CSV:
+        return _encode_csv(_deep_plain(prediction))
+    raise NotAcceptable(f"cannot write {kind}; accept one of {', '.join(RESPONSE_TYPES)}")
+
+
+def _plain(value: Any) -> Any:
+    # numpy arrays/scalars and torch tensors all expose tolist(); that is all JSON needs from them.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+
+
+def _deep_plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: _deep_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_plain(item) for item in value]
+    return value
+
+
+def _encode_csv(prediction: Any) -> bytes:
+    # One row per record: a list is a list of records, anything else is one record.
+    records = prediction if isinstance(prediction, list) else [prediction]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for number, record in enumerate(records, start=1):
+        writer.writerow(_cells(record, number))
+    return out.getvalue().encode()
+
+
+def _cells(record: Any, number: int) -> Sequence[Any]:
+    if _is_scalar(record):
+        return [record]
+    if isinstance(record, dict):
+        return _flat_scalars(list(record.values()), number)
+    if isinstance(record, list):
+        flattened: list[Any] = []
+        for item in record:
+            flattened.extend(_flat_scalars(list(item.values()), number) if isinstance(item, dict) else [item])
+        return _flat_scalars(flattened, number)
+    raise NotAcceptable(
+        f"record {number} is a {type(record).__name__}, which has no CSV form; accept application/json"
+    )
+
+
+def _flat_scalars(cells: list[Any], number: int) -> list[Any]:
+    if all(_is_scalar(cell) for cell in cells):
+        return cells
+    raise NotAcceptable(
+        f"record {number} is nested deeper than one row of values, which has no CSV form; "
+        "accept application/json"
+    )
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))

@@ -1,0 +1,58 @@
+"""Turn the model folder into a served model: code/inference.py when present, else a Hugging Face folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from serving.errors import ModelLoadError
+from serving.handlers.base import ServedModel
+from serving.handlers.custom_code import load_custom_code
+from serving.handlers.huggingface import HuggingFaceModel
+from serving.predictors.base import Predictor
+from serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def load_served_model(settings: Settings) -> ServedModel:
+    """Heavy (imports torch, reads weights): run it off the event loop."""
+    started = time.monotonic()
+    folder = settings.model_dir
+    if not folder.is_dir():
+        raise ModelLoadError(
+            f"model directory {folder} does not exist; mount the model at /opt/ml/model or set MODEL_DIR"
+        )
+    code = folder / "code" / settings.program
+    model: ServedModel
+    if code.is_file():
+        if (folder / "code" / "requirements.txt").is_file():
+            log.warning(
+                "%s is not installed: the container serves without network access; "
+                "build those packages into the image instead",
+                folder / "code" / "requirements.txt",
+            )
+        model = load_custom_code(
+            code, folder, lambda: _load_predictor(settings), settings.default_accept, settings.max_batch_size
+        )
+    else:
+        model = HuggingFaceModel(
+            _load_predictor(settings),
+            settings.max_batch_size,
+            settings.max_batch_delay_s,
+            settings.default_accept,
+        )
+    log.info("loaded %s from %s in %.1f s", model.description, folder, time.monotonic() - started)
+    return model
+
+
+def _load_predictor(settings: Settings) -> Predictor:
+    # torch and transformers are imported here, not at module import: the supervisor never needs them.
+    from serving.device import choose_device
+    from serving.predictors.factory import build_predictor
+    from serving.task_inference import resolve_task
+
+    task = resolve_task(settings.model_dir, settings.hf_task)
+    device = choose_device(settings.device)
+    log.info("task %s on %s", task, device)
+    return build_predictor(settings.model_dir, task, device, settings.max_batch_size)

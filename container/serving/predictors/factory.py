@@ -1,0 +1,23 @@
+"""The predictor for a Hugging Face model folder and a task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from serving.predictors.base import Predictor
+from serving.predictors.pipelines import PipelinePredictor
+from serving.predictors.sentence_embeddings import SentenceEmbedder, is_sentence_transformers
+from serving.predictors.seq2seq import Seq2SeqGenerator, is_seq2seq_task
+from serving.predictors.token_features import TokenFeatures
+
+
+def build_predictor(folder: Path, task: str, device: torch.device, max_batch_size: int) -> Predictor:
+    if task == "feature-extraction":
+        if is_sentence_transformers(folder):
+            return SentenceEmbedder(folder, device)
+        return TokenFeatures(folder, device)
+    if is_seq2seq_task(task):
+        return Seq2SeqGenerator(folder, task, device)
+    return PipelinePredictor(folder, task, device, max_batch_size)
