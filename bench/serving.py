@@ -1,4 +1,4 @@
-"""Serving throughput and latency for all-MiniLM-L6-v2 under concurrent clients, against the tutorial baseline.
+"""Serving throughput and latency of all-MiniLM-L6-v2 under concurrent clients vs the tutorial baseline.
 
 Baseline (measured in the same run, same machine, same model): the usual tutorial server, one uvicorn
 worker with a FastAPI endpoint that calls a transformers feature-extraction pipeline per request and
@@ -39,11 +39,12 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 180.0
-WORDS = (
+VOCABULARY = (
     "the model server gathers concurrent requests into one forward pass while a release shifts traffic "
     "from the old variant to the new one and alarms watch latency errors and throughput on every "
     "instance of the endpoint during the canary window before the rollout completes"
-).split()
+)
+WORDS = VOCABULARY.split()
 
 
 @dataclass
