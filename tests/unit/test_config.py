@@ -445,3 +445,21 @@ def test_split_s3_uri() -> None:
     assert split_s3_uri("s3://bucket") == ("bucket", "")
     with pytest.raises(ValueError):
         split_s3_uri("https://bucket/a")
+
+
+def test_prefect_renders_the_config_as_a_form_and_refuses_bad_parameters() -> None:
+    from prefect import flow
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    @flow
+    def release_form(config: ReleaseConfig) -> None:
+        """Stands in for flows/release.py: a flow whose parameter is the release config."""
+
+    schema = parameter_schema(release_form.fn).model_dump()
+    assert "EndpointConfig" in schema["definitions"]
+    assert release_form.validate_parameters({"config": MINIMAL})["config"].endpoint.name == "demo-embedder"
+    with pytest.raises(
+        ParameterTypeError, match=r"config.role_arn: .* fix: give the SageMaker execution role"
+    ):
+        release_form.validate_parameters({"config": {**MINIMAL, "role_arn": "SageMakerExecution"}})
