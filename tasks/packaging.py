@@ -2,8 +2,8 @@
 
 Determinism is what makes uploads skippable: entries are sorted and carry a fixed mtime, owner and mode,
 and the gzip stream has no timestamp or file name, so the same files always give the same bytes and the
-same sha256 -- the archive's S3 key. Compression is isal's threaded igzip: its blocks are cut by size,
-not by thread, so the output does not depend on how many threads made it.
+same sha256 -- the archive's S3 key. Compression is isal's deflate on every core (tasks/parallel_gzip.py):
+blocks are cut by size, not by thread, so the output does not depend on how many threads made it.
 
 The uncompressed layout (SageMaker's S3Prefix with CompressionType None) skips compression and lets
 SageMaker fetch the files in parallel; for multi-GB weights, which barely compress, it is the better
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import tarfile
 from collections.abc import Sequence
@@ -21,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from isal import igzip_threaded
 from prefect import task
 
 from tasks.config import PackagingConfig
 from tasks.logs import run_logger
 from tasks.model_source import ModelSnapshot
+from tasks.parallel_gzip import ParallelGzipWriter
 from tasks.progress import ByteProgress, ProgressCallback, no_progress
 from tasks.retry import task_options
 from tasks.state_dir import state_subdir
@@ -133,41 +134,46 @@ def write_tar_gz(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as raw:
         hashed = _HashingWriter(raw)
-        # threads >= 1 always: threads=0 would switch isal to its single-stream writer, whose bytes differ.
-        with igzip_threaded.open(
-            hashed, "wb", compresslevel=level, threads=worker_threads(threads), block_size=BLOCK_SIZE
+        with ParallelGzipWriter(
+            hashed, level=level, threads=worker_threads(threads), block_size=BLOCK_SIZE
         ) as gz:
             _write_tar_stream(gz, source, names, on_progress)
     return hashed.sha256.hexdigest(), hashed.size
 
 
 def _write_tar_stream(
-    out: IO[bytes], source: Path, names: Sequence[str], on_progress: ProgressCallback
+    out: ParallelGzipWriter, source: Path, names: Sequence[str], on_progress: ProgressCallback
 ) -> None:
-    # tarfile's own writer copies through a 16 KiB buffer and needs a seekable target; writing the
-    # (standard pax) headers ourselves lets file data flow to the compressor in large zero-copy chunks.
-    buffer = bytearray(READ_CHUNK)
-    view = memoryview(buffer)
+    # The file data is memory-mapped and handed to the compressor without a copy; tarfile's own
+    # writer would copy it through a 16 KiB buffer. The headers are tarfile's (pax format).
     offset = 0
     for name in names:
-        with (source / name).open("rb", buffering=0) as handle:
+        with (source / name).open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             header = _tar_info(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
             out.write(header)
-            remaining = size
-            while remaining:
-                count = handle.readinto(view[: min(READ_CHUNK, remaining)])
-                if not count:
-                    raise OSError(f"{source / name} shrank while it was being packaged")
-                out.write(view[:count])
-                remaining -= count
-                on_progress(count)
+            if size:
+                _write_mapped(out, handle, size, on_progress)
         padding = -size % tarfile.BLOCKSIZE
         out.write(bytes(padding))
         offset += len(header) + size + padding
     # End of archive: two zero blocks, then zeros up to a whole record, as tar(1) and tarfile write it.
     offset += 2 * tarfile.BLOCKSIZE
     out.write(bytes(2 * tarfile.BLOCKSIZE + (-offset % tarfile.RECORDSIZE)))
+
+
+def _write_mapped(
+    out: ParallelGzipWriter, handle: IO[bytes], size: int, on_progress: ProgressCallback
+) -> None:
+    with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            for start in range(0, size, READ_CHUNK):
+                out.write(view[start : start + READ_CHUNK])  # no name kept: the map must close afterwards
+                on_progress(min(READ_CHUNK, size - start))
+            out.flush()  # every block cut from the map is compressed before the map closes
+        finally:
+            view.release()
 
 
 def file_digests(

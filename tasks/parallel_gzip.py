@@ -1,0 +1,155 @@
+"""A gzip writer that compresses fixed-size blocks on every core, like pigz, with isal's deflate.
+
+The output is one standard gzip member (any gunzip, tar -z or Python's gzip reads it). Each block is
+deflated independently with the previous block's last 32 KiB as its dictionary and ends on a byte
+boundary (a sync flush), so blocks can be compressed in parallel and simply concatenated. Blocks are
+cut at fixed offsets of the input stream, so the bytes out depend only on the bytes in, the level and
+the block size -- never on the thread count or on how the caller sliced its writes.
+
+Compared with isal.igzip_threaded this lets large inputs (memory-mapped weights) reach the compressor
+without a copy, and uses isal's largest hash tables (memLevel 9), which compress weights faster.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Protocol
+
+from isal import isal_zlib
+
+DEFLATE_WINDOW = 32 * 1024
+DEFAULT_BLOCK_SIZE = 1 << 20
+_MEM_LEVEL = 9
+_GZIP_HEADER = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, 0, 0xFF)  # no name, mtime 0, OS unknown
+
+Buffer = bytes | bytearray | memoryview
+
+
+class BinaryWriter(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def _compress_block(level: int, block: memoryview, zdict: memoryview | None, last: bool) -> tuple[bytes, int]:
+    if zdict is not None and len(zdict):
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL, zdict=zdict)
+    else:
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL)
+    data = compressor.compress(block)
+    data += compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+    return data, isal_zlib.crc32(block)
+
+
+class ParallelGzipWriter:
+    """Write-only gzip stream; `close()` (or leaving the `with` block) writes the last block and trailer.
+
+    Buffers passed to `write` must stay unchanged until `flush()` or `close()` returns: blocks cut from
+    them are compressed later, in other threads, without a copy.
+    """
+
+    def __init__(
+        self,
+        out: BinaryWriter,
+        *,
+        level: int = 1,
+        threads: int = 1,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        on_block: Callable[[int], None] | None = None,
+    ) -> None:
+        if not 0 <= level <= 3:
+            raise ValueError(f"isal compression level must be 0-3, got {level}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if block_size < DEFLATE_WINDOW:
+            raise ValueError(f"block_size must be at least {DEFLATE_WINDOW}")
+        self._out = out
+        self._level = level
+        self._block_size = block_size
+        self._on_block = on_block
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gzip")
+        self._max_in_flight = 2 * threads + 1
+        self._in_flight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
+        self._pending = bytearray()
+        self._previous: memoryview | None = None
+        self._crc = 0
+        self._size = 0
+        self._closed = False
+        out.write(_GZIP_HEADER)
+
+    def write(self, data: Buffer) -> int:
+        if self._closed:
+            raise ValueError("write to a closed ParallelGzipWriter")
+        view = memoryview(data).cast("B")
+        total = len(view)
+        if self._pending:
+            take = min(self._block_size - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) == self._block_size:
+                self._submit(memoryview(bytes(self._pending)), last=False)
+                self._pending.clear()
+        # Whole blocks straight from the caller's buffer, then keep the tail for the next write.
+        while len(view) >= self._block_size:
+            self._submit(view[: self._block_size], last=False)
+            view = view[self._block_size :]
+        self._pending += view
+        return total
+
+    def _submit(self, block: memoryview, *, last: bool) -> None:
+        zdict = self._previous[-DEFLATE_WINDOW:] if self._previous is not None else None
+        future = self._pool.submit(_compress_block, self._level, block, zdict, last)
+        self._in_flight.append((future, len(block)))
+        self._previous = block
+        while len(self._in_flight) > self._max_in_flight:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        future, length = self._in_flight.popleft()
+        compressed, crc = future.result()
+        self._out.write(compressed)
+        self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
+        self._size += length
+        if self._on_block is not None:
+            self._on_block(length)
+
+    def flush(self) -> None:
+        """Compress and write every whole block handed in so far; afterwards the caller may reuse or
+        release the buffers it wrote (the partial block and the dictionary are kept as copies)."""
+        while self._in_flight:
+            self._drain_one()
+        if self._previous is not None:
+            self._previous = memoryview(bytes(self._previous[-DEFLATE_WINDOW:]))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._submit(memoryview(bytes(self._pending)), last=True)
+            self._pending.clear()
+            while self._in_flight:
+                self._drain_one()
+            self._out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._previous = None
+
+    def __enter__(self) -> ParallelGzipWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+        else:
+            # Do not write a trailer that would make a half-written archive look complete.
+            self._closed = True
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._previous = None
