@@ -151,9 +151,11 @@ def run(work: Path, size_bytes: int, endpoint_url: str | None) -> dict[str, obje
     started = time.perf_counter()
     artifact = build_artifact(snapshot, config, work / "packages")
     ours_s = time.perf_counter() - started
+    threads = worker_threads(config.threads)
+    ratio = artifact.size_bytes / source_bytes
     print(
-        f"sagemaker-release (isal level {config.compression_level}, "
-        f"{worker_threads(config.threads)} threads): {ours_s:.2f} s, ratio {artifact.size_bytes / source_bytes:.4f}"
+        f"sagemaker-release (isal level {config.compression_level}, {threads} threads): "
+        f"{ours_s:.2f} s, ratio {ratio:.4f}"
     )
     baseline_path.unlink()  # free the page cache for the uploads
 
