@@ -122,24 +122,26 @@ def snapshot(resource_id: str) -> dict[str, Any] | None:
     target = next((t for t in targets if t["ResourceId"] == resource_id), None)
     if target is None:
         return None
+    described = _policies(resource_id)
     policies = [
         {
             key: policy[key]
             for key in ("PolicyName", "PolicyType", "PolicyARN", *_POLICY_BODIES)
             if key in policy
         }
-        for policy in _policies(resource_id)
+        for policy in described
     ]
-    alarm_names = [
-        alarm["AlarmName"]
-        for policy in _policies(resource_id)
-        if policy.get("PolicyType") == "StepScaling"
-        for alarm in policy.get("Alarms", [])
-    ]
-    alarms = []
-    if alarm_names:
-        described = aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names)["MetricAlarms"]
-        alarms = [{key: alarm[key] for key in _ALARM_FIELDS if key in alarm} for alarm in described]
+    cloudwatch = aws.client("cloudwatch")
+    alarms: dict[str, dict[str, Any]] = {}
+    for policy in described:
+        if policy.get("PolicyType") != "StepScaling":
+            continue  # target tracking manages its own alarms
+        named = [alarm["AlarmName"] for alarm in policy.get("Alarms", [])]
+        found = cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"] if named else []
+        # The alarms that invoke the policy, whether or not the service lists them under "Alarms".
+        found += cloudwatch.describe_alarms(ActionPrefix=policy["PolicyARN"])["MetricAlarms"]
+        for alarm in found:
+            alarms[alarm["AlarmName"]] = {key: alarm[key] for key in _ALARM_FIELDS if key in alarm}
     return _jsonable(
         {
             "ResourceId": resource_id,
@@ -147,7 +149,7 @@ def snapshot(resource_id: str) -> dict[str, Any] | None:
             "MaxCapacity": target["MaxCapacity"],
             "SuspendedState": target.get("SuspendedState"),
             "Policies": policies,
-            "Alarms": alarms,
+            "Alarms": list(alarms.values()),
         }
     )
 

@@ -76,7 +76,7 @@ def invoke_realtime(endpoint: str, smoke: SmokeConfig) -> list[Answer]:
                     EndpointName=endpoint, Body=body, ContentType=smoke.content_type, Accept=smoke.accept
                 )
                 text = response["Body"].read().decode("utf-8", errors="replace")
-                status = int(response["ResponseMetadata"]["HTTPStatusCode"])
+                status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 200))
                 answers.append(Answer(index, status, _ms_since(start), text))
             except Exception as exc:
                 judged = _model_status(exc)
@@ -312,6 +312,8 @@ def _describe_check(config: Any) -> str:
 
 
 def _short(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return "null"
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -336,9 +338,15 @@ def run_smoke(
     )
     result = SmokeResult(not failures, len(answers), p50, p95, tuple(failures), tuple(checks))
     log.info("smoke test of %s: %d requests, p50 %s ms, p95 %s ms", endpoint, len(answers), p50, p95)
-    errors = [e for e in frame["error"].dropna().unique().tolist()][:3]
     if failures:
-        raise SmokeFailed(endpoint, [*failures, *(f"answer: {e}" for e in errors)])
+        said = [str(e) for e in frame["error"].dropna().unique().tolist()][:3]
+        if said:
+            # What the endpoint answered explains a status or null failure better than the counts.
+            failures = [
+                *failures[:-1],
+                f"{failures[-1]} (answers said: {'; '.join(_short(e) for e in said)})",
+            ]
+        raise SmokeFailed(endpoint, failures)
     return result
 
 

@@ -1,0 +1,1 @@
+"""Prefect flows: release a model, clean up after a dead release."""

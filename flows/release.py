@@ -1,0 +1,218 @@
+"""The release flow: a model from the Hub (or a folder) to a live, autoscaled, smoke-tested endpoint.
+
+    python -m flows.release --config releases/demo.yaml [--release-id ID] [--set endpoint.instance_count=2]
+
+Exits non-zero when the release fails; the last line printed is the JSON summary. Everything the
+release created is recorded in a ledger persisted in S3 and unwound when any step fails; an endpoint
+that served before the release is put back on its previous config. One release per endpoint at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+from prefect import flow
+from prefect.states import Failed, State
+
+from tasks import naming, unwind
+from tasks.config import ReleaseConfig, load_config
+from tasks.deploy import (
+    apply_scaling,
+    create_endpoint,
+    create_endpoint_config,
+    create_model,
+    create_topics,
+    inspect_endpoint,
+    run_transform_job,
+    serves_release,
+    update_endpoint,
+)
+from tasks.errors import ConfigError
+from tasks.hosting import LiveEndpoint, ModelData
+from tasks.image import serving_image
+from tasks.ledger import Ledger, S3LedgerStore
+from tasks.lock import endpoint_lock, use_shared_lease_storage
+from tasks.logs import run_logger
+from tasks.model_source import download_model
+from tasks.packaging import package_model
+from tasks.report import ReleaseReport
+from tasks.smoke import smoke_test
+from tasks.storage import ensure_bucket, upload_model
+
+DEFAULT_LOCK_WAIT_S = 900
+
+
+def open_ledger(config: ReleaseConfig, release_id: str, *, lock_lease: str) -> Ledger:
+    """The release's ledger in S3 beside its model data, unwinding with the standard deleters.
+
+    Its meta names the endpoint and the lease of the endpoint lock, which is all `flows/cleanup.py`
+    needs to clean up after a release whose worker died."""
+    storage = config.storage
+    store = S3LedgerStore(storage.bucket, naming.ledger_key(storage.prefix, release_id))
+    return Ledger.open(
+        store,
+        release_id,
+        meta={
+            "endpoint": config.endpoint.name,
+            "endpoint_type": config.endpoint.type,
+            "lock_lease": lock_lease,
+        },
+        deleters=unwind.deleters(
+            endpoint_timeout_s=config.timeouts.endpoint_s, poll_interval_s=config.timeouts.poll_interval_s
+        ),
+        keep=unwind.keep_in_use(config.endpoint.name if config.endpoint.type != "batch" else None),
+    )
+
+
+@flow(name="release-model", log_prints=True)
+def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -> dict[str, Any] | State:
+    """Release a model to SageMaker end to end; the return value is the JSON summary of the release."""
+    config = config.with_release_id()
+    release_id = config.require_release_id
+    report = ReleaseReport(release_id, config.endpoint.name, config.endpoint.type)
+    log = run_logger()
+    try:
+        with endpoint_lock(config.endpoint.name, timeout_s=wait_for_lock_s) as lease:
+            ensure_bucket(config.storage)
+            ledger = open_ledger(config, release_id, lock_lease=lease)
+            try:
+                with ledger:
+                    _release(config, release_id, ledger, report)
+            finally:
+                report.absorb_ledger(ledger)
+    except Exception as exc:
+        report.status = "failed"
+        report.error = (
+            f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
+        )
+        for note in getattr(exc, "__notes__", []):
+            report.error += f" | {note}"
+        log.error("release %s failed: %s", release_id, report.error, exc_info=exc)
+        report.publish()
+        return Failed(message=report.error, data=report.summary())
+    report.status = "succeeded"
+    report.publish()
+    log.info("release %s succeeded: %s", release_id, report.summary_line())
+    return report.summary()
+
+
+def _release(config: ReleaseConfig, release_id: str, ledger: Ledger, report: ReleaseReport) -> None:
+    tags = naming.tags(config, release_id)
+    snapshot = download_model(config.model)
+    report.model_source, report.model_commit = config.model.describe(), snapshot.commit
+    artifact = package_model(snapshot, config.packaging)
+    uploaded = upload_model(artifact, config.storage, ledger)
+    model_data = ModelData(uploaded.model_data_url, uploaded.compression)
+    report.model_data_url, report.uploaded_bytes = uploaded.model_data_url, uploaded.uploaded_bytes
+    image = serving_image(config.image, instance_type=config.endpoint.instance_type, tags=tags, ledger=ledger)
+    report.image_uri, report.image_digest = image.uri, image.digest
+    report.image_built, report.image_pushed = image.built, image.pushed
+
+    if config.endpoint.type == "batch":
+        report.model_name = create_model(
+            config, release_id, image_uri=image.uri, model_data=model_data, ledger=ledger
+        )
+        job = run_transform_job(config, release_id, model_name=report.model_name, ledger=ledger)
+        report.action, report.transform_output = (
+            "transformed",
+            job.get("TransformOutput", {}).get("S3OutputPath"),
+        )
+        return
+
+    live = inspect_endpoint(config.endpoint.name)
+    if serves_release(live, config, image_uri=image.uri, model_data=model_data):
+        assert live is not None
+        _note_unchanged(report, live)
+    else:
+        deploy(config, release_id, live, model_data, image.uri, ledger, report)
+    report.smoke = smoke_test(config, release_id, ledger)
+
+
+def deploy(
+    config: ReleaseConfig,
+    release_id: str,
+    live: LiveEndpoint | None,
+    model_data: ModelData,
+    image_uri: str,
+    ledger: Ledger,
+    report: ReleaseReport,
+) -> None:
+    """Model, endpoint config, then a new endpoint or an update of the serving one, then autoscaling.
+
+    Progressive delivery (tasks/rollout.py) replaces the all-at-once `update_endpoint` call here.
+    """
+    topics = create_topics(config, release_id, ledger)
+    report.model_name = create_model(
+        config, release_id, image_uri=image_uri, model_data=model_data, ledger=ledger
+    )
+    config_name = create_endpoint_config(
+        config, release_id, model_name=report.model_name, topics=topics, ledger=ledger
+    )
+    report.endpoint_config_name = config_name
+    if live is None:
+        state = create_endpoint(config, release_id, config_name=config_name, ledger=ledger)
+    else:
+        report.previous_config = live.config_name
+        state = update_endpoint(config, live=live, config_name=config_name, ledger=ledger)
+    report.action, report.endpoint_arn = state.action, state.arn
+    applied = apply_scaling(config, release_id, ledger)
+    if applied is not None:
+        report.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"
+
+
+def _note_unchanged(report: ReleaseReport, live: LiveEndpoint) -> None:
+    run_logger().info(
+        "endpoint %s already serves this model and image on %s; nothing to deploy",
+        live.name,
+        live.config_name,
+    )
+    report.action = "unchanged"
+    report.endpoint_config_name = live.config_name
+    report.model_name = live.variants[0].model_name
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. endpoint.instance_count=2)")
+    return key.strip(), yaml.safe_load(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.release", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="release YAML, e.g. releases/demo.yaml")
+    parser.add_argument("--release-id", help="id of this release (default: generated, time-sortable)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="KEY=VALUE"
+    )
+    parser.add_argument(
+        "--wait-for-lock",
+        type=int,
+        default=DEFAULT_LOCK_WAIT_S,
+        help="seconds to wait while another release of the same endpoint runs (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    use_shared_lease_storage()
+    try:
+        config = load_config(args.config, dict(args.overrides)).with_release_id(args.release_id)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        print(json.dumps({"release_id": args.release_id, "status": "invalid", "error": str(exc)}))
+        return 2
+    state = release(config, wait_for_lock_s=args.wait_for_lock, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        summary = {"release_id": config.release_id, "status": "failed", "error": str(summary)}
+    print(json.dumps(summary))
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

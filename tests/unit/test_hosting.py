@@ -1,0 +1,202 @@
+"""SageMaker hosting calls: creates against moto in-process, update/rollback/wait paths with botocore's Stubber."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from deploy_helpers import ROLE, kinds, local_ledger
+
+from tasks import hosting
+from tasks.errors import EndpointRolledBack, ResourceFailed, WaitTimeout
+from tasks.hosting import ModelData
+from tasks.waiting import FakeClock
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"
+
+
+def _describe(status: str, config: str, reason: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "EndpointName": "ep",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": datetime.now(UTC),
+        "LastModifiedTime": datetime.now(UTC),
+    }
+    if reason:
+        answer["FailureReason"] = reason
+    return answer
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    client = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    monkeypatch.setattr(hosting.aws, "client", lambda service, **_: client)
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_create_model_config_and_endpoint_are_recorded_and_read_back(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    ledger = local_ledger(tmp_path)
+    data = ModelData("s3://b/sr/models/abc/model.tar.gz")
+    hosting.create_model(
+        "ep-r1",
+        containers=[hosting.container_definition(IMAGE, data, {"HF_TASK": "feature-extraction"})],
+        role_arn=ROLE,
+        tags=[{"Key": "release-id", "Value": "r1"}],
+        ledger=ledger,
+        endpoint="ep",
+    )
+    request = {
+        "EndpointConfigName": "ep-r1",
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "ep-r1",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    }
+    hosting.create_endpoint_config(request, ledger, endpoint="ep")
+    hosting.create_endpoint("ep", "ep-r1", tags=[], ledger=ledger, timeout_s=10, interval_s=0.01)
+    assert kinds(ledger) == [
+        ("sagemaker:model", "ep-r1"),
+        ("sagemaker:endpoint-config", "ep-r1"),
+        ("sagemaker:endpoint", "ep"),
+    ]
+    assert ledger.entries[0].attrs["endpoint"] == "ep"
+    assert ledger.entries[2].attrs["created"] is True
+    live = hosting.live_endpoint("ep")
+    assert live is not None and live.config_name == "ep-r1"
+    (variant,) = live.variants
+    assert (variant.image, variant.model_data, variant.environment) == (
+        IMAGE,
+        data,
+        {"HF_TASK": "feature-extraction"},
+    )
+    assert hosting.live_endpoint("missing") is None
+
+
+def test_update_records_the_previous_config_before_calling(stubbed: Stubber, tmp_path: Path) -> None:
+    ledger = local_ledger(tmp_path)
+    stubbed.add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": "ep", "EndpointConfigName": "new"}
+    )
+    stubbed.add_response("describe_endpoint", _describe("Updating", "old"))
+    stubbed.add_response("describe_endpoint", _describe("InService", "new"))
+    described = hosting.update_endpoint(
+        "ep", "new", previous_config="old", ledger=ledger, timeout_s=60, interval_s=1, clock=FakeClock()
+    )
+    assert described["EndpointConfigName"] == "new"
+    (entry,) = ledger.entries
+    assert (entry.kind, entry.attrs["previous_config"], entry.attrs["created"]) == (
+        "sagemaker:endpoint",
+        "old",
+        False,
+    )
+
+
+def test_update_that_sagemaker_rolled_back_raises_with_the_reason(stubbed: Stubber, tmp_path: Path) -> None:
+    stubbed.add_response("update_endpoint", {"EndpointArn": ARN})
+    stubbed.add_response("describe_endpoint", _describe("Updating", "old"))
+    stubbed.add_response("describe_endpoint", _describe("RollingBack", "old"))
+    stubbed.add_response(
+        "describe_endpoint", _describe("InService", "old", reason="ping health check failed")
+    )
+    with pytest.raises(EndpointRolledBack) as caught:
+        hosting.update_endpoint(
+            "ep",
+            "new",
+            previous_config="old",
+            ledger=local_ledger(tmp_path),
+            timeout_s=60,
+            interval_s=1,
+            clock=FakeClock(),
+        )
+    assert (caught.value.expected_config, caught.value.actual_config) == ("new", "old")
+    assert "ping health check failed" in str(caught.value)
+
+
+def test_failed_endpoint_raises_resource_failed_with_failure_reason(stubbed: Stubber) -> None:
+    stubbed.add_response("describe_endpoint", _describe("Creating", "c"))
+    stubbed.add_response(
+        "describe_endpoint", _describe("Failed", "c", reason="The primary container did not pass the ping")
+    )
+    with pytest.raises(ResourceFailed) as caught:
+        hosting.wait_for_endpoint("ep", expect_config="c", timeout_s=60, interval_s=1, clock=FakeClock())
+    assert caught.value.status == "Failed"
+    assert "did not pass the ping" in caught.value.reason
+    assert str(caught.value).startswith("EndpointFailed: endpoint ep went Failed")
+
+
+def test_wait_times_out_on_the_injected_clock(stubbed: Stubber) -> None:
+    for _ in range(4):
+        stubbed.add_response("describe_endpoint", _describe("Creating", "c"))
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout) as caught:
+        hosting.wait_for_endpoint("ep", expect_config="c", timeout_s=30, interval_s=10, clock=clock)
+    assert caught.value.last_status == "Creating"
+    assert clock.now == 30
+
+
+def test_restore_is_a_no_op_when_the_endpoint_already_serves_the_previous_config(stubbed: Stubber) -> None:
+    stubbed.add_response("describe_endpoint", _describe("InService", "old"))
+    hosting.restore_endpoint("ep", "old", timeout_s=60, interval_s=1, clock=FakeClock())
+
+
+def test_restore_waits_out_an_update_then_puts_the_previous_config_back(stubbed: Stubber) -> None:
+    stubbed.add_response("describe_endpoint", _describe("Updating", "new"))
+    stubbed.add_response("describe_endpoint", _describe("InService", "new"))
+    stubbed.add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": "ep", "EndpointConfigName": "old"}
+    )
+    stubbed.add_response("describe_endpoint", _describe("Updating", "new"))
+    stubbed.add_response("describe_endpoint", _describe("InService", "old"))
+    hosting.restore_endpoint("ep", "old", timeout_s=60, interval_s=1, clock=FakeClock())
+
+
+def test_create_endpoint_retries_eventual_consistency(
+    stubbed: Stubber, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.retry.SystemClock.sleep", lambda self, seconds: None)
+    stubbed.add_client_error(
+        "create_endpoint",
+        "ValidationException",
+        'Could not find endpoint configuration "c".',
+        http_status_code=400,
+    )
+    stubbed.add_response(
+        "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep"}
+    )
+    stubbed.add_response("describe_endpoint", _describe("InService", "c"))
+    hosting.create_endpoint(
+        "ep", "c", tags=[], ledger=local_ledger(tmp_path), timeout_s=60, interval_s=1, clock=FakeClock()
+    )
+
+
+def test_delete_endpoint_waits_until_it_is_gone(mocked_aws: None, tmp_path: Path) -> None:
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="c")
+    hosting.delete_endpoint("ep", timeout_s=10, interval_s=0.01)
+    assert hosting.describe_endpoint("ep") is None
+    hosting.delete_endpoint("ep", timeout_s=10, interval_s=0.01)  # already gone: nothing to do
