@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from emulator_support import HERE, Aws, Resources, make_clients, push_to_registry
+from emulator_support import HERE, Aws, PrivateEmulator, Resources, make_clients, push_to_registry
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,20 @@ def resources(aws: Aws, bucket: str) -> Iterator[Resources]:
     created = Resources(aws, bucket)
     yield created
     created.cleanup()
+
+
+@pytest.fixture
+def private_emulator(tmp_path: Path, stack: dict[str, str]) -> Iterator[Callable[..., PrivateEmulator]]:
+    """Start private emulators (own state, ports, limits); each is stopped and its containers removed."""
+    started: list[PrivateEmulator] = []
+
+    def start(**limits: str) -> PrivateEmulator:
+        emulator = PrivateEmulator(tmp_path / f"state-{len(started)}", stack, **limits)
+        started.append(emulator)
+        emulator.start()
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+        emulator.remove_containers()

@@ -186,3 +186,87 @@ def delete_endpoint(aws: Aws, name: str, timeout: float = 180) -> None:
         if time.monotonic() >= deadline:
             raise AssertionError(f"endpoint {name} still {status} after {timeout} s; could not delete it")
         time.sleep(0.5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((settings.HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateEmulator:
+    """A second SageMaker emulator process with its own state folder, ports and limits.
+
+    It shares the stack's moto and registry but never the shared emulator's endpoints or containers,
+    so tests can restart it, kill its containers or shorten its timeouts without disturbing anyone.
+    """
+
+    def __init__(self, state: Path, stack_env: dict[str, str], **limits: str) -> None:
+        import hashlib
+        import os
+        import sys
+
+        self.state = state
+        self.control_port, self.runtime_port = free_port(), free_port()
+        self.env = {**os.environ, **stack_env, **limits, "SAGEMAKER_RELEASE_STATE_DIR": str(state)}
+        self.client_env = {
+            **stack_env,
+            "AWS_ENDPOINT_URL_SAGEMAKER": f"http://{settings.HOST}:{self.control_port}",
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://{settings.HOST}:{self.runtime_port}",
+        }
+        self.owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+        self.command = [
+            sys.executable,
+            "-m",
+            "emulator.server",
+            "--state",
+            str(state),
+            "--control-port",
+            str(self.control_port),
+            "--runtime-port",
+            str(self.runtime_port),
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.state / "emulator.log"
+
+    def start(self, timeout: float = 60) -> None:
+        import httpx
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=settings.REPO_ROOT
+            )
+        deadline = time.monotonic() + timeout
+        url = f"http://{settings.HOST}:{self.control_port}/_emulator/health"
+        while True:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() >= deadline:
+                raise AssertionError(f"private emulator did not start; log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def containers(self) -> list[Any]:
+        import docker
+
+        return docker.from_env().containers.list(
+            all=True, filters={"label": f"sagemaker-release.owner={self.owner}"}
+        )
+
+    def remove_containers(self) -> None:
+        for container in self.containers():
+            container.remove(force=True)
