@@ -1,0 +1,74 @@
+"""The JSON summary and the markdown artifact of a release."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deploy_helpers import local_ledger
+
+from tasks.report import ReleaseReport
+from tasks.smoke import SmokeResult
+
+SUMMARY_KEYS = {
+    "release_id",
+    "endpoint_name",
+    "endpoint_config_name",
+    "model_data_url",
+    "image_uri",
+    "status",
+    "uploaded_bytes",
+    "image_built",
+    "smoke",
+}
+
+
+def _report(tmp_path: Path) -> ReleaseReport:
+    report = ReleaseReport("r1", "demo-embedder", "realtime")
+    report.status, report.action = "succeeded", "updated"
+    report.endpoint_config_name, report.previous_config = "demo-embedder-r1", "demo-embedder-r0"
+    report.model_data_url, report.uploaded_bytes = "s3://b/sr/models/abc/model.tar.gz", 3 * 1024 * 1024
+    report.image_uri, report.image_built = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc", True
+    report.smoke = SmokeResult(True, 6, 12.5, 30.1, (), ("expect_column_values_to_be_in_set(column=status)",))
+    ledger = local_ledger(tmp_path)
+    ledger.record(
+        "sagemaker:model", "demo-embedder-r1", arn="arn:aws:sagemaker:us-east-1:123456789012:model/x"
+    )
+    ledger.record("sagemaker:endpoint", "demo-embedder", previous_config="demo-embedder-r0", created=False)
+    report.absorb_ledger(ledger)
+    return report
+
+
+def test_summary_is_one_json_line_with_the_documented_fields(tmp_path: Path) -> None:
+    summary = json.loads(_report(tmp_path).summary_line())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["smoke"] == {"passed": True, "n": 6, "p50_ms": 12.5}
+    assert (summary["uploaded_bytes"], summary["image_built"], summary["status"]) == (
+        3145728,
+        True,
+        "succeeded",
+    )
+
+
+def test_markdown_lists_resources_traffic_and_smoke(tmp_path: Path) -> None:
+    markdown = _report(tmp_path).markdown()
+    assert "moved to config `demo-embedder-r1`" in markdown
+    assert "Previous config `demo-embedder-r0` is kept for rollback" in markdown
+    assert "| 1 | sagemaker:model | `arn:aws:sagemaker:us-east-1:123456789012:model/x` | live |" in markdown
+    assert "updated from `demo-embedder-r0`" in markdown
+    assert "**passed**: 6 requests, p50 12.5 ms" in markdown
+    assert "3.0 MiB uploaded" in markdown
+
+
+def test_a_failed_release_reports_its_error_and_the_unwind(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    report.status, report.error = (
+        "failed",
+        "SmokeFailed: endpoint demo-embedder failed 1 smoke expectation(s)",
+    )
+    report.entries[0].status = "deleted"
+    markdown = report.markdown()
+    assert "> SmokeFailed: endpoint demo-embedder" in markdown
+    assert "was put back on its previous config `demo-embedder-r0`" in markdown
+    assert "| deleted |" in markdown
+    assert report.publish() is None  # outside a flow run there is nowhere to publish
