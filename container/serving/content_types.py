@@ -180,27 +180,28 @@ def _encode_csv(prediction: Any) -> bytes:
 
 
 def _cells(record: Any, number: int) -> Sequence[Any]:
+    """A record as one row: a scalar; a dict's values; a list's items, a dict item giving its values.
+    A list held by a dict is spread into cells; anything deeper (a matrix) has no CSV form."""
     if _is_scalar(record):
         return [record]
+    cells: list[Any] = []
     if isinstance(record, dict):
-        return _flat_scalars(list(record.values()), number)
-    if isinstance(record, list):
-        flattened: list[Any] = []
+        cells = _spread(record)
+    elif isinstance(record, list):
         for item in record:
-            flattened.extend(_flat_scalars(list(item.values()), number) if isinstance(item, dict) else [item])
-        return _flat_scalars(flattened, number)
-    raise NotAcceptable(
-        f"record {number} is a {type(record).__name__}, which has no CSV form; accept application/json"
-    )
-
-
-def _flat_scalars(cells: list[Any], number: int) -> list[Any]:
-    if all(_is_scalar(cell) for cell in cells):
+            cells.extend(_spread(item) if isinstance(item, dict) else [item])
+    if all(_is_scalar(cell) for cell in cells) and (cells or isinstance(record, (dict, list))):
         return cells
     raise NotAcceptable(
-        f"record {number} is nested deeper than one row of values, which has no CSV form; "
-        "accept application/json"
+        f"record {number} has no CSV form (it is not one row of values); accept application/json"
     )
+
+
+def _spread(mapping: dict[Any, Any]) -> list[Any]:
+    cells: list[Any] = []
+    for value in mapping.values():
+        cells.extend(value if isinstance(value, list) else [value])
+    return cells
 
 
 def _is_scalar(value: Any) -> bool:

@@ -44,11 +44,10 @@ def import_user_module(path: Path) -> ModuleType:
 
 
 class CustomCodeModel:
-    def __init__(self, module: ModuleType, model: Any, default_accept: str, max_batch_size: int) -> None:
+    def __init__(self, module: ModuleType, model: Any, default_accept: str) -> None:
         self.module = module
         self.model = model
         self.default_accept = default_accept
-        self.max_batch_size = max_batch_size
         self.hooks = {name: getattr(module, name) for name in HOOKS if callable(getattr(module, name, None))}
         defined = ", ".join(name for name in HOOKS if name in self.hooks) or "no hooks"
         self.description = f"custom handler {module.__file__} ({defined})"
@@ -89,17 +88,11 @@ class CustomCodeModel:
         return decode(body, content_type)
 
     def _default_predict_fn(self, data: Any, model: Any) -> Any:
-        if _is_predictor(model):
+        if isinstance(model, DefaultModel):
             invocation = to_invocation(data)
-            model.check(invocation.inputs, invocation.parameters)
-            outputs: list[Any] = []
-            for start in range(0, len(invocation.inputs), self.max_batch_size):
-                outputs.extend(
-                    model.predict(
-                        invocation.inputs[start : start + self.max_batch_size], invocation.parameters
-                    )
-                )
-            return outputs[0] if invocation.single else outputs
+            return model(
+                invocation.inputs[0] if invocation.single else invocation.inputs, **invocation.parameters
+            )
         if callable(model):
             return model(data)
         raise TypeError(
@@ -112,10 +105,23 @@ class CustomCodeModel:
         return encode(prediction, kind), kind
 
 
-def _is_predictor(model: Any) -> bool:
-    return all(callable(getattr(model, name, None)) for name in ("check", "predict")) and hasattr(
-        model, "task"
-    )
+class DefaultModel:
+    """What the default model_fn returns. It is called like a transformers pipeline,
+    `model(inputs, **parameters)`, so a predict_fn written for SageMaker's Hugging Face container works."""
+
+    def __init__(self, predictor: Predictor, max_batch_size: int) -> None:
+        self.predictor = predictor
+        self.task = predictor.task
+        self.max_batch_size = max_batch_size
+
+    def __call__(self, inputs: Any, **parameters: Any) -> Any:
+        invocation = to_invocation({"inputs": inputs, "parameters": parameters})
+        self.predictor.check(invocation.inputs, invocation.parameters)
+        outputs: list[Any] = []
+        for start in range(0, len(invocation.inputs), self.max_batch_size):
+            chunk = invocation.inputs[start : start + self.max_batch_size]
+            outputs.extend(self.predictor.predict(chunk, invocation.parameters))
+        return outputs[0] if invocation.single else outputs
 
 
 def _reply(result: Any, accept: str) -> Reply:
@@ -149,9 +155,9 @@ def load_custom_code(
             raise ModelLoadError(f"model_fn in {path} failed: {type(exc).__name__}: {exc}") from exc
     else:
         try:
-            model = load_default()
+            model = DefaultModel(load_default(), max_batch_size)
         except ModelLoadError as exc:
             raise ModelLoadError(
                 f"{path} defines no model_fn, so {model_dir} must hold a Hugging Face model, but: {exc}"
             ) from exc
-    return CustomCodeModel(module, model, default_accept, max_batch_size)
+    return CustomCodeModel(module, model, default_accept)

@@ -10,6 +10,7 @@ import torch
 
 from serving.errors import BadRequest, ModelLoadError
 from serving.predictors.base import require_texts
+from serving.predictors.hf_files import load_model, load_tokenizer
 
 TASKS = (
     "text-classification",
@@ -20,28 +21,32 @@ TASKS = (
 )
 
 
+# The model class each task's pipeline runs; loaded here so nothing but local files is ever read.
+_MODEL_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "zero-shot-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "fill-mask": "AutoModelForMaskedLM",
+    "text-generation": "AutoModelForCausalLM",
+}
+
+
 class PipelinePredictor:
     def __init__(self, folder: Path, task: str, device: torch.device, batch_size: int) -> None:
-        from transformers import AutoTokenizer
-        from transformers import pipeline as make_pipeline
+        import transformers
 
         self.task = task
         self.batch_size = batch_size
+        tokenizer = load_tokenizer(folder)
+        if task == "text-generation" and tokenizer.pad_token is None:
+            # Batched generation pads on the left with EOS when the model defines no pad token.
+            tokenizer.pad_token = tokenizer.eos_token
+            tokenizer.padding_side = "left"
+        model = load_model(getattr(transformers, _MODEL_CLASSES[task]), folder, device)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            if task == "text-generation" and tokenizer.pad_token is None:
-                # Batched generation pads on the left with EOS when the model defines no pad token.
-                tokenizer.pad_token = tokenizer.eos_token
-                tokenizer.padding_side = "left"
             # Any: the task is only known at run time, so pipeline()'s per-task overloads cannot apply.
-            build: Any = make_pipeline
-            self.pipeline = build(
-                task,
-                model=str(folder),
-                tokenizer=tokenizer,
-                device=device,
-                model_kwargs={"local_files_only": True},
-            )
+            build: Any = transformers.pipeline
+            self.pipeline = build(task, model=model, tokenizer=tokenizer, device=device)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot build the {task} pipeline from {folder}: {exc}") from exc
 
@@ -70,4 +75,7 @@ class PipelinePredictor:
 
     def predict(self, inputs: list[Any], parameters: Mapping[str, Any]) -> list[Any]:
         outputs = self.pipeline(list(inputs), batch_size=min(len(inputs), self.batch_size), **parameters)
+        if self.task == "fill-mask" and len(inputs) == 1:
+            # FillMaskPipeline unwraps a one-element list; every other pipeline answers a list per list.
+            return [outputs]
         return list(outputs)
