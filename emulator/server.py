@@ -31,6 +31,7 @@ from emulator.endpoints import EndpointEngine
 from emulator.fleet import Fleet
 from emulator.invocations import InvocationLog
 from emulator.model_data import ModelDataCache
+from emulator.monitoring import Monitoring
 from emulator.runtime_api import Runtime
 from emulator.runtime_api import build_app as build_runtime_app
 from emulator.sagemaker_api import SageMakerApi, service_model
@@ -120,6 +121,9 @@ async def serve(
     )
     await emulator.engine.restore()
     emulator.jobs.restore()
+    # CloudWatch metrics from real invocations, and alarms evaluated on them (moto does neither).
+    monitoring = Monitoring.from_env()
+    monitoring.start(emulator.invocations)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
     server = uvicorn.Server(config)
     log.info(
@@ -134,6 +138,7 @@ async def serve(
     try:
         await server.serve(sockets=[control_sock, runtime_sock])
     finally:
+        monitoring.stop()
         await emulator.jobs.shutdown()
         await emulator.engine.shutdown()
         await emulator.http.aclose()
