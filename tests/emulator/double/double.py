@@ -5,6 +5,7 @@ It follows the SageMaker contract (`serve`, port 8080, GET /ping, POST /invocati
 
 DOUBLE_EXIT=N       print a few log lines and exit with code N at start-up
 DOUBLE_PING=never   answer /ping with 503 forever
+DOUBLE_START_DELAY=S  take S seconds to "load the model" before listening
 DOUBLE_STATUS=N     answer /invocations with status N
 DOUBLE_DELAY=S      wait S seconds before answering /invocations
 DOUBLE_MODE=pipe    answer with the request body + "|" + DOUBLE_NAME (serial pipeline tests)
@@ -96,6 +97,7 @@ def main() -> None:
         print(f"{NAME}: loading the model", flush=True)
         print(f"{NAME}: cannot go on, exiting with code {os.environ['DOUBLE_EXIT']} as told", flush=True)
         sys.exit(int(os.environ["DOUBLE_EXIT"]))
+    time.sleep(float(os.environ.get("DOUBLE_START_DELAY", "0")))
     server = ThreadingHTTPServer(("0.0.0.0", 8080), Handler)
     server.daemon_threads = True
     print(f"{NAME}: serving on 8080", flush=True)

@@ -1,0 +1,95 @@
+"""A restart of the emulator loses nothing: resources, tags, endpoints InService with their containers.
+
+Each test runs its own emulator process (own state folder and ports, the stack's moto and registry)
+so it can be stopped and started without disturbing the shared stack.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from emulator_support import Aws, PrivateEmulator, Resources, make_clients, tarball
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+
+
+def _serve_one(made: Resources, image: str, instances: int = 2, **environment: str) -> str:
+    data = made.upload(tarball({"weights.txt": b"persisted"}))
+    model = made.model(image, data, container={"Environment": environment}, Tags=[{"Key": "k", "Value": "v"}])
+    return made.endpoint(made.single(model, instances=instances))
+
+
+def _answer(clients: Aws, endpoint: str) -> dict[str, object]:
+    response = clients.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}")
+    return dict(json.loads(response["Body"].read()))
+
+
+def test_restart_keeps_endpoints_and_their_running_containers(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    emulator = private_emulator()
+    clients = make_clients(emulator.client_env)
+    made = Resources(clients, bucket)
+    endpoint = _serve_one(made, double_image)
+    before = made.wait_status(endpoint, "InService")
+    containers = sorted(c.id for c in emulator.containers())
+    model_before = clients.sagemaker.describe_model(ModelName=made.models[0])
+    tags_before = clients.sagemaker.list_tags(ResourceArn=model_before["ModelArn"])["Tags"]
+
+    emulator.stop()
+    emulator.start()
+
+    after = clients.sagemaker.describe_endpoint(EndpointName=endpoint)
+    assert after["EndpointStatus"] == "InService"
+    assert after["ProductionVariants"] == before["ProductionVariants"]
+    assert after["CreationTime"] == before["CreationTime"]
+    model_after = clients.sagemaker.describe_model(ModelName=made.models[0])
+    assert {k: v for k, v in model_after.items() if k != "ResponseMetadata"} == {
+        k: v for k, v in model_before.items() if k != "ResponseMetadata"
+    }
+    assert clients.sagemaker.list_tags(ResourceArn=model_before["ModelArn"])["Tags"] == tags_before
+    assert sorted(c.id for c in emulator.containers()) == containers  # adopted, not restarted
+    assert _answer(clients, endpoint)["model_files"] == {"weights.txt": "persisted"}
+    made.cleanup()
+    assert emulator.containers() == []
+
+
+def test_restart_recreates_containers_that_are_gone(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    emulator = private_emulator()
+    clients = make_clients(emulator.client_env)
+    made = Resources(clients, bucket)
+    endpoint = _serve_one(made, double_image, DOUBLE_START_DELAY="2")
+    made.wait_status(endpoint, "InService")
+    old = {c.id for c in emulator.containers()}
+
+    emulator.stop()
+    emulator.remove_containers()  # what `python -m emulator down` does
+    emulator.start()
+
+    assert clients.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    # The first invocation waits for the re-created containers instead of failing.
+    assert _answer(clients, endpoint)["model_files"] == {"weights.txt": "persisted"}
+    new = {c.id for c in emulator.containers()}
+    assert len(new) == 2 and not new & old
+    made.cleanup()
+
+
+def test_interrupted_creation_resumes(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    emulator = private_emulator()
+    clients = make_clients(emulator.client_env)
+    made = Resources(clients, bucket)
+    endpoint = _serve_one(made, double_image, instances=1, DOUBLE_START_DELAY="4")
+    assert clients.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Creating"
+
+    emulator.stop()
+    emulator.start()
+
+    assert made.wait_status(endpoint, "InService")["EndpointStatus"] == "InService"
+    assert len(emulator.containers()) == 1  # the half-started container of the first attempt is gone
+    made.cleanup()

@@ -1,0 +1,248 @@
+"""Refusals with AWS's error codes and messages; pagination, sorting and tags of the control plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from emulator_support import ROLE_ARN, Aws, Resources, tarball, unique
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker]
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+
+
+def _error(call: Any, **params: Any) -> dict[str, str]:
+    with pytest.raises(ClientError) as raised:
+        call(**params)
+    return dict(raised.value.response["Error"])
+
+
+def _variant(model: str, **extra: Any) -> dict[str, Any]:
+    return {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", **extra}
+
+
+def test_names_are_unique_case_insensitively(aws: Aws, resources: Resources, double_image: str) -> None:
+    model = resources.model(double_image)
+    error = _error(
+        aws.sagemaker.create_model, ModelName=model.upper(), PrimaryContainer={"Image": double_image}
+    )
+    assert error == {
+        "Code": "ValidationException",
+        "Message": f'Cannot create already existing model "{ARN}:model/{model}".',
+    }
+    config = resources.config([_variant(model, InitialInstanceCount=1)])
+    error = _error(
+        aws.sagemaker.create_endpoint_config,
+        EndpointConfigName=config,
+        ProductionVariants=[_variant(model, InitialInstanceCount=1)],
+    )
+    assert (
+        error["Message"]
+        == f'Cannot create already existing endpoint configuration "{ARN}:endpoint-config/{config}".'
+    )
+
+
+def test_references_to_missing_resources(aws: Aws, resources: Resources) -> None:
+    missing = unique("missing")
+    error = _error(
+        aws.sagemaker.create_endpoint_config,
+        EndpointConfigName=unique("config"),
+        ProductionVariants=[_variant(missing, InitialInstanceCount=1)],
+    )
+    assert error == {
+        "Code": "ValidationException",
+        "Message": f'Could not find model "{ARN}:model/{missing}".',
+    }
+    error = _error(aws.sagemaker.create_endpoint, EndpointName=unique("e"), EndpointConfigName=missing)
+    assert error["Message"] == f'Could not find endpoint configuration "{ARN}:endpoint-config/{missing}".'
+    for call, field, kind in [
+        (aws.sagemaker.describe_model, "ModelName", "model"),
+        (aws.sagemaker.delete_model, "ModelName", "model"),
+        (aws.sagemaker.describe_endpoint_config, "EndpointConfigName", "endpoint configuration"),
+        (aws.sagemaker.delete_endpoint_config, "EndpointConfigName", "endpoint configuration"),
+        (aws.sagemaker.describe_endpoint, "EndpointName", "endpoint"),
+        (aws.sagemaker.delete_endpoint, "EndpointName", "endpoint"),
+        (aws.sagemaker.update_endpoint, "EndpointName", "endpoint"),
+    ]:
+        params = {field: missing}
+        if call == aws.sagemaker.update_endpoint:
+            params["EndpointConfigName"] = missing
+        error = _error(call, **params)
+        assert error["Code"] == "ValidationException"
+        assert error["Message"].startswith(f'Could not find {kind} "{ARN}:')
+
+
+def test_create_model_checks_model_data_and_ecr_image(
+    aws: Aws, resources: Resources, bucket: str, double_image: str
+) -> None:
+    absent_data = f"s3://{bucket}/{unique('nothing')}/model.tar.gz"
+    error = _error(
+        aws.sagemaker.create_model,
+        ModelName=unique("m"),
+        PrimaryContainer={"Image": double_image, "ModelDataUrl": absent_data},
+    )
+    assert error == {"Code": "ValidationException", "Message": f"Could not find model data at {absent_data}."}
+    absent_image = double_image.rsplit(":", 1)[0] + ":no-such-tag"
+    error = _error(
+        aws.sagemaker.create_model, ModelName=unique("m"), PrimaryContainer={"Image": absent_image}
+    )
+    assert error == {"Code": "ValidationException", "Message": f"Requested image {absent_image} not found."}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"S3DataType": "S3Prefix", "CompressionType": "Gzip", "S3Uri": "s3://b/p/"},
+            "needs CompressionType None",
+        ),
+        ({"S3DataType": "S3Prefix", "CompressionType": "None", "S3Uri": "s3://b/p"}, "must end with '/'"),
+    ],
+)
+def test_model_data_source_rules(aws: Aws, double_image: str, source: dict[str, str], message: str) -> None:
+    error = _error(
+        aws.sagemaker.create_model,
+        ModelName=unique("m"),
+        PrimaryContainer={"Image": double_image, "ModelDataSource": {"S3DataSource": source}},
+    )
+    assert error["Code"] == "ValidationException"
+    assert message in error["Message"]
+
+
+def test_server_checks_constraints_botocore_does_not(stack: dict[str, str]) -> None:
+    unchecked = boto3.client(
+        "sagemaker",
+        endpoint_url=stack["AWS_ENDPOINT_URL_SAGEMAKER"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(parameter_validation=False),
+    )
+    error = _error(unchecked.create_endpoint, EndpointName="bad_name", EndpointConfigName="x" * 64)
+    assert error["Code"] == "ValidationException"
+    pattern = "Member must satisfy regular expression pattern: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+    assert error["Message"] == (
+        f"3 validation errors detected: Value 'bad_name' at 'endpointName' failed to satisfy constraint: {pattern}; "
+        f"Value '{'x' * 64}' at 'endpointConfigName' failed to satisfy constraint: Member must have length "
+        f"less than or equal to 63; Value '{'x' * 64}' at 'endpointConfigName' failed to satisfy constraint: {pattern}"
+    )
+    error = _error(
+        unchecked.create_endpoint_config,
+        EndpointConfigName="c",
+        ProductionVariants=[_variant("m", InitialInstanceCount=0, InstanceType="ml.nope")],
+    )
+    assert (
+        "at 'productionVariants.1.member.initialInstanceCount' failed to satisfy constraint"
+        in error["Message"]
+    )
+    assert (
+        "at 'productionVariants.1.member.instanceType' failed to satisfy constraint: Member must satisfy enum"
+        in (error["Message"])
+    )
+
+
+def test_variant_rules(aws: Aws, resources: Resources, double_image: str) -> None:
+    model = resources.model(double_image)
+    cases = [
+        ([_variant(model)], "set InstanceType and InitialInstanceCount, or ServerlessConfig"),
+        (
+            [_variant(model, InitialInstanceCount=1), _variant(model, InitialInstanceCount=1)],
+            "VariantName values must be unique",
+        ),
+        (
+            [
+                {
+                    "VariantName": "S",
+                    "ModelName": model,
+                    "ServerlessConfig": {"MemorySizeInMB": 1500, "MaxConcurrency": 1},
+                }
+            ],
+            "MemorySizeInMB 1500 must be one of",
+        ),
+    ]
+    for variants, message in cases:
+        error = _error(
+            aws.sagemaker.create_endpoint_config, EndpointConfigName=unique("c"), ProductionVariants=variants
+        )
+        assert error["Code"] == "ValidationException"
+        assert message in error["Message"]
+
+
+def test_instance_quota_is_a_resource_limit(aws: Aws, resources: Resources, double_image: str) -> None:
+    config = resources.config(
+        [_variant(resources.model(double_image), InitialInstanceCount=11, InstanceType="ml.p4d.24xlarge")]
+    )
+    error = _error(aws.sagemaker.create_endpoint, EndpointName=unique("e"), EndpointConfigName=config)
+    assert error["Code"] == "ResourceLimitExceeded"
+    assert error["Message"].startswith(
+        "The account-level service limit 'ml.p4d.24xlarge for endpoint usage' is 10 Instances, with current "
+        "utilization of 0 Instances and a request delta of 11 Instances."
+    )
+
+
+def test_unknown_operation(aws: Aws) -> None:
+    error = _error(aws.sagemaker.list_training_jobs)
+    assert error["Code"] == "UnknownOperationException"
+    assert "does not implement ListTrainingJobs" in error["Message"]
+
+
+def test_lists_sort_filter_and_page(aws: Aws, resources: Resources, bucket: str, double_image: str) -> None:
+    tag = unique("page")
+    data = resources.upload(tarball({"w": b"w"}))
+    names = []
+    for index in range(5):
+        name = f"{tag}-{index}"
+        aws.sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE_ARN,
+            PrimaryContainer={"Image": double_image, "ModelDataUrl": data},
+        )
+        resources.models.append(name)
+        names.append(name)
+
+    seen, token = [], None
+    while True:
+        page = aws.sagemaker.list_models(
+            NameContains=tag,
+            SortBy="Name",
+            SortOrder="Ascending",
+            MaxResults=2,
+            **({"NextToken": token} if token else {}),
+        )
+        seen += [m["ModelName"] for m in page["Models"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert seen == names
+    newest_first = [m["ModelName"] for m in aws.sagemaker.list_models(NameContains=tag)["Models"]]
+    assert newest_first == names[::-1]
+    paginated = [
+        m["ModelName"]
+        for page in aws.sagemaker.get_paginator("list_models").paginate(
+            NameContains=tag, PaginationConfig={"PageSize": 2}
+        )
+        for m in page["Models"]
+    ]
+    assert sorted(paginated) == names
+
+
+def test_tags(aws: Aws, resources: Resources, double_image: str) -> None:
+    model = resources.model(double_image, Tags=[{"Key": "managed-by", "Value": "sagemaker-release"}])
+    arn = f"{ARN}:model/{model}"
+    aws.sagemaker.add_tags(
+        ResourceArn=arn, Tags=[{"Key": "release-id", "Value": "r1"}, {"Key": "managed-by", "Value": "x"}]
+    )
+    assert aws.sagemaker.list_tags(ResourceArn=arn)["Tags"] == [
+        {"Key": "managed-by", "Value": "x"},
+        {"Key": "release-id", "Value": "r1"},
+    ]
+    aws.sagemaker.delete_tags(ResourceArn=arn, TagKeys=["managed-by"])
+    assert aws.sagemaker.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "release-id", "Value": "r1"}]
+    error = _error(aws.sagemaker.list_tags, ResourceArn=f"{ARN}:model/{unique('gone')}")
+    assert error["Code"] == "ValidationException"
+    aws.sagemaker.delete_model(ModelName=model)
+    assert _error(aws.sagemaker.list_tags, ResourceArn=arn)["Code"] == "ValidationException"
