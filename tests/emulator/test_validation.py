@@ -125,10 +125,13 @@ def test_server_checks_constraints_botocore_does_not(stack: dict[str, str]) -> N
     error = _error(unchecked.create_endpoint, EndpointName="bad_name", EndpointConfigName="x" * 64)
     assert error["Code"] == "ValidationException"
     pattern = "Member must satisfy regular expression pattern: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+    long_name = "x" * 64
     assert error["Message"] == (
-        f"3 validation errors detected: Value 'bad_name' at 'endpointName' failed to satisfy constraint: {pattern}; "
-        f"Value '{'x' * 64}' at 'endpointConfigName' failed to satisfy constraint: Member must have length "
-        f"less than or equal to 63; Value '{'x' * 64}' at 'endpointConfigName' failed to satisfy constraint: {pattern}"
+        "3 validation errors detected: "
+        f"Value 'bad_name' at 'endpointName' failed to satisfy constraint: {pattern}; "
+        f"Value '{long_name}' at 'endpointConfigName' failed to satisfy constraint: "
+        "Member must have length less than or equal to 63; "
+        f"Value '{long_name}' at 'endpointConfigName' failed to satisfy constraint: {pattern}"
     )
     error = _error(
         unchecked.create_endpoint_config,
