@@ -261,12 +261,14 @@ def build_app(runtime: Runtime, jobs: AsyncInference) -> Starlette:
                 InternalFailure("The SageMaker Runtime emulator failed; see its log"), request_id
             )
         headers = {
+            # Passed as a header, not media_type: Starlette would append "; charset=utf-8" to text types.
+            "Content-Type": result.content_type,
             "x-Amzn-Invoked-Production-Variant": result.variant_name,
             "x-amzn-RequestId": request_id,
         }
         if result.custom_attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
-        return Response(result.body, headers=headers, media_type=result.content_type)
+        return Response(result.body, headers=headers)
 
     async def invoke_endpoint_async(request: Request) -> Response:
         request_id = str(uuid.uuid4())
