@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -60,12 +61,26 @@ class FakeSageMaker:
     guardrail_rolls_back: bool = False
     stuck: bool = False  # updates never finish
     on_describe: Callable[[dict[str, Any]], None] | None = None
+    deleted_models: set[str] = field(default_factory=set)
     _pending: dict[str, Any] = field(default_factory=dict)
+    _created: dict[str, datetime] = field(default_factory=dict)
 
     # -- helpers for tests ----------------------------------------------------------------------
 
-    def add_config(self, name: str, variants: list[dict[str, Any]]) -> None:
+    def add_config(
+        self, name: str, variants: list[dict[str, Any]], tags: list[dict[str, str]] | None = None
+    ) -> None:
         self.configs[name] = {"EndpointConfigName": name, "ProductionVariants": copy.deepcopy(variants)}
+        if tags is not None:
+            self.configs[name]["Tags"] = tags
+        self._stamp(name)
+
+    def _stamp(self, name: str) -> None:
+        self._created[name] = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=len(self._created))
+
+    @staticmethod
+    def config_arn(name: str) -> str:
+        return f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{name}"
 
     def add_endpoint(self, name: str, config: str) -> None:
         self.endpoints[name] = {
@@ -105,7 +120,8 @@ class FakeSageMaker:
         if name in self.configs:
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "exists"}}, "Create")
         self.configs[name] = copy.deepcopy(params)
-        return {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{name}"}
+        self._stamp(name)
+        return {"EndpointConfigArn": self.config_arn(name)}
 
     def describe_endpoint_config(self, **params: Any) -> dict[str, Any]:
         check_shape("DescribeEndpointConfig", params)
@@ -122,7 +138,38 @@ class FakeSageMaker:
 
     def describe_model(self, **params: Any) -> dict[str, Any]:
         check_shape("DescribeModel", params)
+        if params["ModelName"] in self.deleted_models:
+            raise _not_found(f"model {params['ModelName']}")
         return {"ModelName": params["ModelName"], "PrimaryContainer": {"Image": "image:1"}}
+
+    def list_endpoint_configs(self, **params: Any) -> dict[str, Any]:
+        check_shape("ListEndpointConfigs", params)
+        names = [n for n in self.configs if params.get("NameContains", "") in n]
+        names.sort(key=lambda n: self._created[n], reverse=params.get("SortOrder") == "Descending")
+        return {
+            "EndpointConfigs": [
+                {
+                    "EndpointConfigName": n,
+                    "EndpointConfigArn": self.config_arn(n),
+                    "CreationTime": self._created[n],
+                }
+                for n in names
+            ]
+        }
+
+    def list_tags(self, **params: Any) -> dict[str, Any]:
+        check_shape("ListTags", params)
+        name = params["ResourceArn"].rsplit("/", 1)[-1]
+        return {"Tags": copy.deepcopy(self.configs.get(name, {}).get("Tags", []))}
+
+    def get_paginator(self, operation: str) -> Any:
+        fake = self
+
+        class OnePage:
+            def paginate(self, **params: Any) -> Iterator[dict[str, Any]]:
+                yield getattr(fake, operation)(**params)
+
+        return OnePage()
 
     def update_endpoint(self, **params: Any) -> dict[str, Any]:
         self._record("UpdateEndpoint", params)

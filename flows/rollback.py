@@ -1,0 +1,92 @@
+"""Roll an endpoint back to its previous release, on demand.
+
+    python -m flows.rollback ENDPOINT [--to ENDPOINT_CONFIG] [--timeout 3600] [--poll 10]
+
+The previous release is found from the endpoint configs' release tags (tasks/rollback.py explains
+how). The rollback holds the endpoint's release lock, so it never races a release of the same
+endpoint. Exits non-zero when it fails; the last line printed is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from prefect import flow, task
+from prefect.states import Failed, State
+
+from tasks import rollback as rollback_tasks
+from tasks.lock import endpoint_lock, use_shared_lease_storage
+from tasks.logs import run_logger
+from tasks.retry import task_options
+
+DEFAULT_LOCK_WAIT_S = 900
+
+
+@task(name="roll-back-endpoint", **task_options(retries=1))
+def switch_back(
+    endpoint: str, to_config: str | None, timeout_s: float, interval_s: float
+) -> rollback_tasks.RollbackResult:
+    return rollback_tasks.roll_back(endpoint, to_config=to_config, timeout_s=timeout_s, interval_s=interval_s)
+
+
+@flow(name="rollback-endpoint", log_prints=True)
+def rollback(
+    endpoint: str,
+    to_config: str | None = None,
+    timeout_s: int = 3600,
+    poll_interval_s: float = 10.0,
+    wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S,
+) -> dict[str, Any] | State:
+    """Put `endpoint` back on its previous release (or on `to_config`) and wait until it serves."""
+    log = run_logger()
+    try:
+        with endpoint_lock(endpoint, timeout_s=wait_for_lock_s):
+            result = switch_back(endpoint, to_config, timeout_s, poll_interval_s)
+    except Exception as exc:
+        message = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        log.error("rollback of %s failed: %s", endpoint, message)
+        return Failed(message=message, data={"endpoint_name": endpoint, "status": "failed", "error": message})
+    log.info("endpoint %s: %s -> %s (%s)", endpoint, result.from_config, result.to_config, result.status)
+    return result.summary()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.rollback", description=__doc__.splitlines()[0])
+    parser.add_argument("endpoint", help="name of the endpoint to roll back")
+    parser.add_argument(
+        "--to", dest="to_config", help="endpoint config to go back to (default: previous release)"
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=3600, help="seconds to wait for the endpoint (default %(default)s)"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=10.0, help="seconds between status checks (default %(default)s)"
+    )
+    parser.add_argument(
+        "--wait-for-lock",
+        type=int,
+        default=DEFAULT_LOCK_WAIT_S,
+        help="seconds to wait while a release of the endpoint runs (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    use_shared_lease_storage()
+    state = rollback(
+        args.endpoint,
+        to_config=args.to_config,
+        timeout_s=args.timeout,
+        poll_interval_s=args.poll,
+        wait_for_lock_s=args.wait_for_lock,
+        return_state=True,
+    )
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        summary = {"endpoint_name": args.endpoint, "status": "failed", "error": str(summary)}
+    print(json.dumps(summary))
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
