@@ -157,11 +157,22 @@ class SmokeFailed(ReleaseError):
 
     endpoint: str
     failures: tuple[str, ...]
+    requests: int | None
+    p50_ms: float | None
 
-    def __init__(self, endpoint: str, failures: Sequence[str]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        failures: Sequence[str],
+        *,
+        requests: int | None = None,
+        p50_ms: float | None = None,
+    ) -> None:
         listed = "; ".join(failures) or "no detail"
         message = f"SmokeFailed: endpoint {endpoint} failed {len(failures)} smoke expectation(s): {listed}"
-        super().__init__(message, endpoint=endpoint, failures=tuple(failures))
+        super().__init__(
+            message, endpoint=endpoint, failures=tuple(failures), requests=requests, p50_ms=p50_ms
+        )
 
 
 class AlarmFired(ReleaseError):
