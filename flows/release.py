@@ -31,7 +31,7 @@ from tasks.deploy import (
     serves_release,
     update_endpoint,
 )
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, SmokeFailed
 from tasks.hosting import LiveEndpoint, ModelData
 from tasks.image import serving_image
 from tasks.ledger import Ledger, S3LedgerStore
@@ -40,7 +40,7 @@ from tasks.logs import run_logger
 from tasks.model_source import download_model
 from tasks.packaging import package_model
 from tasks.report import ReleaseReport
-from tasks.smoke import smoke_test
+from tasks.smoke import SmokeResult, smoke_test
 from tasks.storage import ensure_bucket, upload_model
 
 DEFAULT_LOCK_WAIT_S = 900
@@ -85,6 +85,8 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
             finally:
                 report.absorb_ledger(ledger)
     except Exception as exc:
+        if isinstance(exc, SmokeFailed):
+            report.smoke = SmokeResult(False, exc.requests or 0, exc.p50_ms, None, exc.failures)
         report.status = "failed"
         report.error = (
             f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)

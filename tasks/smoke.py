@@ -220,14 +220,21 @@ def _parse(body: str) -> Any:
 
 
 def _has_null(value: Any) -> bool:
+    """An empty answer, or a null/NaN anywhere inside it (empty containers inside are values)."""
     if value is None or value == "" or value == [] or value == {}:
+        return True
+    return _holds_null(value)
+
+
+def _holds_null(value: Any) -> bool:
+    if value is None:
         return True
     if isinstance(value, float):
         return math.isnan(value)
     if isinstance(value, list):
-        return any(_has_null(v) for v in value)
+        return any(_holds_null(v) for v in value)
     if isinstance(value, dict):
-        return any(_has_null(v) for v in value.values())
+        return any(_holds_null(v) for v in value.values())
     return False
 
 
@@ -346,7 +353,7 @@ def run_smoke(
                 *failures[:-1],
                 f"{failures[-1]} (answers said: {'; '.join(_short(e) for e in said)})",
             ]
-        raise SmokeFailed(endpoint, failures)
+        raise SmokeFailed(endpoint, failures, requests=len(answers), p50_ms=p50)
     return result
 
 
