@@ -355,7 +355,8 @@ def down(names: Iterable[str] = (*PART_NAMES, "docker")) -> None:
     for p in reversed(PARTS):
         if p.name in chosen:
             stop(p, state)
-    if "sagemaker" in chosen:
+    # Containers go only once no emulator runs: one that `up` did not start still needs its fleet.
+    if "sagemaker" in chosen and not healthy(part("sagemaker")):
         removed = remove_emulator_containers()
         if removed:
             progress(f"removed {removed} emulator container(s)")

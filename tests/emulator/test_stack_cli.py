@@ -1,0 +1,105 @@
+"""`python -m emulator up | env | status | down` as a user runs them, on the running stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator import settings
+from emulator import stack as local_stack
+
+pytestmark = [pytest.mark.stack]
+
+EXPORTS = [
+    "export AWS_ENDPOINT_URL=http://127.0.0.1:4566",
+    "export AWS_ENDPOINT_URL_SAGEMAKER=http://127.0.0.1:4577",
+    "export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:4578",
+    "export HF_ENDPOINT=http://127.0.0.1:4588",
+    "export SAGEMAKER_RELEASE_REGISTRY=127.0.0.1:5000",
+    "export AWS_DEFAULT_REGION=us-east-1",
+    "export AWS_ACCESS_KEY_ID=testing",
+    "export AWS_SECRET_ACCESS_KEY=testing",
+]
+
+
+def _emulator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", *args],
+        capture_output=True,
+        text=True,
+        cwd=settings.REPO_ROOT,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def test_up_again_starts_nothing_and_prints_only_exports(stack: dict[str, str]) -> None:
+    result = _emulator("up")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == EXPORTS
+    for name in local_stack.PART_NAMES:
+        assert f"{name} is already up" in result.stderr
+
+
+def test_env_prints_the_same_exports(stack: dict[str, str]) -> None:
+    result = _emulator("env")
+    assert (result.returncode, result.stdout.splitlines()) == (0, EXPORTS)
+    assert {line.split("=", 1)[0].removeprefix("export ") for line in EXPORTS} == set(stack)
+
+
+def test_eval_of_up_configures_an_unchanged_aws_cli(stack: dict[str, str]) -> None:
+    aws_cli = Path(sys.executable).parent / "aws"
+    script = (
+        f'set -e; eval "$({sys.executable} -m emulator up)"; {aws_cli} sagemaker list-endpoints --max-items 1'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=settings.REPO_ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"Endpoints"' in result.stdout
+
+
+def test_status_shows_every_part_up(stack: dict[str, str]) -> None:
+    result = _emulator("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(rows) == {"docker", *local_stack.PART_NAMES}
+    assert all(" up" in row for row in rows.values())
+
+
+def test_down_stops_only_what_up_started(stack: dict[str, str], tmp_path: Path) -> None:
+    # A state folder whose `up` found everything running holds no pids, so its `down` stops nothing.
+    state = str(tmp_path / "state")
+    assert _emulator("up", SAGEMAKER_RELEASE_STATE_DIR=state).returncode == 0
+    result = _emulator("down", SAGEMAKER_RELEASE_STATE_DIR=state)
+    assert result.returncode == 0, result.stderr
+    assert "stopping" not in result.stderr and "removed" not in result.stderr
+    assert set(local_stack.running_parts()) >= set(local_stack.PART_NAMES)
+
+
+def test_unknown_part_is_an_error() -> None:
+    result = _emulator("down", "warp-drive")
+    assert result.returncode == 1
+    assert "unknown part 'warp-drive'; the parts are registry, moto, sagemaker, hub" in result.stderr
+
+
+def test_part_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    (tmp_path / "pids").mkdir()
+    (tmp_path / "logs").mkdir()
+    broken = local_stack.Part(
+        name="broken",
+        port=1,
+        health_urls=("http://127.0.0.1:1/health",),
+        marker="never",
+        command=lambda state: [sys.executable, "-c", "print('cannot bind, giving up'); raise SystemExit(3)"],
+    )
+    process = local_stack._spawn(broken, tmp_path, {})
+    with pytest.raises(local_stack.StackError) as raised:
+        local_stack._wait_healthy(broken, tmp_path, process, timeout=30)
+    assert "broken exited with code 3" in str(raised.value)
+    assert "cannot bind, giving up" in str(raised.value)
