@@ -132,6 +132,8 @@ def main() -> None:
 
 
 def run(work: Path, size_bytes: int, endpoint_url: str | None) -> dict[str, object]:
+    # Both sides share the machine; a busy one slows the multi-threaded side more, so say how busy it was.
+    load_at_start = round(os.getloadavg()[0], 2)
     model = work / "model"
     model.mkdir()
     (model / "config.json").write_text('{"architectures": ["BertModel"], "torch_dtype": "float16"}')
@@ -195,6 +197,7 @@ def run(work: Path, size_bytes: int, endpoint_url: str | None) -> dict[str, obje
     ours_ratio = artifact.size_bytes / source_bytes
     baseline_ratio = baseline_size / source_bytes
     return {
+        "load_average_1m_at_start": load_at_start,
         "source_bytes": source_bytes,
         "cpus": worker_threads(0),
         "baseline_tar_czf_s": round(baseline_s, 3),
