@@ -17,6 +17,7 @@ import io
 import mmap
 import os
 import tarfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ FIXED_MTIME = 0
 FILE_MODE = 0o644
 BLOCK_SIZE = 1 << 20  # igzip block; part of the output's identity, so never derive it from the machine
 READ_CHUNK = 4 << 20
+# Archives are uploaded within minutes of being written; older ones on the worker only fill its disk.
+PACKAGE_TTL_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,21 @@ def manifest_digest(digests: Sequence[FileDigest]) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
+def prune_packages(folder: Path, max_age_s: float, now: float | None = None) -> list[Path]:
+    """Delete archives in `folder` older than `max_age_s`; return what was removed."""
+    cutoff = (time.time() if now is None else now) - max_age_s
+    removed = []
+    for archive in folder.glob(f"*/{ARCHIVE_NAME}"):
+        try:
+            if archive.stat().st_mtime < cutoff:
+                archive.unlink()
+                archive.parent.rmdir()
+                removed.append(archive)
+        except FileNotFoundError:  # another release on this worker pruned it first
+            continue
+    return removed
+
+
 def build_artifact(
     snapshot: ModelSnapshot,
     packaging: PackagingConfig,
@@ -213,7 +231,11 @@ def build_artifact(
         total = sum(d.size for d in digests)
         names = tuple(d.path for d in digests)
         return ModelArtifact("prefix", str(source), manifest_digest(digests), total, total, names, digests)
-    out = out_dir or state_subdir("packages")
+    if out_dir is None:
+        out = state_subdir("packages")
+        prune_packages(out, PACKAGE_TTL_S)
+    else:
+        out = out_dir
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{ARCHIVE_NAME}.{os.getpid()}.partial"
     sha256, size = write_tar_gz(

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.config import PackagingConfig
 from tasks.model_source import ModelSnapshot
-from tasks.packaging import build_artifact, manifest_digest, write_tar_gz
+from tasks.packaging import build_artifact, manifest_digest, prune_packages, write_tar_gz
 
 FILES = {
     "config.json": b'{"hidden_size": 8}',
@@ -108,3 +108,14 @@ def test_prefix_layout_keeps_files_as_they_are(tmp_path: Path) -> None:
     again = build_artifact(_snapshot(tmp_path / "copy"), PackagingConfig(format="s3_prefix"))
     assert again.digest == artifact.digest, "the digest depends on content, not on where the files are"
     assert not (tmp_path / "out").exists(), "the prefix layout writes nothing"
+
+
+def test_old_archives_are_pruned_from_the_worker(tmp_path: Path) -> None:
+    old = tmp_path / ("a" * 64) / "model.tar.gz"
+    fresh = tmp_path / ("b" * 64) / "model.tar.gz"
+    for archive in (old, fresh):
+        archive.parent.mkdir()
+        archive.write_bytes(b"x")
+    os.utime(old, (1000, 1000))
+    assert prune_packages(tmp_path, 3600, now=10_000) == [old]
+    assert not old.parent.exists() and fresh.exists()
