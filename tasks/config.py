@@ -626,6 +626,9 @@ class BakeTrafficConfig(_Section):
     """Synthetic traffic from the smoke payloads during each bake, so alarms have data."""
 
     rate_per_s: float = Field(0.0, ge=0, le=100, description="Requests per second; 0 sends none.")
+    duration_s: int | None = Field(
+        None, ge=1, le=3600, description="Seconds of traffic per bake; empty sends it for the whole bake."
+    )
 
 
 class RolloutConfig(_Section):
@@ -646,6 +649,11 @@ class RolloutConfig(_Section):
     )
     bake_s: int = Field(60, ge=0, le=3600, description="Seconds each step bakes before the next.")
     final_bake_s: int = Field(60, ge=0, le=3600, description="Seconds at 100% before the old model retires.")
+    keep_previous: bool = Field(
+        True,
+        description="Keep the previous release's model and endpoint config after success, so a rollback "
+        "is one UpdateEndpoint away.",
+    )
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig, description="Rollback alarms.")
     bake_traffic: BakeTrafficConfig = Field(
         default_factory=BakeTrafficConfig, description="Synthetic traffic while baking."
