@@ -21,7 +21,7 @@ from typing import Any
 import docker.errors
 import httpx
 
-from emulator import arns, images
+from emulator import arns, guardrails, images
 from emulator.deployments import (
     ContainerRecord,
     Deployment,
@@ -195,6 +195,11 @@ class EndpointEngine:
                 FailureReason=f"Failed to update endpoint to endpoint config {config['EndpointConfigName']}"
                 f", rolled back to {record['EndpointConfigName']}: {failure.reason}",
             )
+            return
+        # DeploymentConfig: traffic moves to the new fleet in baked steps and may roll back.
+        if guardrails.uses_blue_green(operation) and not await guardrails.run_update(
+            self, key, old, deployment, operation
+        ):
             return
         self.deployments[key] = [deployment]
         self.store.operations.pop(key, None)
@@ -599,7 +604,8 @@ def _pending_summary(operation: Record) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "VariantName": spec["VariantName"],
             "DesiredWeight": float(spec.get("InitialVariantWeight", 1.0)),
-            "VariantStatus": [{"Status": "Creating", "StartTime": operation["started"]}],
+            "VariantStatus": operation.get("variant_status")
+            or [{"Status": "Creating", "StartTime": operation["started"]}],
         }
         if spec.get("ServerlessConfig"):
             summary["DesiredServerlessConfig"] = spec["ServerlessConfig"]

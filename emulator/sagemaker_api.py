@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator import arns, images
+from emulator import arns, guardrails, images
 from emulator.endpoints import IN_PROGRESS, EndpointEngine, config_instances, endpoint_fields_from_config
 from emulator.errors import (
     AwsError,
@@ -405,6 +405,8 @@ class SageMakerApi:
         deployment_config = params.get("DeploymentConfig")
         if deployment_config is None and params.get("RetainDeploymentConfig"):
             deployment_config = endpoint.get("LastDeploymentConfig")
+        if deployment_config is not None:
+            await guardrails.validate(deployment_config, config)
         self.engine.start_update(
             arns.key(endpoint["EndpointName"]), json.loads(json.dumps(config)), retain, deployment_config
         )

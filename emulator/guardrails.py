@@ -1,0 +1,287 @@
+"""Blue/green endpoint updates with deployment guardrails, as SageMaker runs them.
+
+UpdateEndpoint with a DeploymentConfig whose BlueGreenUpdatePolicy routes traffic ALL_AT_ONCE,
+CANARY or LINEAR: the new (green) fleet is provisioned beside the old (blue) one, which keeps the
+variant names; traffic moves to green in steps (the canary, or one linear step of instances at a
+time), each step followed by a baking period of WaitIntervalInSeconds during which the alarms of
+AutoRollbackConfiguration are watched. An alarm in ALARM, or running past
+MaximumExecutionTimeoutInSeconds, rolls back: the endpoint goes RollingBack, all traffic returns to
+blue, green is torn down, and the endpoint is InService again on its old config with a FailureReason
+naming the alarm. Otherwise blue is kept TerminationWaitInSeconds longer and then terminated.
+
+While it runs, DescribeEndpoint reports the phase as the PendingDeploymentSummary's VariantStatus
+(ActivatingTraffic, Baking), which is how a caller follows the steps. Routing is by the fleets'
+shares (emulator/deployments.py); both fleets publish metrics under the same variant name, as on AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from emulator.deployments import Deployment
+from emulator.errors import ValidationException
+from emulator.store import Record
+
+if TYPE_CHECKING:
+    from emulator.endpoints import EndpointEngine
+
+log = logging.getLogger("emulator.guardrails")
+
+POLL_S = 1.0
+ALARM_STATE = "ALARM"
+AlarmReader = Callable[[Sequence[str]], dict[str, tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    kind: str  # ALL_AT_ONCE | CANARY | LINEAR
+    shares: tuple[float, ...]  # the green fleet's cumulative share of traffic per step, ending at 1.0
+    wait_s: float
+    termination_wait_s: float
+    max_execution_s: float
+    alarms: tuple[str, ...]
+
+
+def uses_blue_green(operation: Record) -> bool:
+    config = operation.get("deployment_config") or {}
+    return "BlueGreenUpdatePolicy" in config
+
+
+def _instances(size: Record, fleet: int, what: str) -> int:
+    value = int(size["Value"])
+    if size["Type"] == "INSTANCE_COUNT":
+        count = value
+    elif size["Type"] == "CAPACITY_PERCENT":
+        count = max(1, math.floor(fleet * value / 100))
+    else:
+        raise ValidationException(
+            f"{what}.Type must be INSTANCE_COUNT or CAPACITY_PERCENT, not {size['Type']}."
+        )
+    if count < 1 or count > fleet // 2:
+        raise ValidationException(
+            f"{what} of {value} {size['Type']} is {count} of the {fleet} instance(s) of the new fleet; "
+            f"it must be at least 1 instance and at most half of the fleet ({fleet // 2})."
+        )
+    return count
+
+
+def plan(deployment_config: Record, config: Record) -> TrafficPlan:
+    """The traffic plan of a DeploymentConfig for endpoint config `config`; ValidationException when
+    SageMaker would refuse it."""
+    policy = deployment_config.get("BlueGreenUpdatePolicy")
+    if not policy:
+        raise ValidationException(
+            "DeploymentConfig needs a BlueGreenUpdatePolicy (RollingUpdatePolicy is not emulated)."
+        )
+    routing = policy.get("TrafficRoutingConfiguration")
+    if not routing:
+        raise ValidationException("BlueGreenUpdatePolicy.TrafficRoutingConfiguration is required.")
+    kind = routing["Type"]
+    fleet = min(int(v.get("InitialInstanceCount", 1)) for v in config["ProductionVariants"])
+    if kind == "ALL_AT_ONCE":
+        shares: tuple[float, ...] = (1.0,)
+    elif kind == "CANARY":
+        if "CanarySize" not in routing:
+            raise ValidationException("TrafficRoutingConfiguration.CanarySize is required for CANARY.")
+        shares = (_instances(routing["CanarySize"], fleet, "CanarySize") / fleet, 1.0)
+    elif kind == "LINEAR":
+        if "LinearStepSize" not in routing:
+            raise ValidationException("TrafficRoutingConfiguration.LinearStepSize is required for LINEAR.")
+        step = _instances(routing["LinearStepSize"], fleet, "LinearStepSize")
+        shares = (*(k * step / fleet for k in range(1, math.ceil(fleet / step))), 1.0)
+    else:
+        raise ValidationException(
+            f"TrafficRoutingConfiguration.Type {kind} is not ALL_AT_ONCE, CANARY or LINEAR."
+        )
+    if any(v.get("ServerlessConfig") for v in config["ProductionVariants"]) and kind != "ALL_AT_ONCE":
+        raise ValidationException(f"{kind} traffic routing needs instance-backed variants; use ALL_AT_ONCE.")
+    alarms = tuple(
+        a["AlarmName"] for a in (deployment_config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])
+    )
+    return TrafficPlan(
+        kind=kind,
+        shares=shares,
+        wait_s=float(routing.get("WaitIntervalInSeconds", 0)),
+        termination_wait_s=float(policy.get("TerminationWaitInSeconds", 0)),
+        max_execution_s=float(policy.get("MaximumExecutionTimeoutInSeconds", 28800)),
+        alarms=alarms,
+    )
+
+
+def cloudwatch_alarm_reader(client_factory: Callable[[], Any]) -> AlarmReader:
+    """Alarm name -> (state, reason) from CloudWatch's DescribeAlarms."""
+
+    def read(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+        if not names:
+            return {}
+        answer = client_factory().describe_alarms(AlarmNames=list(names))
+        alarms = [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]
+        return {
+            a["AlarmName"]: (a["StateValue"], a.get("StateReason", ""))
+            for a in alarms
+            if a["AlarmName"] in names
+        }
+
+    return read
+
+
+def missing_alarms(reader: AlarmReader, names: Sequence[str]) -> list[str]:
+    found = reader(names)
+    return [name for name in names if name not in found]
+
+
+class BlueGreen:
+    """Runs one blue/green update on the engine's fleets; `run` returns None when green took over,
+    else the reason of the rollback (the engine's endpoint is then back on blue)."""
+
+    def __init__(
+        self,
+        engine: EndpointEngine,
+        key: str,
+        blue: list[Deployment],
+        green: Deployment,
+        traffic: TrafficPlan,
+        read_alarms: AlarmReader,
+        *,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.engine = engine
+        self.key = key
+        self.blue = blue
+        self.green = green
+        self.traffic = traffic
+        self.read_alarms = read_alarms
+        self.poll_s = poll_s
+        self.blue_shares = [d.share for d in blue]
+        self.started = time.monotonic()
+
+    async def run(self) -> str | None:
+        self._route(0.0)
+        self.engine.deployments[self.key] = [*self.blue, self.green]
+        for index, share in enumerate(self.traffic.shares):
+            self._phase("ActivatingTraffic", f"Shifting {share:.0%} of the traffic to the new fleet")
+            self._route(share)
+            self._phase(
+                "Baking",
+                f"Baking step {index + 1} of {len(self.traffic.shares)} with {share:.0%} of the traffic "
+                f"on the new fleet for {self.traffic.wait_s:g} s",
+            )
+            reason = await self._bake(self.traffic.wait_s)
+            if reason is not None:
+                await self._roll_back(reason)
+                return reason
+        if self.traffic.termination_wait_s > 0:
+            self._phase(
+                "Updating",
+                f"Keeping the old fleet {self.traffic.termination_wait_s:g} s before terminating it",
+            )
+            await asyncio.sleep(self.traffic.termination_wait_s)
+        return None
+
+    def _route(self, share: float) -> None:
+        total = sum(self.blue_shares) or 1.0
+        for deployment, original in zip(self.blue, self.blue_shares, strict=True):
+            deployment.share = (1.0 - share) * original / total
+        self.green.share = share
+
+    def _phase(self, status: str, message: str) -> None:
+        operation = self.engine.store.operations.get(self.key)
+        if operation is not None:
+            operation["variant_status"] = [
+                {"Status": status, "StatusMessage": message, "StartTime": time.time()}
+            ]
+        self.engine._persist_deployments(self.key)
+        log.info("endpoint %s: %s: %s", self.key, status, message)
+
+    async def _bake(self, seconds: float) -> str | None:
+        """Watch the alarms for `seconds`; the rollback reason when one fires or time runs out."""
+        deadline = time.monotonic() + seconds
+        while True:
+            states = await asyncio.to_thread(self.read_alarms, self.traffic.alarms)
+            firing = [(name, state[1]) for name, state in states.items() if state[0] == ALARM_STATE]
+            if firing:
+                names = ", ".join(name for name, _ in firing)
+                return f"Alarm(s) {names} went to ALARM during the deployment ({firing[0][1]})"
+            if time.monotonic() - self.started > self.traffic.max_execution_s:
+                return (
+                    f"The deployment ran longer than MaximumExecutionTimeoutInSeconds "
+                    f"({self.traffic.max_execution_s:g} s)"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(self.poll_s, left))
+
+    async def _roll_back(self, reason: str) -> None:
+        self.engine._set(self.key, EndpointStatus="RollingBack")
+        self._phase("ActivatingTraffic", "Rolling back: all traffic returns to the old fleet")
+        self._route(0.0)
+        self.engine.deployments[self.key] = list(self.blue)
+        for deployment, original in zip(self.blue, self.blue_shares, strict=True):
+            deployment.share = original
+        self.engine._persist_deployments(self.key)
+        await self.engine._remove_containers(self.green.container_ids())
+        log.warning("endpoint %s rolled back: %s", self.key, reason)
+
+
+_cloudwatch: Any = None
+
+
+def _default_reader() -> AlarmReader:
+    def client() -> Any:
+        global _cloudwatch
+        if _cloudwatch is None:
+            from emulator.monitoring import cloudwatch_client
+
+            _cloudwatch = cloudwatch_client()
+        return _cloudwatch
+
+    return cloudwatch_alarm_reader(client)
+
+
+async def validate(deployment_config: Record, config: Record, read_alarms: AlarmReader | None = None) -> None:
+    """Refuse, as UpdateEndpoint does, a DeploymentConfig that cannot run or names missing alarms."""
+    traffic = plan(deployment_config, config)
+    missing = await asyncio.to_thread(missing_alarms, read_alarms or _default_reader(), traffic.alarms)
+    if missing:
+        raise ValidationException(
+            f"The alarm(s) {', '.join(missing)} in AutoRollbackConfiguration do not exist in CloudWatch."
+        )
+
+
+async def run_update(
+    engine: EndpointEngine,
+    key: str,
+    blue: list[Deployment],
+    green: Deployment,
+    operation: Record,
+    read_alarms: AlarmReader | None = None,
+) -> bool:
+    """Shift traffic from `blue` to the freshly deployed `green` per the operation's DeploymentConfig.
+
+    True: green serves everything and the update completes as usual. False: it was rolled back; the
+    endpoint is InService on its old config with the reason in FailureReason and the operation ended.
+    """
+    config = operation["config"]
+    traffic = plan(operation["deployment_config"], config)
+    runner = BlueGreen(engine, key, blue, green, traffic, read_alarms or _default_reader())
+    reason = await runner.run()
+    if reason is None:
+        return True
+    record = engine.store.endpoints[key]
+    engine.store.operations.pop(key, None)
+    engine._set(
+        key,
+        EndpointStatus="InService",
+        LastDeploymentConfig=operation["deployment_config"],
+        FailureReason=f"Failed to update endpoint to endpoint config {config['EndpointConfigName']}, "
+        f"rolled back to {record['EndpointConfigName']}: {reason}",
+    )
+    engine._prune_model_data()
+    return False

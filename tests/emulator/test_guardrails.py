@@ -1,0 +1,202 @@
+"""UpdateEndpoint with deployment guardrails on the emulator: canary steps, baking, rollback on an alarm."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from emulator_support import Aws, PrivateEmulator, Resources, make_clients
+
+CANARY = {"Type": "INSTANCE_COUNT", "Value": 1}
+
+
+@pytest.fixture
+def site(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str
+) -> Iterator[tuple[Aws, Any, Resources]]:
+    emulator = private_emulator(
+        SAGEMAKER_EMULATOR_ALARM_INTERVAL_S="0.5", SAGEMAKER_EMULATOR_ALARM_SETTLE_S="1.5"
+    )
+    env = emulator.client_env
+    aws = make_clients(env)
+    cloudwatch = boto3.client(
+        "cloudwatch",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    made = Resources(aws, bucket)
+    yield aws, cloudwatch, made
+    made.cleanup()
+
+
+def blue_green_config(kind: str, wait_s: int, alarms: list[str], **routing: Any) -> dict[str, Any]:
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": kind, "WaitIntervalInSeconds": wait_s, **routing},
+            "TerminationWaitInSeconds": 1,
+            "MaximumExecutionTimeoutInSeconds": 600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]},
+    }
+
+
+def two_instance_endpoint(made: Resources, image: str, name: str, **env: str) -> tuple[str, str]:
+    model = made.model(image, container={"Environment": {"DOUBLE_NAME": name, **env}})
+    config = made.single(model, instances=2)
+    endpoint = made.endpoint(config)
+    assert made.wait_status(endpoint, "InService")["EndpointStatus"] == "InService"
+    return endpoint, config
+
+
+def answer(aws: Aws, endpoint: str) -> str:
+    """Which model answered (its DOUBLE_NAME), or the error code."""
+    try:
+        body = aws.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}")["Body"].read()
+    except ClientError as error:
+        return str(error.response["Error"]["Code"])
+    return str(json.loads(body)["name"])
+
+
+def error_alarm(cloudwatch: Any, endpoint: str) -> str:
+    name = f"guard-{uuid.uuid4().hex[:8]}"
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Statistic="Sum",
+        Period=10,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+    )
+    return name
+
+
+def phase(described: dict[str, Any]) -> str | None:
+    variants = (described.get("PendingDeploymentSummary") or {}).get("ProductionVariants") or [{}]
+    statuses = variants[0].get("VariantStatus") or [{}]
+    return statuses[0].get("Status")
+
+
+def follow(
+    aws: Aws, endpoint: str, timeout: float, during: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Poll DescribeEndpoint until the update ends, calling `during` on each description."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = aws.sagemaker.describe_endpoint(EndpointName=endpoint)
+        if described["EndpointStatus"] not in ("Updating", "RollingBack"):
+            return dict(described)
+        during(described)
+        assert time.monotonic() < deadline, f"endpoint {endpoint} still {described['EndpointStatus']}"
+        time.sleep(0.3)
+
+
+def test_canary_shifts_in_baked_steps_then_retires_the_old_fleet(
+    site: tuple[Aws, Any, Resources], double_image: str
+) -> None:
+    aws, cloudwatch, made = site
+    endpoint, old_config = two_instance_endpoint(made, double_image, "blue")
+    green = made.single(
+        made.model(double_image, container={"Environment": {"DOUBLE_NAME": "green"}}), instances=2
+    )
+    alarm = error_alarm(cloudwatch, endpoint)
+    aws.sagemaker.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=green,
+        DeploymentConfig=blue_green_config("CANARY", 4, [alarm], CanarySize=CANARY),
+    )
+    messages: list[str] = []
+    answers: dict[str, set[str]] = {}
+
+    def watch(described: dict[str, Any]) -> None:
+        variants = (described.get("PendingDeploymentSummary") or {}).get("ProductionVariants") or [{}]
+        status = (variants[0].get("VariantStatus") or [{}])[0]
+        message = str(status.get("StatusMessage", status.get("Status")))
+        if not messages or messages[-1] != message:
+            messages.append(message)
+        if status.get("Status") == "Baking":
+            answers.setdefault(message, set()).add(answer(aws, endpoint))
+
+    final = follow(aws, endpoint, 120, watch)
+    assert final["EndpointStatus"] == "InService" and final["EndpointConfigName"] == green
+    bakes = [m for m in messages if m.startswith("Baking")]
+    assert [m.split(" with ")[0] for m in bakes] == ["Baking step 1 of 2", "Baking step 2 of 2"]
+    assert "50% of the traffic on the new fleet" in bakes[0]
+    assert messages[-1].startswith("Keeping the old fleet")
+    assert answers[bakes[0]] <= {"blue", "green"} and answers[bakes[1]] == {"green"}
+    assert {answer(aws, endpoint) for _ in range(6)} == {"green"}
+    assert (
+        final["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"]
+        == "CANARY"
+    )
+    assert old_config != green
+
+
+def test_an_alarm_during_the_canary_rolls_back_to_the_old_fleet(
+    site: tuple[Aws, Any, Resources], double_image: str
+) -> None:
+    aws, cloudwatch, made = site
+    endpoint, old_config = two_instance_endpoint(made, double_image, "blue")
+    failing = made.single(
+        made.model(
+            double_image, container={"Environment": {"DOUBLE_NAME": "broken", "DOUBLE_STATUS": "500"}}
+        ),
+        instances=2,
+    )
+    alarm = error_alarm(cloudwatch, endpoint)
+    aws.sagemaker.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=failing,
+        DeploymentConfig=blue_green_config("CANARY", 60, [alarm], CanarySize=CANARY),
+    )
+    statuses: list[str] = []
+
+    def send_traffic(described: dict[str, Any]) -> None:
+        statuses.append(described["EndpointStatus"])
+        if phase(described) == "Baking":
+            for _ in range(3):
+                answer(aws, endpoint)
+
+    final = follow(aws, endpoint, 120, send_traffic)
+    assert final["EndpointStatus"] == "InService"
+    assert final["EndpointConfigName"] == old_config
+    assert alarm in final["FailureReason"] and "rolled back" in final["FailureReason"]
+    assert {answer(aws, endpoint) for _ in range(6)} == {"blue"}
+    state = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["StateValue"]
+    assert state == "ALARM"
+
+
+def test_guardrails_refuse_impossible_configs(site: tuple[Aws, Any, Resources], double_image: str) -> None:
+    aws, cloudwatch, made = site
+    endpoint, _ = two_instance_endpoint(made, double_image, "blue")
+    target = made.single(made.model(double_image), instances=2)
+    alarm = error_alarm(cloudwatch, endpoint)
+    with pytest.raises(ClientError, match="at most half of the fleet"):
+        aws.sagemaker.update_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=target,
+            DeploymentConfig=blue_green_config(
+                "CANARY", 5, [alarm], CanarySize={"Type": "INSTANCE_COUNT", "Value": 2}
+            ),
+        )
+    with pytest.raises(ClientError, match="no-such-alarm"):
+        aws.sagemaker.update_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=target,
+            DeploymentConfig=blue_green_config("ALL_AT_ONCE", 5, ["no-such-alarm"]),
+        )
+    assert aws.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
