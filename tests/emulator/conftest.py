@@ -10,7 +10,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from emulator_support import HERE, Aws, PrivateEmulator, Resources, make_clients, push_to_registry
+from emulator_support import (
+    HERE,
+    Aws,
+    PrivateEmulator,
+    Resources,
+    folder_tarball,
+    make_clients,
+    push_to_registry,
+)
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +75,11 @@ def private_emulator(tmp_path: Path, stack: dict[str, str]) -> Iterator[Callable
     for emulator in started:
         emulator.stop()
         emulator.remove_containers()
+
+
+@pytest.fixture(scope="session")
+def minilm_model_data(aws: Aws, bucket: str, minilm_dir: Path) -> str:
+    """s3:// URI of all-MiniLM-L6-v2 packaged as SageMaker model data (model.tar.gz)."""
+    key = "minilm/model.tar.gz"
+    aws.s3.put_object(Bucket=bucket, Key=key, Body=folder_tarball(minilm_dir))
+    return f"s3://{bucket}/{key}"
