@@ -22,10 +22,9 @@ from tasks.config import ReleaseConfig
 from tasks.errors import ConfigError
 from tasks.ledger import CLOUDWATCH_ALARM, Ledger
 from tasks.logs import run_logger
+from tasks.purpose import PURPOSE_KEY, ROLLOUT_GUARD, purpose_tag
 
 NAMESPACE = "AWS/SageMaker"
-PURPOSE_KEY = "sagemaker-release:purpose"
-PURPOSE_GUARD = "rollout-guard"
 ALARM = "ALARM"
 # SageMaker's AutoRollbackConfiguration takes at most 10 alarms.
 MAX_ROLLBACK_ALARMS = 10
@@ -49,7 +48,7 @@ def guard_alarm_requests(
     """PutMetricAlarm requests of the release's two guard alarms on `variant` of `endpoint`."""
     alarms = config.rollout.alarms
     dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
-    tags = [*naming.tags(config, release_id), {"Key": PURPOSE_KEY, "Value": PURPOSE_GUARD}]
+    tags = [*naming.tags(config, release_id), purpose_tag(ROLLOUT_GUARD)]
     common: dict[str, Any] = {
         "Namespace": NAMESPACE,
         "Dimensions": dimensions,
@@ -97,7 +96,7 @@ def create_guard_alarms(
         name = str(request["AlarmName"])
         cloudwatch.put_metric_alarm(**request)
         if not ledger.find(CLOUDWATCH_ALARM, name):
-            ledger.record(CLOUDWATCH_ALARM, name, purpose=PURPOSE_GUARD, endpoint=endpoint)
+            ledger.record(CLOUDWATCH_ALARM, name, purpose=ROLLOUT_GUARD, endpoint=endpoint)
         names.append(name)
     run_logger().info("guard alarms on %s/%s: %s", endpoint, variant, ", ".join(names))
     return names
@@ -193,7 +192,7 @@ def earlier_guard_alarms(config: ReleaseConfig, release_id: str) -> list[str]:
             if (
                 tags.get(naming.MANAGED_BY_KEY) == naming.MANAGED_BY_VALUE
                 and tags.get(naming.ENDPOINT_KEY) == endpoint
-                and tags.get(PURPOSE_KEY) == PURPOSE_GUARD
+                and tags.get(PURPOSE_KEY) == ROLLOUT_GUARD
                 and tags.get(naming.RELEASE_ID_KEY) != release_id
             ):
                 found.append(str(alarm["AlarmName"]))

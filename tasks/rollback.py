@@ -21,11 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from tasks import aws, hosting, naming, scaling
-from tasks.alarms import PURPOSE_KEY
 from tasks.errors import ReleaseError, ResourceFailed
 from tasks.logs import run_logger
+from tasks.purpose import PURPOSE_KEY, ROLLOUT_STAGING
 from tasks.retry import call_with_retries
-from tasks.rollout import STAGING_PURPOSE
 from tasks.waiting import Clock
 
 
@@ -94,7 +93,7 @@ def release_configs(endpoint: str) -> list[ReleaseConfigRef]:
                 name=str(summary["EndpointConfigName"]),
                 release_id=tags.get(naming.RELEASE_ID_KEY),
                 created=summary["CreationTime"],
-                staging=tags.get(PURPOSE_KEY) == STAGING_PURPOSE,
+                staging=tags.get(PURPOSE_KEY) == ROLLOUT_STAGING,
             )
         )
     return sorted(found, key=lambda ref: (ref.created, ref.name))

@@ -33,13 +33,12 @@ from tasks.errors import AlarmFired, EndpointRolledBack, ResourceFailed
 from tasks.hosting import LiveEndpoint
 from tasks.ledger import SAGEMAKER_ENDPOINT, Ledger
 from tasks.logs import run_logger
+from tasks.purpose import ROLLOUT_STAGING, purpose_tag
 from tasks.retry import call_with_retries
 from tasks.rollout_plan import RolloutPlan, deployment_config, shifted_weights
 from tasks.smoke import encode
 from tasks.traffic import BakeTraffic, runtime_invoker
 from tasks.waiting import Clock, SystemClock, poll_until
-
-STAGING_PURPOSE = "rollout-staging"
 
 
 @dataclass
@@ -155,7 +154,7 @@ class Rollout:
         )
         alarms.require_extra_alarms(self.config)
         try:
-            with self.traffic:
+            with self.traffic:  # stops the bake traffic however the rollout ends
                 if self.plan.strategy == "create":
                     self._bake_new_endpoint()
                 elif self.plan.strategy == "variant_shift":
@@ -183,6 +182,13 @@ class Rollout:
         self.report.guard_alarms = guard
         self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
         return self.report.rollback_alarms
+
+    def traffic_duration(self, bake_s: float | None) -> float | None:
+        """How long bake traffic runs in a bake: the config's duration_s, never past the bake."""
+        duration = self.config.rollout.bake_traffic.duration_s
+        if duration is None:
+            return bake_s
+        return float(duration) if bake_s is None else min(float(duration), bake_s)
 
     def alarm_states(self) -> list[alarms.AlarmState]:
         return alarms.alarm_states(self.report.rollback_alarms)
@@ -262,7 +268,7 @@ class Rollout:
             "ProductionVariants": variants,
             "Tags": [
                 *naming.tags(self.config, self.release_id),
-                {"Key": alarms.PURPOSE_KEY, "Value": STAGING_PURPOSE},
+                purpose_tag(ROLLOUT_STAGING),
             ],
         }
         if live_config.get("DataCaptureConfig"):
@@ -329,6 +335,7 @@ class Rollout:
             )
         )
         self.log.info("updating %s with deployment guardrails: %s", self.endpoint, request)
+        self.traffic.start(self.traffic_duration(None))
         watcher = _DeploymentWatcher(self)
         limit = request["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] + self.timeout_s
         described = poll_until(
@@ -399,6 +406,7 @@ class Rollout:
         started_wall, started = self.wall(), self.clock.monotonic()
         latest: dict[str, str] = {}
         firing: list[alarms.AlarmState] = []
+        self.traffic.start(self.traffic_duration(seconds))
         while True:
             states = self.alarm_states()
             latest.update({s.name: s.state for s in states})
@@ -407,6 +415,7 @@ class Rollout:
             if firing or elapsed >= seconds:
                 break
             self.clock.sleep(min(self.interval_s, seconds - elapsed))
+        self.traffic.stop()
         step = self.measure(index, label, percent, started_wall, self.wall(), latest)
         if firing:
             step.outcome = "alarm"
@@ -503,6 +512,9 @@ class _DeploymentWatcher:
                 index = len(self.rollout.report.steps)
                 steps = self.rollout.plan.steps
                 self._open = (self.rollout.wall(), steps[min(index, len(steps) - 1)])
+                # Each bake gets its own bake traffic (duration_s applies per bake).
+                self.rollout.traffic.stop()
+                self.rollout.traffic.start(self.rollout.traffic_duration(float(self.rollout.plan.bake_s)))
             elif status == "ActivatingTraffic":
                 self._close()
 

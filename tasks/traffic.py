@@ -2,8 +2,9 @@
 
 Without production traffic the release's alarms would see no data and never judge the new model.
 One background thread sends one request every 1/rate seconds (it never bursts to catch up when the
-endpoint is slow), stops at `max_requests` or when stopped, and remembers which variant answered
-each request (SageMaker's InvokedProductionVariant), its status and its latency.
+endpoint is slow) until stopped, for a given duration, or until `max_requests` were sent over the
+whole rollout, and remembers which variant answered each request (SageMaker's
+InvokedProductionVariant), its status and its latency.
 """
 
 from __future__ import annotations
@@ -94,14 +95,20 @@ class BakeTraffic:
     def enabled(self) -> bool:
         return self.rate_per_s > 0
 
-    def start(self) -> None:
+    def start(self, duration_s: float | None = None) -> None:
+        """Send in the background until `stop`, or for `duration_s` seconds when given."""
         if not self.enabled or self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="bake-traffic", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(duration_s,), name="bake-traffic", daemon=True
+        )
         self._thread.start()
         run_logger().info(
-            "bake traffic: %.1f requests/s from %d payload(s)", self.rate_per_s, len(self.payloads)
+            "bake traffic: %.1f requests/s from %d payload(s)%s",
+            self.rate_per_s,
+            len(self.payloads),
+            f" for {duration_s:g} s" if duration_s is not None else "",
         )
 
     def stop(self, timeout_s: float = 90.0) -> None:
@@ -112,7 +119,6 @@ class BakeTraffic:
             thread.join(timeout_s)
 
     def __enter__(self) -> BakeTraffic:
-        self.start()
         return self
 
     def __exit__(
@@ -120,18 +126,18 @@ class BakeTraffic:
     ) -> None:
         self.stop()
 
-    def _run(self) -> None:
+    def _run(self, duration_s: float | None) -> None:
         interval = 1.0 / self.rate_per_s
-        next_at = time.monotonic()
-        sent = 0
-        while not self._stop.is_set() and sent < self.max_requests:
-            body = self.payloads[sent % len(self.payloads)]
-            started_wall, started = self.wall(), time.perf_counter()
+        started = next_at = time.monotonic()
+        while not self._stop.is_set() and self.sent < self.max_requests:
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+            body = self.payloads[self.sent % len(self.payloads)]
+            started_wall, began = self.wall(), time.perf_counter()
             variant, status = self.invoke(body)
-            sample = Sample(started_wall, variant, status, (time.perf_counter() - started) * 1000)
+            sample = Sample(started_wall, variant, status, (time.perf_counter() - began) * 1000)
             with self._lock:
                 self._samples.append(sample)
-            sent += 1
             next_at += interval
             now = time.monotonic()
             if next_at < now:

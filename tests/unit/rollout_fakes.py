@@ -62,6 +62,7 @@ class FakeSageMaker:
     stuck: bool = False  # updates never finish
     on_describe: Callable[[dict[str, Any]], None] | None = None
     deleted_models: set[str] = field(default_factory=set)
+    model_tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     _pending: dict[str, Any] = field(default_factory=dict)
     _created: dict[str, datetime] = field(default_factory=dict)
 
@@ -140,7 +141,15 @@ class FakeSageMaker:
         check_shape("DescribeModel", params)
         if params["ModelName"] in self.deleted_models:
             raise _not_found(f"model {params['ModelName']}")
-        return {"ModelName": params["ModelName"], "PrimaryContainer": {"Image": "image:1"}}
+        arn = f"arn:aws:sagemaker:us-east-1:123456789012:model/{params['ModelName']}"
+        return {"ModelName": params["ModelName"], "ModelArn": arn, "PrimaryContainer": {"Image": "image:1"}}
+
+    def delete_model(self, **params: Any) -> dict[str, Any]:
+        self._record("DeleteModel", params)
+        if params["ModelName"] in self.deleted_models:
+            raise _not_found(f"model {params['ModelName']}")
+        self.deleted_models.add(params["ModelName"])
+        return {}
 
     def list_endpoint_configs(self, **params: Any) -> dict[str, Any]:
         check_shape("ListEndpointConfigs", params)
@@ -159,7 +168,9 @@ class FakeSageMaker:
 
     def list_tags(self, **params: Any) -> dict[str, Any]:
         check_shape("ListTags", params)
-        name = params["ResourceArn"].rsplit("/", 1)[-1]
+        kind, name = params["ResourceArn"].split(":", 5)[5].split("/", 1)
+        if kind == "model":
+            return {"Tags": copy.deepcopy(self.model_tags.get(name, []))}
         return {"Tags": copy.deepcopy(self.configs.get(name, {}).get("Tags", []))}
 
     def get_paginator(self, operation: str) -> Any:
@@ -279,3 +290,28 @@ def sagemaker_double(monkeypatch: pytest.MonkeyPatch, fake: FakeSageMaker) -> It
 
     monkeypatch.setattr(aws, "client", client)
     yield fake
+
+
+def release_tags(
+    release_id: str, endpoint: str = "demo-embedder", purpose: str | None = None
+) -> list[dict[str, str]]:
+    tags = [
+        {"Key": "managed-by", "Value": "sagemaker-release"},
+        {"Key": "release-id", "Value": release_id},
+        {"Key": "sagemaker-release:endpoint", "Value": endpoint},
+    ]
+    if purpose:
+        tags.append({"Key": "sagemaker-release:purpose", "Value": purpose})
+    return tags
+
+
+def variant(model: str, instance_type: str = "ml.m5.large") -> list[dict[str, object]]:
+    return [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": model,
+            "InstanceType": instance_type,
+            "InitialInstanceCount": 1,
+            "InitialVariantWeight": 1.0,
+        }
+    ]

@@ -50,7 +50,7 @@ def test_guard_alarms_watch_the_new_variant_and_join_the_ledger(tmp_path: Path) 
     assert latency["Threshold"] == 800_000.0  # ModelLatency is in microseconds
     assert kinds(ledger) == [(CLOUDWATCH_ALARM, names[0]), (CLOUDWATCH_ALARM, names[1])]
     tags = aws.client("cloudwatch").list_tags_for_resource(ResourceARN=errors["AlarmArn"])["Tags"]
-    assert {"Key": alarms.PURPOSE_KEY, "Value": alarms.PURPOSE_GUARD} in tags
+    assert {"Key": "sagemaker-release:purpose", "Value": "rollout-guard"} in tags
     assert {"Key": "release-id", "Value": "r1"} in tags
 
     # Creating them again (a retried step) records nothing twice; unwinding deletes them.

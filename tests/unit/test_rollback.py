@@ -5,38 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
+from rollout_fakes import FakeSageMaker, StepClock, release_tags, sagemaker_double, variant
 
 from tasks import aws
 from tasks.errors import ResourceFailed
 from tasks.rollback import NoPreviousRelease, previous_release, release_configs, roll_back
 
 ENDPOINT = "demo-embedder"
-
-
-def release_tags(
-    release_id: str, endpoint: str = ENDPOINT, purpose: str | None = None
-) -> list[dict[str, str]]:
-    tags = [
-        {"Key": "managed-by", "Value": "sagemaker-release"},
-        {"Key": "release-id", "Value": release_id},
-        {"Key": "sagemaker-release:endpoint", "Value": endpoint},
-    ]
-    if purpose:
-        tags.append({"Key": "sagemaker-release:purpose", "Value": purpose})
-    return tags
-
-
-def variant(model: str, instance_type: str = "ml.m5.large") -> list[dict[str, object]]:
-    return [
-        {
-            "VariantName": "AllTraffic",
-            "ModelName": model,
-            "InstanceType": instance_type,
-            "InitialInstanceCount": 1,
-            "InitialVariantWeight": 1.0,
-        }
-    ]
 
 
 @pytest.fixture

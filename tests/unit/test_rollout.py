@@ -15,7 +15,7 @@ import pytest
 from deploy_helpers import local_ledger, make_config
 from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
 
-from tasks import alarms, aws, hosting
+from tasks import aws, hosting
 from tasks.errors import AlarmFired, EndpointRolledBack, WaitTimeout
 from tasks.ledger import CLOUDWATCH_ALARM, SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, Ledger
 from tasks.rollout import Rollout, RolloutReport
@@ -265,4 +265,3 @@ def test_the_report_renders_a_table_and_a_chart(fake: FakeSageMaker, tmp_path: P
     assert root.tag.endswith("svg") and "polyline" in svg and ">alarm<" in svg
     assert "data:image/svg+xml;base64," in markdown(report)
     assert "(chart.svg)" in markdown(report, chart_url="chart.svg")
-    assert alarms.PURPOSE_GUARD  # the guards the table shortens are the release's own

@@ -1,0 +1,82 @@
+"""After a successful rollout: retire what older releases of the endpoint left behind.
+
+The endpoint keeps the release that now serves and, with `rollout.keep_previous` (the default), the
+release it replaced, so that `python -m flows.rollback ENDPOINT` is one UpdateEndpoint away. Endpoint
+configs of older releases of the same endpoint (found by their release tags) are deleted, with the
+models only they use. Model data in S3 stays: it is content-addressed and may be shared by releases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tasks import aws, naming
+from tasks.logs import run_logger
+from tasks.rollback import release_configs
+
+
+def _models_of(config_name: str) -> set[str]:
+    try:
+        described = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name)
+    except Exception as exc:
+        if aws.is_not_found(exc):
+            return set()
+        raise
+    return {str(v["ModelName"]) for v in described["ProductionVariants"]}
+
+
+def _is_ours(model_name: str, endpoint: str) -> bool:
+    sagemaker = aws.client("sagemaker")
+    try:
+        arn = sagemaker.describe_model(ModelName=model_name)["ModelArn"]
+    except Exception as exc:
+        if aws.is_not_found(exc):
+            return False
+        raise
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+    return (
+        tags.get(naming.MANAGED_BY_KEY) == naming.MANAGED_BY_VALUE
+        and tags.get(naming.ENDPOINT_KEY) == endpoint
+    )
+
+
+def retire_older_releases(
+    endpoint: str, release_id: str, *, previous_config: str | None, keep_previous: bool
+) -> list[str]:
+    """Delete the configs (and their own models) of releases older than the ones kept; returns what went."""
+    sagemaker = aws.client("sagemaker")
+    serving = str(sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"])
+    keep = {serving}
+    if keep_previous and previous_config:
+        keep.add(previous_config)
+    refs = release_configs(endpoint)
+    retired = [ref.name for ref in refs if ref.name not in keep and ref.release_id != release_id]
+    kept_models: set[str] = set().union(*(_models_of(name) for name in keep))
+    doomed_models: set[str] = set().union(*(_models_of(name) for name in retired)) - kept_models
+    deleted: list[str] = []
+    for name in retired:
+        _delete_config(name)
+        deleted.append(f"endpoint config {name}")
+    for model in sorted(doomed_models):
+        if _is_ours(model, endpoint):
+            _delete_model(model)
+            deleted.append(f"model {model}")
+    if deleted:
+        run_logger().info("retired older releases of %s: %s", endpoint, ", ".join(deleted))
+    return deleted
+
+
+def _delete_config(name: str) -> None:
+    _ignore_missing(lambda: aws.client("sagemaker").delete_endpoint_config(EndpointConfigName=name))
+
+
+def _delete_model(name: str) -> None:
+    _ignore_missing(lambda: aws.client("sagemaker").delete_model(ModelName=name))
+
+
+def _ignore_missing(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        if not aws.is_not_found(exc):
+            raise

@@ -1,0 +1,43 @@
+"""Retiring older releases of an endpoint after a successful one; the previous release stays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
+
+from tasks.retention import retire_older_releases
+
+ENDPOINT = "demo-embedder"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSageMaker]:
+    double = FakeSageMaker()
+    for release in ("r1", "r2", "r3"):
+        double.add_config(f"demo-embedder-{release}", variant(f"model-{release}"), release_tags(release))
+        double.model_tags[f"model-{release}"] = release_tags(release)
+    double.add_config("demo-embedder-r0", variant("model-shared"), release_tags("r0"))
+    double.add_config("hand-made-config", variant("model-shared"))
+    double.model_tags["model-shared"] = []  # not ours: never deleted
+    double.add_endpoint(ENDPOINT, "demo-embedder-r3")
+    with sagemaker_double(monkeypatch, double):
+        yield double
+
+
+def test_older_releases_go_and_the_previous_one_stays(fake: FakeSageMaker) -> None:
+    deleted = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
+    assert deleted == [
+        "endpoint config demo-embedder-r1",
+        "endpoint config demo-embedder-r0",
+        "model model-r1",
+    ]
+    assert set(fake.configs) == {"demo-embedder-r2", "demo-embedder-r3", "hand-made-config"}
+    assert fake.deleted_models == {"model-r1"}
+
+
+def test_without_keep_previous_only_the_serving_release_stays(fake: FakeSageMaker) -> None:
+    retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=False)
+    assert set(fake.configs) == {"demo-embedder-r3", "hand-made-config"}
+    assert fake.deleted_models == {"model-r1", "model-r2"}
