@@ -9,6 +9,7 @@ models only they use. Model data in S3 stays: it is content-addressed and may be
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tasks import aws, naming
 from tasks.logs import run_logger
@@ -40,10 +41,22 @@ def _is_ours(model_name: str, endpoint: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Retired:
+    """What the retention removed, and what it could not (never raised: the release succeeded)."""
+
+    deleted: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
 def retire_older_releases(
     endpoint: str, release_id: str, *, previous_config: str | None, keep_previous: bool
-) -> list[str]:
-    """Delete the configs (and their own models) of releases older than the ones kept; returns what went."""
+) -> Retired:
+    """Delete the configs (and their own models) of releases older than the ones kept.
+
+    Call it once the release has succeeded: with keep_previous False it deletes the config an unwind
+    would put the endpoint back on.
+    """
     sagemaker = aws.client("sagemaker")
     serving = str(sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"])
     keep = {serving}
@@ -54,29 +67,33 @@ def retire_older_releases(
     kept_models: set[str] = set().union(*(_models_of(name) for name in keep))
     doomed_models: set[str] = set().union(*(_models_of(name) for name in retired)) - kept_models
     deleted: list[str] = []
-    for name in retired:
-        _delete_config(name)
-        deleted.append(f"endpoint config {name}")
-    for model in sorted(doomed_models):
-        if _is_ours(model, endpoint):
-            _delete_model(model)
-            deleted.append(f"model {model}")
+    failed: list[str] = []
+    for what, call in [
+        *((f"endpoint config {name}", _deleter(config=name)) for name in retired),
+        *(
+            (f"model {model}", _deleter(model=model))
+            for model in sorted(doomed_models)
+            if _is_ours(model, endpoint)
+        ),
+    ]:
+        try:
+            call()
+        except Exception as exc:
+            if aws.is_not_found(exc):
+                continue
+            failed.append(f"{what}: {type(exc).__name__}: {exc}")
+            continue
+        deleted.append(what)
+    log = run_logger()
     if deleted:
-        run_logger().info("retired older releases of %s: %s", endpoint, ", ".join(deleted))
-    return deleted
+        log.info("retired older releases of %s: %s", endpoint, ", ".join(deleted))
+    for failure in failed:
+        log.warning("could not retire %s; fix: delete it by hand or rerun the release", failure)
+    return Retired(tuple(deleted), tuple(failed))
 
 
-def _delete_config(name: str) -> None:
-    _ignore_missing(lambda: aws.client("sagemaker").delete_endpoint_config(EndpointConfigName=name))
-
-
-def _delete_model(name: str) -> None:
-    _ignore_missing(lambda: aws.client("sagemaker").delete_model(ModelName=name))
-
-
-def _ignore_missing(call: Callable[[], object]) -> None:
-    try:
-        call()
-    except Exception as exc:
-        if not aws.is_not_found(exc):
-            raise
+def _deleter(*, config: str | None = None, model: str | None = None) -> Callable[[], object]:
+    sagemaker = aws.client("sagemaker")
+    if config is not None:
+        return lambda: sagemaker.delete_endpoint_config(EndpointConfigName=config)
+    return lambda: sagemaker.delete_model(ModelName=model)

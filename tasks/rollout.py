@@ -101,6 +101,7 @@ class Rollout:
         wall: Callable[[], float] = time.time,
         traffic: BakeTraffic | None = None,
         before_traffic: Callable[[str], None] | None = None,
+        on_step: Callable[[RolloutReport], None] | None = None,
     ) -> None:
         self.config = config
         self.release_id = release_id
@@ -112,6 +113,7 @@ class Rollout:
         self.clock = clock or SystemClock()
         self.wall = wall
         self.before_traffic = before_traffic
+        self.on_step = on_step
         self.endpoint = config.endpoint.name
         self.interval_s = config.timeouts.poll_interval_s
         self.timeout_s = float(config.timeouts.endpoint_s)
@@ -182,6 +184,11 @@ class Rollout:
         self.report.guard_alarms = guard
         self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
         return self.report.rollback_alarms
+
+    def add_step(self, step: StepRecord) -> None:
+        self.report.steps.append(step)  # the one place steps are added
+        if self.on_step is not None:
+            self.on_step(self.report)
 
     def traffic_duration(self, bake_s: float | None) -> float | None:
         """How long bake traffic runs in a bake: the config's duration_s, never past the bake."""
@@ -424,7 +431,7 @@ class Rollout:
             self.log.warning(
                 "alarm during step %d of %s: %s", index + 1, self.endpoint, "; ".join(s.name for s in firing)
             )
-        self.report.steps.append(step)
+        self.add_step(step)
         return step
 
     def measure(
@@ -453,7 +460,7 @@ class Rollout:
 
     def _record_rollback(self, index: int) -> None:
         now = self.wall()
-        self.report.steps.append(
+        self.add_step(
             StepRecord(
                 index=index,
                 label="back to the previous model",
@@ -529,7 +536,7 @@ class _DeploymentWatcher:
         )
         if self.fired:
             step.outcome = "alarm"
-        self.rollout.report.steps.append(step)
+        self.rollout.add_step(step)
 
     def close(self) -> None:
         self._close()
@@ -540,7 +547,7 @@ class _DeploymentWatcher:
             )
             if self.fired:
                 step.outcome = "alarm"
-            self.rollout.report.steps.append(step)
+            self.rollout.add_step(step)
 
 
 def _phases(described: Mapping[str, Any]) -> list[tuple[str, str]]:

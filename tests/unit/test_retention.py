@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 from rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
 
 from tasks.retention import retire_older_releases
@@ -27,8 +28,9 @@ def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSage
 
 
 def test_older_releases_go_and_the_previous_one_stays(fake: FakeSageMaker) -> None:
-    deleted = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
-    assert deleted == [
+    retired = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
+    assert retired.failed == ()
+    assert list(retired.deleted) == [
         "endpoint config demo-embedder-r1",
         "endpoint config demo-embedder-r0",
         "model model-r1",
@@ -41,3 +43,19 @@ def test_without_keep_previous_only_the_serving_release_stays(fake: FakeSageMake
     retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=False)
     assert set(fake.configs) == {"demo-embedder-r3", "hand-made-config"}
     assert fake.deleted_models == {"model-r1", "model-r2"}
+
+
+def test_a_failed_delete_is_reported_not_raised(fake: FakeSageMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_delete = fake.delete_endpoint_config
+
+    def refuse_r1(**params: object) -> dict[str, object]:
+        if params["EndpointConfigName"] == "demo-embedder-r1":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Delete")
+        return real_delete(**params)
+
+    monkeypatch.setattr(fake, "delete_endpoint_config", refuse_r1)
+    retired = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
+    assert "endpoint config demo-embedder-r0" in retired.deleted
+    assert len(retired.failed) == 1 and retired.failed[0].startswith(
+        "endpoint config demo-embedder-r1: ClientError"
+    )

@@ -15,7 +15,7 @@ import pytest
 from deploy_helpers import local_ledger, make_config
 from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
 
-from tasks import aws, hosting
+from tasks import aws, hosting, progressive
 from tasks.errors import AlarmFired, EndpointRolledBack, WaitTimeout
 from tasks.ledger import CLOUDWATCH_ALARM, SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, Ledger
 from tasks.rollout import Rollout, RolloutReport
@@ -265,3 +265,25 @@ def test_the_report_renders_a_table_and_a_chart(fake: FakeSageMaker, tmp_path: P
     assert root.tag.endswith("svg") and "polyline" in svg and ">alarm<" in svg
     assert "data:image/svg+xml;base64," in markdown(report)
     assert "(chart.svg)" in markdown(report, chart_url="chart.svg")
+
+
+def test_the_flow_task_hands_over_the_report_even_when_the_rollout_fails(
+    fake: FakeSageMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = release_config(strategy="variant_shift", steps=[50])  # no bake traffic: rate 0
+    live = hosting.live_endpoint(ENDPOINT)
+    seen: list[int] = []
+    fire_at_share(fake, 50.0, "demo-embedder-r1-5xx")
+    monkeypatch.setattr("tasks.rollout.SystemClock", StepClock)  # no real waiting
+    with pytest.raises(AlarmFired):
+        progressive.shift_traffic.fn(
+            config,
+            "r1",
+            plan=progressive.plan_traffic_shift.fn(config, live),
+            live=live,
+            model_name="demo-embedder-r1",
+            final_config=add_final_config(fake),
+            ledger=local_ledger(tmp_path),
+            on_report=lambda report: seen.append(len(report.steps)),
+        )
+    assert seen == [1, 2, 2]  # after each step, then once more at the end
