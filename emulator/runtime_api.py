@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +23,7 @@ from starlette.routing import Route
 
 from emulator import arns, settings
 from emulator.async_inference import AsyncInference, AsyncJob
+from emulator.container_http import ContainerClient, ContainerConnectionError, ContainerResponse
 from emulator.deployments import Deployment, NoRoute, VariantDeployment, choose_variant
 from emulator.endpoints import EndpointEngine
 from emulator.errors import AwsError, InternalFailure, ModelError, RuntimeValidationError
@@ -48,10 +48,10 @@ class InvokeResult:
 
 class Runtime:
     def __init__(
-        self, engine: EndpointEngine, http: httpx.AsyncClient, invocations: InvocationLog, timeout: float
+        self, engine: EndpointEngine, containers: ContainerClient, invocations: InvocationLog, timeout: float
     ) -> None:
         self.engine = engine
-        self.http = http
+        self.containers = containers
         self.invocations = invocations
         self.timeout = timeout
         self.rng = random.Random()
@@ -163,16 +163,13 @@ class Runtime:
             watch.reached = True
             started = time.perf_counter()
             try:
-                response = await self.http.post(
-                    f"http://{settings.HOST}:{container.port}/invocations",
-                    content=payload,
-                    headers=headers,
-                    timeout=max(remaining, 0.001),
+                response = await self.containers.post(
+                    settings.HOST, container.port, "/invocations", payload, headers, max(remaining, 0.001)
                 )
-            except httpx.TimeoutException:
+            except TimeoutError:
                 watch.add_model_time(time.perf_counter() - started)
                 raise _timed_out(endpoint_name, step.hostname) from None
-            except httpx.HTTPError as error:
+            except ContainerConnectionError as error:
                 watch.add_model_time(time.perf_counter() - started)
                 raise ModelError(
                     f'Received server error (0) from {step.hostname} with message "{type(error).__name__}: '
@@ -183,10 +180,10 @@ class Runtime:
                     LogStreamArn=arns.log_stream_arn(endpoint_name),
                 ) from error
             watch.add_model_time(time.perf_counter() - started)
-            status = response.status_code
+            status = response.status
             if status >= 400:
                 raise _model_error(endpoint_name, step.hostname, response)
-            payload = response.content
+            payload = response.body
             payload_type = response.headers.get("content-type")
             attributes = response.headers.get("x-amzn-sagemaker-custom-attributes")
         result = InvokeResult(variant.name, payload, payload_type or "application/json", attributes)
@@ -201,10 +198,10 @@ def _see_logs(endpoint_name: str) -> str:
     )
 
 
-def _model_error(endpoint_name: str, hostname: str, response: httpx.Response) -> ModelError:
-    status = response.status_code
+def _model_error(endpoint_name: str, hostname: str, response: ContainerResponse) -> ModelError:
+    status = response.status
     side = "client" if status < 500 else "server"
-    original = response.content.decode("utf-8", "replace")
+    original = response.body.decode("utf-8", "replace")
     return ModelError(
         f'Received {side} error ({status}) from {hostname} with message "{original}". '
         + _see_logs(endpoint_name),

@@ -27,6 +27,7 @@ from botocore.config import Config
 
 from emulator import settings
 from emulator.async_inference import AsyncInference
+from emulator.container_http import ContainerClient
 from emulator.endpoints import EndpointEngine
 from emulator.fleet import Fleet
 from emulator.invocations import InvocationLog
@@ -70,11 +71,9 @@ async def build(state: Path) -> Emulator:
     sns = session.client("sns", config=_client_config())
     model_data = ModelDataCache(state / "emulator" / "model-data", lambda: s3)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
-    # Containers must see the caller's Accept (or none), not the HTTP client's default "*/*".
-    del http.headers["accept"]
     engine = EndpointEngine(store, fleet, model_data, http, limits)
     invocations = InvocationLog()
-    runtime = Runtime(engine, http, invocations, limits.invocation_timeout)
+    runtime = Runtime(engine, ContainerClient(), invocations, limits.invocation_timeout)
     jobs = AsyncInference(runtime, lambda: s3, lambda: sns, state / "emulator" / "async-jobs")
     return Emulator(store, engine, runtime, jobs, invocations, http)
 
@@ -142,6 +141,7 @@ async def serve(
         await emulator.jobs.shutdown()
         await emulator.engine.shutdown()
         await emulator.http.aclose()
+        await emulator.runtime.containers.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
