@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 # `python bench/serving.py` puts bench/ first on sys.path, where a sibling script (bench/packaging.py)
 # would shadow the real distribution of the same name for transformers; bench/ holds no modules.
@@ -86,7 +87,7 @@ def run_baseline_server(port: int, model_dir: str) -> None:
     extractor = pipeline("feature-extraction", model=model_dir)
 
     @app.post("/invocations")
-    def invocations(payload: dict) -> list[float]:  # type: ignore[type-arg]
+    def invocations(payload: dict[str, Any]) -> list[float]:
         tokens = np.asarray(extractor(payload["inputs"]))[0]
         embedding = tokens.mean(axis=0)
         return (embedding / np.linalg.norm(embedding)).tolist()

@@ -37,6 +37,7 @@ class ModelSlot:
         self.status = "loading"
         self.model: ServedModel | None = None
         self.reason = ""
+        self.settled = asyncio.Event()  # set once ready or failed; requests that arrive early wait on it
 
 
 def describe_load_failure(exc: BaseException) -> str:
@@ -50,7 +51,10 @@ def create_app(
     loader: Callable[[Settings], ServedModel] = load_served_model,
     on_ready: Callable[[], None] | None = None,
     on_failed: Callable[[str], None] | None = None,
+    all_workers_ready: Callable[[], bool] = lambda: True,
 ) -> FastAPI:
+    """`all_workers_ready`: /ping says 200 only when every worker sharing the port has its model, so
+    SageMaker never routes traffic while some workers would still make requests wait for a load."""
     slot = ModelSlot()
 
     @asynccontextmanager
@@ -65,11 +69,13 @@ def create_app(
                 fail(describe_load_failure(exc))
                 return
             slot.model, slot.status = model, "ready"
+            slot.settled.set()
             if on_ready is not None:
                 on_ready()
 
         def fail(reason: str) -> None:
             slot.status, slot.reason = "failed", reason
+            slot.settled.set()
             if on_failed is not None:
                 on_failed(reason)
 
@@ -95,8 +101,10 @@ def create_app(
 
     @app.get("/ping")
     async def ping() -> Response:
-        if slot.status == "ready":
+        if slot.status == "ready" and all_workers_ready():
             return _json(200, {"status": "ready"})
+        if slot.status == "ready":
+            return _json(503, {"status": "loading", "reason": "other workers are still loading the model"})
         return _json(503, {"status": slot.status, **({"reason": slot.reason} if slot.reason else {})})
 
     @app.get("/execution-parameters")
@@ -114,14 +122,15 @@ def create_app(
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         request_id = _request_id(request)
-        model = slot.model
-        if model is None:
-            return _error(503, f"the model is {slot.status} and cannot serve yet", request_id)
         deadline = asyncio.timeout(settings.request_timeout_s)
         try:
             body = await _read_body(request, settings.max_payload_bytes)
             async with deadline:
-                reply = await model.invoke(
+                # A request that reaches this worker while its model still loads waits for it.
+                await slot.settled.wait()
+                if slot.model is None:
+                    return _error(503, f"the model failed to load: {slot.reason}", request_id)
+                reply = await slot.model.invoke(
                     body, request.headers.get("content-type"), request.headers.get("accept")
                 )
         except ClientError as exc:
@@ -130,6 +139,8 @@ def create_app(
         except TimeoutError as exc:
             if not deadline.expired():
                 return _model_failed(request_id, exc)
+            if slot.status == "loading":
+                return _error(503, "the model is still loading; retry once /ping answers 200", request_id)
             log.error(
                 "request %s: inference did not finish within %g s", request_id, settings.request_timeout_s
             )

@@ -59,6 +59,8 @@ class Supervisor:
         self.state = _State()
         self.workers: dict[int, _Worker] = {}
         self.sock: socket.socket | None = None
+        # Set once every worker has loaded: until then /ping answers 503 in all of them.
+        self.all_ready = self.context.Event()
 
     def run(self) -> int:
         settings = self.settings
@@ -104,7 +106,7 @@ class Supervisor:
         reader, writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=run_worker,
-            args=(self.settings, self.sock, writer, index),
+            args=(self.settings, self.sock, writer, index, self.all_ready),
             name=f"worker-{index}",
             daemon=False,
         )
@@ -129,7 +131,8 @@ class Supervisor:
                 kind, value = worker.events.recv()
                 if kind == "ready":
                     worker.ready = True
-                    if all(w.ready for w in self.workers.values()):
+                    if all(w.ready for w in self.workers.values()) and not self.all_ready.is_set():
+                        self.all_ready.set()
                         log.info("all %d worker(s) are serving", len(self.workers))
                 elif kind == "failed" and self.state.failure is None:
                     self.state.failure = f"the model failed to load: {value}"

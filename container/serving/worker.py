@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 
 import uvicorn
 
@@ -25,7 +26,9 @@ LOAD_FAILED = 3
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, sock: socket.socket, events: Connection, index: int) -> None:
+def run_worker(
+    settings: Settings, sock: socket.socket, events: Connection, index: int, all_ready: EventType
+) -> None:
     configure_logging(settings.log_level)
     # Belt and braces with the image's ENV: a served model never reaches for the Hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,7 +51,9 @@ def run_worker(settings: Settings, sock: socket.socket, events: Connection, inde
         events.send(("failed", reason))
         server.should_exit = True
 
-    app = create_app(settings, loader=load, on_ready=on_ready, on_failed=on_failed)
+    app = create_app(
+        settings, loader=load, on_ready=on_ready, on_failed=on_failed, all_workers_ready=all_ready.is_set
+    )
     config = uvicorn.Config(
         app,
         log_config=None,

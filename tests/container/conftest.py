@@ -7,6 +7,7 @@ real all-MiniLM-L6-v2 comes from the `minilm_dir` fixture in tests/conftest.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serving_support import bert_config, bert_tokenizer, save_model, seq2seq_tokenizer, train_tokenizer
@@ -86,7 +87,15 @@ def tiny_t5_summarizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(5)
     tokenizer = seq2seq_tokenizer(["<pad>", "</s>", "<unk>"])
+    # T5Config's keyword arguments go through **kwargs to PreTrainedConfig, which mypy cannot see.
+    config_options: dict[str, Any] = {
+        "decoder_start_token_id": 0,
+        "task_specific_params": {
+            "summarization": {"prefix": "summarize: ", "max_new_tokens": 6, "num_beams": 1}
+        },
+    }
     config = T5Config(
+        **config_options,
         vocab_size=300,
         d_model=32,
         d_ff=64,
@@ -95,10 +104,6 @@ def tiny_t5_summarizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_heads=2,
         pad_token_id=0,
         eos_token_id=1,
-        decoder_start_token_id=0,
-        task_specific_params={
-            "summarization": {"prefix": "summarize: ", "max_new_tokens": 6, "num_beams": 1}
-        },
     )
     return save_model(T5ForConditionalGeneration(config), tokenizer, tmp_path_factory.mktemp("t5"))
 

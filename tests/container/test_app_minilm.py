@@ -195,17 +195,34 @@ class _BlockedLoader:
         return load_served_model(settings)
 
 
-def test_ping_is_503_until_the_model_is_loaded_then_200(minilm_dir: Path) -> None:
+def test_ping_is_503_until_the_model_is_loaded_and_early_requests_wait_for_it(minilm_dir: Path) -> None:
     loader = _BlockedLoader()
     settings = Settings.from_env({"MODEL_DIR": str(minilm_dir)})
+    early: dict[str, int] = {}
     with TestClient(create_app(settings, loader=loader)) as client:
         loading = client.get("/ping")
         assert loading.status_code == 503 and loading.json()["status"] == "loading"
-        early = client.post("/invocations", json="x")
-        assert early.status_code == 503 and "loading" in early.json()["error"]
+        caller = threading.Thread(
+            target=lambda: early.update(status=client.post("/invocations", json="x").status_code)
+        )
+        caller.start()
         loader.release.set()
         wait_ready(client)
+        caller.join(timeout=60)
         assert client.post("/invocations", json="x").status_code == 200
+    assert early == {"status": 200}
+
+
+def test_ping_stays_503_until_every_worker_has_loaded(minilm_dir: Path) -> None:
+    others_ready = threading.Event()
+    settings = Settings.from_env({"MODEL_DIR": str(minilm_dir)})
+    with TestClient(create_app(settings, all_workers_ready=others_ready.is_set)) as client:
+        waiting = wait_for_status(client, lambda code, body: "reason" in body, timeout=120)
+        assert waiting["reason"] == "other workers are still loading the model"
+        # This worker serves already; only the health check waits for the others.
+        assert client.post("/invocations", json="x").status_code == 200
+        others_ready.set()
+        assert client.get("/ping").status_code == 200
 
 
 def test_a_folder_that_cannot_load_reports_failed_with_the_reason(tmp_path: Path) -> None:
@@ -215,6 +232,8 @@ def test_a_folder_that_cannot_load_reports_failed_with_the_reason(tmp_path: Path
     with TestClient(create_app(settings, on_failed=failures.append)) as client:
         body = wait_for_status(client, lambda code, body: body["status"] != "loading", timeout=60)
         assert client.get("/ping").status_code == 503
+        refused = client.post("/invocations", json="x")
+    assert refused.status_code == 503 and "the model failed to load" in refused.json()["error"]
     assert body["status"] == "failed"
     assert failures == [body["reason"]]
     assert "config.json is not valid JSON" in body["reason"]

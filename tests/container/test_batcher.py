@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ async def _started(predictor: RecordingPredictor) -> None:
 
 
 def _run(
-    jobs: list[tuple[list[Any], dict[str, Any]]],
+    jobs: Sequence[tuple[list[Any], Mapping[str, Any]]],
     predictor: RecordingPredictor,
     max_batch_size: int = 32,
     max_delay_s: float = 0.0,
