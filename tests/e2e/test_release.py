@@ -1,0 +1,69 @@
+"""The real all-MiniLM-L6-v2 from the local Hub to a live, autoscaled, smoke-tested endpoint; then again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+from conftest import E2E, REPO_ROOT
+from inspect_stack import embed, ledger, scaling_of, serving_config
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from tasks import image
+
+
+def test_release_goes_live_autoscaled_and_answers(e2e: E2E, serving: dict[str, Any]) -> None:
+    endpoint = e2e.endpoint("serving")
+    assert serving["status"] == "succeeded" and serving["action"] == "created"
+    assert serving["smoke"]["passed"] is True and serving["smoke"]["n"] == 4
+    assert serving["model_data_url"].startswith(f"s3://{e2e.bucket}/e2e/models/")
+    assert serving["model_data_url"].endswith("/model.tar.gz")
+    tag = image.context_tag(REPO_ROOT / "container", e2e.env["SAGEMAKER_RELEASE_BASE_IMAGE"])
+    assert (
+        serving["image_uri"]
+        == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-release/serving:{tag}"
+    )
+    assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
+    assert len(embed(endpoint)) == 384
+    assert scaling_of(endpoint) == {
+        "targets": [(f"endpoint/{endpoint}/variant/AllTraffic", 1, 2)],
+        "policies": [f"{endpoint}-{serving['release_id']}-invocations"],
+    }
+    assert ledger(e2e.bucket, serving["release_id"])["state"] == "succeeded"
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"release-{endpoint}"]))
+        )
+    assert artifacts, "the release published no markdown artifact"
+    markdown = str(artifacts[0].data)
+    assert "**succeeded**" in markdown and serving["endpoint_config_name"] in markdown
+    assert "sagemaker:endpoint" in markdown and "**passed**: 4 requests" in markdown
+
+
+def test_second_release_of_the_same_commit_uploads_nothing_and_builds_nothing(
+    e2e: E2E, serving: dict[str, Any], tmp_path: Any
+) -> None:
+    """The CLI, as a nightly job runs it: exit 0 and a JSON summary as the last line of output."""
+    endpoint = e2e.endpoint("serving")
+    config_file = tmp_path / "release.yaml"
+    config_file.write_text(yaml.safe_dump(e2e.config_data(endpoint)))
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.release", "--config", str(config_file)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded" and summary["action"] == "unchanged"
+    assert (summary["uploaded_bytes"], summary["image_built"]) == (0, False)
+    assert summary["endpoint_config_name"] == serving["endpoint_config_name"]
+    assert summary["model_data_url"] == serving["model_data_url"]
+    assert summary["smoke"]["passed"] is True
+    assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
+    assert ledger(e2e.bucket, summary["release_id"])["entries"] == []
