@@ -70,7 +70,8 @@ class ParallelGzipWriter:
         self._block_size = block_size
         self._on_block = on_block
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gzip")
-        self._max_in_flight = 2 * threads + 1
+        # Enough queued blocks that workers keep busy while the writer thread waits for a CPU.
+        self._max_in_flight = 8 * threads
         self._in_flight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
         self._pending = bytearray()
         self._previous: memoryview | None = None
