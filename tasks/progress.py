@@ -6,6 +6,7 @@ the percentages. Updates are throttled so a 100k-part transfer does not flood th
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,10 @@ class ByteProgress:
         self._artifact: UUID | None = None
         self._started = clock()
         self.logged: list[float] = []
+        # Chunks are reported from transfer worker threads, which have neither the run's logger nor its
+        # Prefect context: keep both from the thread that made this object.
+        self._logger = run_logger()
+        self._context = contextvars.copy_context()
         if TaskRunContext.get() is not None:
             # Called from sync code, Prefect's sync_compatible helper returns the UUID itself.
             self._artifact = cast(UUID, create_progress_artifact(0.0, description=what))
@@ -84,11 +89,12 @@ class ByteProgress:
         rate = self.done / elapsed / 2**20
         self.logged.append(percent)
         done, total = _size(self.done), _size(self.total)
-        run_logger().info("%s: %5.1f%% (%s of %s, %.0f MiB/s)", self.what, percent, done, total, rate)
+        self._logger.info("%s: %5.1f%% (%s of %s, %.0f MiB/s)", self.what, percent, done, total, rate)
 
     def _update(self, percent: float) -> None:
         if self._artifact is not None:
-            update_progress_artifact(self._artifact, percent)
+            # A copy per call: one Context object cannot be entered by two threads at once.
+            self._context.copy().run(update_progress_artifact, self._artifact, percent)
 
 
 def _size(nbytes: float) -> str:
