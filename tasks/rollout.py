@@ -363,8 +363,7 @@ class Rollout:
         ):
             alarms.replace_earlier_guard_alarms(self.config, self.release_id)
             return
-        for step in self.report.steps[-1:]:
-            step.outcome = "rolled back"
+        self._record_rollback(len(self.report.steps))
         if watcher.fired or self._firing():
             raise self._alarm_fired(watcher.fired)
         if described["EndpointStatus"] != "InService":
@@ -522,7 +521,7 @@ class _DeploymentWatcher:
                 # Each bake gets its own bake traffic (duration_s applies per bake).
                 self.rollout.traffic.stop()
                 self.rollout.traffic.start(self.rollout.traffic_duration(float(self.rollout.plan.bake_s)))
-            elif status == "ActivatingTraffic":
+            else:  # traffic moving, or the bake over (e.g. the old fleet's termination wait)
                 self._close()
 
     def _close(self) -> None:

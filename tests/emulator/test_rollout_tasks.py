@@ -37,14 +37,14 @@ def stack_of(
     aws.reset_clients()
 
 
-def release_config(endpoint: str, release_id: str) -> ReleaseConfig:
+def release_config(endpoint: str, release_id: str, instances: int = 1) -> ReleaseConfig:
     return parse_config(
         {
             "release_id": release_id,
             "role_arn": ROLE_ARN,
             "model": {"local_path": "unused"},
             "storage": {"bucket": "unused-bucket"},
-            "endpoint": {"name": endpoint, "instance_type": "ml.m5.large", "instance_count": 1},
+            "endpoint": {"name": endpoint, "instance_type": "ml.m5.large", "instance_count": instances},
             "smoke": {"payloads": [{"inputs": "bake"}]},
             "rollout": {
                 "strategy": "auto",
@@ -83,13 +83,13 @@ def answered_by(env: dict[str, str], endpoint: str) -> set[str]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(params=[1])
 def serving_endpoint(
-    stack_of: dict[str, str], double_image: str, tmp_path: Path
+    request: pytest.FixtureRequest, stack_of: dict[str, str], double_image: str, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
-    """An endpoint serving the 'old' model through a first release; deleted at the end."""
+    """An endpoint serving the 'old' model through a first release, on `request.param` instances."""
     endpoint = f"rollout-{uuid.uuid4().hex[:8]}"
-    first = release_config(endpoint, "r0")
+    first = release_config(endpoint, "r0", request.param)
     ledger = Ledger.open(LocalLedgerStore(tmp_path / "r0.json"), "r0")
     _, config_name = create_release(first, double_image, ledger, DOUBLE_NAME="old")
     hosting.create_endpoint(
@@ -172,3 +172,31 @@ def test_a_failing_model_trips_the_alarm_and_the_unwind_leaves_nothing(
     assert configs == {old_config}
     assert alarms.alarm_states(runner.report.guard_alarms) == []
     assert {e.status for e in ledger.entries} <= {"deleted", "gone"}
+
+
+@pytest.mark.parametrize("serving_endpoint", [2], indirect=True)
+def test_a_failing_canary_is_rolled_back_by_the_guardrails_and_names_the_alarm(
+    stack_of: dict[str, str], serving_endpoint: tuple[str, str], double_image: str, tmp_path: Path
+) -> None:
+    endpoint, old_config = serving_endpoint
+    config = release_config(endpoint, "r3", instances=2)
+    ledger = Ledger.open(LocalLedgerStore(tmp_path / "r3.json"), "r3")
+    model, final = create_release(config, double_image, ledger, DOUBLE_NAME="new", DOUBLE_STATUS="500")
+    live = hosting.live_endpoint(endpoint)
+    plan = plan_rollout(config, live)
+    assert (plan.strategy, plan.steps) == ("canary", (50.0, 100.0)), plan.reason
+    runner = Rollout(config, "r3", plan=plan, live=live, model_name=model, final_config=final, ledger=ledger)
+    try:
+        with pytest.raises(AlarmFired) as raised:
+            runner.run()
+        alarm = naming.alarm_name(config, "r3", "5xx")
+        assert alarm in raised.value.alarms
+        described = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        assert described["EndpointConfigName"] == old_config and alarm in described["FailureReason"]
+        assert answered_by(stack_of, endpoint) == {"old"}
+        assert [s.outcome for s in runner.report.steps] == ["alarm", "rolled back"]
+        assert runner.report.steps[0].weight_percent == 50.0
+    finally:
+        ledger.unwind(
+            unwind.deleters(endpoint_timeout_s=180, poll_interval_s=1), keep=unwind.keep_in_use(endpoint)
+        )
