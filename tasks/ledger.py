@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from tasks import aws
-from tasks.errors import UnwindFailed
+from tasks.errors import ConfigError, UnwindFailed
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ class Ledger:
     ) -> Ledger:
         """Start the ledger of a release and persist it at once (so even an empty run leaves a trace).
 
-        Reopening the ledger of the same release (a flow retry) continues it instead of starting over.
+        Reopening the ledger of a release that did not succeed (a retry, or a rerun after a crash)
+        continues it, so a failure unwinds what both runs created.
         """
         existing = store.load()
         if existing is not None:
@@ -203,6 +204,13 @@ class Ledger:
             if ledger.release_id != release_id:
                 raise ValueError(
                     f"ledger at {store.describe()} belongs to release {ledger.release_id}, not {release_id}"
+                )
+            if ledger.state == "succeeded":
+                # Continuing it would let a failure of this run unwind what that release left serving.
+                raise ConfigError(
+                    "release_id",
+                    f"release {release_id} already succeeded (ledger at {store.describe()})",
+                    "leave release_id empty to get a new one, or choose an id not used before",
                 )
             ledger.meta.update(meta or {})
             ledger.state = "running"

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks.errors import UnwindFailed
+from tasks.errors import ConfigError, UnwindFailed
 from tasks.ledger import Ledger, LedgerEntry, LocalLedgerStore, S3LedgerStore
 
 
@@ -138,6 +138,15 @@ def test_reopening_the_same_release_continues_its_ledger(tmp_path: Path) -> None
     assert len(again.entries) == 4
     with pytest.raises(ValueError, match="belongs to release r1"):
         Ledger.open(LocalLedgerStore(tmp_path / "ledger.json"), "r2")
+
+
+def test_a_succeeded_release_cannot_be_reopened(tmp_path: Path) -> None:
+    store = LocalLedgerStore(tmp_path / "l.json")
+    with Ledger.open(store, "r1", deleters={}) as ledger:
+        ledger.record("sagemaker:model", "m1")
+    with pytest.raises(ConfigError) as caught:
+        Ledger.open(store, "r1")
+    assert caught.value.field == "release_id" and "leave release_id empty" in caught.value.fix
 
 
 def test_context_manager_unwinds_on_error_and_keeps_the_original_error(tmp_path: Path) -> None:
