@@ -243,6 +243,7 @@ def main() -> int:
     parser.add_argument(
         "--image", help="benchmark this serving image under Docker instead of the local package"
     )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline (for tuning the server)")
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -250,9 +251,11 @@ def main() -> int:
         return 0
 
     model_dir = minilm_dir()
-    with baseline_server(model_dir) as port:
-        baseline = measure(port, args.concurrency, args.seconds, args.warmup)
-    print(f"baseline  {baseline}", file=sys.stderr)
+    baseline = Result(0, 0, 0.0, 0.0, 0.0, 0.0)
+    if not args.no_baseline:
+        with baseline_server(model_dir) as port:
+            baseline = measure(port, args.concurrency, args.seconds, args.warmup)
+        print(f"baseline  {baseline}", file=sys.stderr)
     candidate_cm = image_server(args.image, model_dir) if args.image else candidate_server(model_dir)
     with candidate_cm as port:
         candidate = measure(port, args.concurrency, args.seconds, args.warmup)
