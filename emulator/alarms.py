@@ -20,6 +20,7 @@ alarm creation"; CloudWatch creates them in INSUFFICIENT_DATA, so that is the st
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -61,11 +62,26 @@ def low_sample_limit(p: float) -> float:
 
 
 class DatapointReader:
-    """Fetches one alarm's datapoints per period from CloudWatch, or from the sample window."""
+    """Fetches one alarm's datapoints per period from CloudWatch, or from the sample window.
 
-    def __init__(self, cloudwatch: CloudWatchClientFactory, samples: SampleWindow | None = None) -> None:
+    Periods handed in have ended (and settled), so what CloudWatch answered for one is remembered:
+    each evaluation round then asks only for the periods that ended since the last one. moto scans all
+    its metric data on every GetMetricStatistics, so this is what keeps evaluation cheap. The memory
+    is bounded (oldest entries go first).
+    """
+
+    def __init__(
+        self,
+        cloudwatch: CloudWatchClientFactory,
+        samples: SampleWindow | None = None,
+        *,
+        cache_size: int = 20_000,
+    ) -> None:
         self._cloudwatch = cloudwatch
         self.samples = samples
+        self.cache_size = cache_size
+        self._cache: collections.OrderedDict[tuple[Any, ...], Datapoint] = collections.OrderedDict()
+        self.requests = 0
 
     def read(self, rule: AlarmRule, starts: Sequence[float]) -> list[Datapoint]:
         p = parse_percentile(rule.statistic) if rule.extended else None
@@ -75,7 +91,27 @@ class DatapointReader:
             and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions)
         ):
             return [self._from_samples(rule, p, start) for start in starts]
-        return [self._from_cloudwatch(rule, start) for start in starts]
+        return [self._cached(rule, start) for start in starts]
+
+    def _cached(self, rule: AlarmRule, start: float) -> Datapoint:
+        key = (
+            rule.namespace,
+            rule.metric_name,
+            rule.dimensions,
+            rule.statistic,
+            rule.unit,
+            rule.period,
+            start,
+        )
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        point = self._from_cloudwatch(rule, start)
+        self._cache[key] = point
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return point
 
     def _from_samples(self, rule: AlarmRule, p: float, start: float) -> Datapoint:
         assert self.samples is not None
@@ -104,6 +140,7 @@ class DatapointReader:
             request["Statistics"] = sorted({rule.statistic, "SampleCount"})
         if rule.unit:
             request["Unit"] = rule.unit
+        self.requests += 1
         points = self._cloudwatch().get_metric_statistics(**request).get("Datapoints", [])
         if not points:
             return Datapoint(start, None)

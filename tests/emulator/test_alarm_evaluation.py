@@ -325,3 +325,16 @@ def test_period_starts_are_aligned_and_end_before_the_settle_time() -> None:
 
 def _when(timestamp: float) -> str:
     return time.strftime("%d/%m/%y %H:%M:%S", time.gmtime(timestamp))
+
+
+def test_each_period_is_fetched_once(cloudwatch: Any, base: float) -> None:
+    alarm = put_alarm(cloudwatch, EvaluationPeriods=3)
+    put_value(cloudwatch, alarm, base + 1, 9.0)
+    judge = evaluator(cloudwatch)
+    judge.evaluate_once(end_of(base, 2), alarm_names=[alarm])
+    first = judge.reader.requests
+    assert first == 5  # the evaluation range: N + 2 periods
+    judge.evaluate_once(end_of(base, 2), alarm_names=[alarm])
+    assert judge.reader.requests == first
+    judge.evaluate_once(end_of(base, 3), alarm_names=[alarm])
+    assert judge.reader.requests == first + 1  # only the period that ended since
