@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-docker.sh
 base=$(scripts/ensure-base-image.sh | tail -n 1)
+# One fill-and-build at a time on this machine: `make test` of several people may start it together.
+mkdir -p .state
+exec 9>.state/build-image.lock
+if ! flock -w "${IMAGE_BUILD_LOCK_TIMEOUT:-1800}" 9; then
+  echo "another build held .state/build-image.lock for ${IMAGE_BUILD_LOCK_TIMEOUT:-1800}s; is one stuck?" >&2
+  exit 1
+fi
 scripts/fill-wheelhouse.sh
 repo=${IMAGE_REPO:-sagemaker-release/serving}
 digest=$( (echo "$base"; cd container && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
