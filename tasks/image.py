@@ -270,15 +270,21 @@ def push_image(
     *,
     timeout_s: float,
 ) -> str:
-    """Tag `local_ref` as `target_repo:tag`, push it, and return the digest the push reported."""
+    """Tag `local_ref` as `target_repo:tag`, push it, and return the digest the push reported.
+
+    The registry tag is only a handle for the push: it is removed afterwards, so the engine keeps the
+    image under its local name alone."""
     client.api.tag(local_ref, target_repo, tag)
     run_logger().info("pushing %s:%s", target_repo, tag)
-    events = client.api.push(
-        target_repo, tag=tag, stream=True, decode=True, auth_config=auth.as_docker_auth()
-    )
-    aux = _follow(
-        events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
-    )
+    try:
+        events = client.api.push(
+            target_repo, tag=tag, stream=True, decode=True, auth_config=auth.as_docker_auth()
+        )
+        aux = _follow(
+            events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
+        )
+    finally:
+        client.api.remove_image(f"{target_repo}:{tag}", noprune=True)
     digest = aux.get("Digest")
     if not digest:
         raise ResourceFailed(

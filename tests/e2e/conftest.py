@@ -58,7 +58,7 @@ class E2E:
     def endpoint(self, what: str) -> str:
         return f"e2e-{self.token}-{what}"
 
-    def config_data(self, endpoint: str, **changes: Any) -> dict[str, Any]:
+    def config_data(self, endpoint: str, /, **changes: Any) -> dict[str, Any]:
         base: dict[str, Any] = {
             "role_arn": ROLE,
             "tags": {"suite": "e2e"},
@@ -101,7 +101,7 @@ class E2E:
         }
         return deep_merge(base, changes)
 
-    def config(self, endpoint: str, **changes: Any) -> ReleaseConfig:
+    def config(self, endpoint: str, /, **changes: Any) -> ReleaseConfig:
         return parse_config(self.config_data(endpoint, **changes))
 
 
