@@ -15,6 +15,7 @@ import docker.errors
 import httpx
 
 from emulator import settings
+from emulator.errors import ServiceUnavailable
 
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _MANIFEST_TYPES = ", ".join(
@@ -112,5 +113,11 @@ async def exists_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
         return None
     version = ref.digest or ref.tag or "latest"
     url = f"http://{settings.registry_host()}/v2/{ref.repository}/manifests/{version}"
-    response = await http.head(url, headers={"Accept": _MANIFEST_TYPES}, timeout=10)
+    try:
+        response = await http.head(url, headers={"Accept": _MANIFEST_TYPES}, timeout=10)
+    except httpx.HTTPError as error:
+        raise ServiceUnavailable(
+            f"The registry standing in for ECR at {settings.registry_host()} does not answer "
+            f"({type(error).__name__}); start it with `python -m emulator up`."
+        ) from error
     return response.status_code == 200

@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator_support import ROLE_ARN, Aws, tarball, unique
+from emulator_support import ROLE_ARN, Aws, tarball, unique, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 
@@ -60,13 +59,10 @@ def test_aws_cli_sequence(
     )
     _cli(stack, "sagemaker", "create-endpoint", "--endpoint-name", name, "--endpoint-config-name", name)
     try:
-        deadline = time.monotonic() + 120
-        while (
-            _cli(stack, "sagemaker", "describe-endpoint", "--endpoint-name", name)["EndpointStatus"]
-            != "InService"
-        ):
-            assert time.monotonic() < deadline, "endpoint not InService within 120 s"
-            time.sleep(0.5)
+        # Polled with boto3: the CLI's waiter sleeps its model's 30 s between checks.
+        assert wait_for_status(aws, name, "InService")["EndpointStatus"] == "InService"
+        described = _cli(stack, "sagemaker", "describe-endpoint", "--endpoint-name", name)
+        assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
         _cli(stack, "sagemaker", "wait", "endpoint-in-service", "--endpoint-name", name)
 
         out = tmp_path / "answer.json"
@@ -101,10 +97,7 @@ def test_aws_cli_sequence(
         assert [e["EndpointName"] for e in listed["Endpoints"]] == [name]
     finally:
         _cli(stack, "sagemaker", "delete-endpoint", "--endpoint-name", name)
-        deadline = time.monotonic() + 120
-        while _cli(stack, "sagemaker", "list-endpoints", "--name-contains", name)["Endpoints"]:
-            assert time.monotonic() < deadline, "endpoint not deleted within 120 s"
-            time.sleep(0.5)
+        aws.sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig={"Delay": 1})
         _cli(stack, "sagemaker", "delete-endpoint-config", "--endpoint-config-name", name)
         _cli(stack, "sagemaker", "delete-model", "--model-name", name)
 

@@ -1,8 +1,8 @@
 """Every way an endpoint can fail to come up ends in Failed with a FailureReason that says what broke.
 
-The failing endpoints are created together in one module fixture so their waits overlap: the
-longest (a container that never answers /ping, 60 s, the smallest health-check timeout SageMaker
-accepts) bounds the module's run time.
+The failing endpoints are created together in one module fixture so their waits overlap. A container
+that never answers /ping is waited for on a private emulator whose default health-check timeout is
+4 s: SageMaker accepts no ContainerStartupHealthCheckTimeoutInSeconds below 60.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import Aws, Resources, delete_endpoint, tarball
+from emulator_support import Aws, PrivateEmulator, Resources, delete_endpoint, make_clients, tarball
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
@@ -48,10 +48,6 @@ def failed(aws: Aws, bucket: str, double_image: str) -> Iterator[dict[str, dict[
         # Not an ECR host, so CreateModel cannot check it; the pull at deploy time fails.
         "image": (made.model(f"127.0.0.1:5000/{missing_image.split('/', 1)[1]}"), {}),
         "model_data": (made.model(double_image, vanished), {}),
-        "ping": (
-            made.model(double_image, container={"Environment": {"DOUBLE_PING": "never"}}),
-            {"ContainerStartupHealthCheckTimeoutInSeconds": 60},
-        ),
         "exit": (made.model(double_image, container={"Environment": {"DOUBLE_EXIT": "3"}}), {}),
         "escape": (
             made.model(double_image, made.upload(_tar_with(tarfile.TarInfo("../evil.txt"), b"x"))),
@@ -71,7 +67,7 @@ def failed(aws: Aws, bucket: str, double_image: str) -> Iterator[dict[str, dict[
     }
 
     settled: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 120
     while len(settled) < len(endpoints):
         assert time.monotonic() < deadline, f"still not settled: {sorted(set(endpoints) - set(settled))}"
         for case, name in endpoints.items():
@@ -100,14 +96,22 @@ def test_model_data_gone_from_s3(failed: dict[str, dict[str, Any]]) -> None:
     assert "no S3 object is there" in described["FailureReason"]
 
 
-def test_container_never_healthy(failed: dict[str, dict[str, Any]]) -> None:
-    reason = failed["ping"]["FailureReason"]
-    assert failed["ping"]["EndpointStatus"] == "Failed"
-    assert (
-        "The primary container for production variant AllTraffic did not pass the ping health check" in reason
-    )
-    assert "within 60 s (/ping answered 503)" in reason
+def test_container_never_healthy(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    emulator = private_emulator(SAGEMAKER_EMULATOR_STARTUP_TIMEOUT="4")
+    made = Resources(make_clients(emulator.client_env), bucket)
+    try:
+        model = made.model(double_image, container={"Environment": {"DOUBLE_PING": "never"}})
+        described = made.wait_status(made.endpoint(made.single(model)), "Failed", timeout=60)
+    finally:
+        made.cleanup()
+    reason = described["FailureReason"]
+    assert described["EndpointStatus"] == "Failed"
+    assert "The primary container for production variant AllTraffic did not pass the ping health" in reason
+    assert "within 4 s (/ping answered 503)" in reason
     assert '"GET /ping HTTP/1.1" 503' in reason  # the container's own log lines
+    assert emulator.containers() == []
 
 
 def test_container_exits(failed: dict[str, dict[str, Any]]) -> None:
