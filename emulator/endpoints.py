@@ -292,10 +292,14 @@ class EndpointEngine:
             self.deployments[key] = [Deployment.from_record(r) for r in records]
         known = {d.id for ds in self.deployments.values() for d in ds}
         await self._remove_orphans(known)
+        self.model_data.remove_partials()
         for key, record in list(self.store.endpoints.items()):
             operation = self.store.operations.get(key)
-            for deployment in self.live(key):
-                self._spawn(f"{key}#revive#{deployment.id}", self._revive(record["EndpointName"], deployment))
+            if operation is None or operation["kind"] != "delete":
+                for deployment in self.live(key):
+                    self._spawn(
+                        f"{key}#revive#{deployment.id}", self._revive(record["EndpointName"], deployment)
+                    )
             if operation is None:
                 continue
             kind = operation["kind"]

@@ -141,6 +141,13 @@ class ModelDataCache:
         finally:
             archive.unlink(missing_ok=True)
 
+    def remove_partials(self) -> None:
+        """Remove unpacking work a crash interrupted (folders named .KEY.RANDOM)."""
+        if self.root.exists():
+            for entry in self.root.iterdir():
+                if entry.is_dir() and entry.name.startswith("."):
+                    shutil.rmtree(entry, ignore_errors=True)
+
     def prune(self, keep: set[str]) -> None:
         """Remove unpacked data no deployment uses any more."""
         if not self.root.exists():
