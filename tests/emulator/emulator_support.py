@@ -145,14 +145,14 @@ class Resources:
         for name in self.endpoints:
             delete_endpoint(self.aws, name)
         for name in self.configs:
-            _ignore_missing(lambda n=name: self.aws.sagemaker.delete_endpoint_config(EndpointConfigName=n))
+            _ignore_missing(self.aws.sagemaker.delete_endpoint_config, EndpointConfigName=name)
         for name in self.models:
-            _ignore_missing(lambda n=name: self.aws.sagemaker.delete_model(ModelName=n))
+            _ignore_missing(self.aws.sagemaker.delete_model, ModelName=name)
 
 
-def _ignore_missing(call: Callable[[], Any]) -> None:
+def _ignore_missing(call: Callable[..., Any], **params: str) -> None:
     try:
-        call()
+        call(**params)
     except ClientError as error:
         if "Could not find" not in error.response["Error"]["Message"]:
             raise
