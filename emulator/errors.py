@@ -24,6 +24,9 @@ class AwsError(Exception):
 
 
 # --- SageMaker control plane (JSON 1.1) ---------------------------------------------------------
+# The hosting operations answer a missing or duplicate model/config/endpoint with ValidationException
+# ("Could not find endpoint …", "Cannot create already existing …"); ResourceNotFound and ResourceInUse
+# belong to other SageMaker APIs, and botocore's model lists only ResourceLimitExceeded for these.
 
 
 class ValidationException(AwsError):
@@ -33,16 +36,6 @@ class ValidationException(AwsError):
 
 class ResourceLimitExceeded(AwsError):
     code = "ResourceLimitExceeded"
-    status = 400
-
-
-class ResourceInUse(AwsError):
-    code = "ResourceInUse"
-    status = 400
-
-
-class ResourceNotFound(AwsError):
-    code = "ResourceNotFound"
     status = 400
 
 
