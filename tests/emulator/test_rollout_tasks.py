@@ -37,7 +37,8 @@ def stack_of(
     aws.reset_clients()
 
 
-def release_config(endpoint: str, release_id: str, instances: int = 1) -> ReleaseConfig:
+def release_config(endpoint: str, release_id: str, instances: int = 1, bake_s: int = 25) -> ReleaseConfig:
+    """A release whose bakes outlast one alarm period plus evaluation (25 s) unless told otherwise."""
     return parse_config(
         {
             "release_id": release_id,
@@ -49,7 +50,7 @@ def release_config(endpoint: str, release_id: str, instances: int = 1) -> Releas
             "rollout": {
                 "strategy": "auto",
                 "steps": [50],
-                "bake_s": 25,
+                "bake_s": bake_s,
                 "final_bake_s": 4,
                 "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": 2000, "period_s": 10},
                 "bake_traffic": {"rate_per_s": 5},
@@ -103,7 +104,7 @@ def test_a_good_model_ends_alone_on_its_config(
     stack_of: dict[str, str], serving_endpoint: tuple[str, str], double_image: str, tmp_path: Path
 ) -> None:
     endpoint, old_config = serving_endpoint
-    config = release_config(endpoint, "r1")
+    config = release_config(endpoint, "r1", bake_s=8)
     ledger = Ledger.open(LocalLedgerStore(tmp_path / "r1.json"), "r1")
     model, final = create_release(config, double_image, ledger, DOUBLE_NAME="new")
     live = hosting.live_endpoint(endpoint)
