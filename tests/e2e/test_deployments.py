@@ -1,4 +1,4 @@
-"""deployments.yaml on a local `prefect server start`, run by a process worker via `prefect deployment run`."""
+"""deployments.yaml on a local `prefect server start`, run by a process worker (`prefect deployment run`)."""
 
 from __future__ import annotations
 
