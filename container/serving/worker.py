@@ -58,6 +58,9 @@ def run_worker(
         app,
         log_config=None,
         access_log=False,
+        # Both ship in the image (container/requirements.txt); naming them fails loudly if they do not.
+        http="httptools",
+        loop="uvloop",
         lifespan="on",
         timeout_keep_alive=75,
         timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
