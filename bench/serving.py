@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,14 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    # Server CPU time per request: how much work each answer costs, whatever the neighbours do.
+    cpu_ms_per_request: float | None = None
+
+
+@dataclass
+class Target:
+    port: int
+    cpu_seconds: Callable[[], float] | None
 
 
 def minilm_dir() -> Path:
@@ -101,16 +109,16 @@ def run_baseline_server(port: int, model_dir: str) -> None:
 
 # ---------------------------------------------------------------- servers under test
 @contextlib.contextmanager
-def baseline_server(model_dir: Path) -> Iterator[int]:
+def baseline_server(model_dir: Path) -> Iterator[Target]:
     port = free_port()
     command = [sys.executable, __file__, "--baseline-server", str(port), str(model_dir)]
     with _process(command, os.environ.copy()) as process:
         wait_ready(port, process)
-        yield port
+        yield Target(port, lambda: group_cpu_seconds(process.pid))
 
 
 @contextlib.contextmanager
-def candidate_server(model_dir: Path) -> Iterator[int]:
+def candidate_server(model_dir: Path) -> Iterator[Target]:
     port = free_port()
     env = {
         **os.environ,
@@ -121,11 +129,11 @@ def candidate_server(model_dir: Path) -> Iterator[int]:
     }
     with _process([sys.executable, "-m", "serving", "serve"], env) as process:
         wait_ready(port, process)
-        yield port
+        yield Target(port, lambda: group_cpu_seconds(process.pid))
 
 
 @contextlib.contextmanager
-def image_server(image: str, model_dir: Path) -> Iterator[int]:
+def image_server(image: str, model_dir: Path) -> Iterator[Target]:
     port = free_port()
     name = f"bench-serving-{os.getpid()}"
     subprocess.run(
@@ -136,7 +144,7 @@ def image_server(image: str, model_dir: Path) -> Iterator[int]:
     )  # fmt: skip
     try:
         wait_ready(port, None)
-        yield port
+        yield Target(port, None)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
@@ -154,6 +162,23 @@ def _process(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pop
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by every live process of a process group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # After the command name: state ppid pgrp ... utime is field 14, stime 15 of the full line.
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes] | None) -> None:
@@ -227,10 +252,14 @@ async def _load(port: int, concurrency: int, seconds: float, bodies: list[bytes]
     )
 
 
-def measure(port: int, concurrency: int, seconds: float, warmup: float) -> Result:
+def measure(target: Target, concurrency: int, seconds: float, warmup: float) -> Result:
     bodies = [json.dumps({"inputs": text}).encode() for text in sentences()]
-    asyncio.run(_load(port, concurrency, warmup, bodies))
-    return asyncio.run(_load(port, concurrency, seconds, bodies))
+    asyncio.run(_load(target.port, concurrency, warmup, bodies))
+    cpu_before = target.cpu_seconds() if target.cpu_seconds else None
+    result = asyncio.run(_load(target.port, concurrency, seconds, bodies))
+    if target.cpu_seconds is not None and cpu_before is not None and result.requests:
+        result.cpu_ms_per_request = round((target.cpu_seconds() - cpu_before) / result.requests * 1000, 1)
+    return result
 
 
 def main() -> int:
@@ -243,7 +272,9 @@ def main() -> int:
     parser.add_argument(
         "--image", help="benchmark this serving image under Docker instead of the local package"
     )
-    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline (for tuning the server)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline (for tuning the server)"
+    )
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
@@ -251,18 +282,22 @@ def main() -> int:
         return 0
 
     model_dir = minilm_dir()
+    # Other work on the machine skews both numbers (the many-threaded baseline wins more CPU share
+    # from neighbours than a two-thread server): the load average tells how quiet the run was.
+    load_before = os.getloadavg()[0]
     baseline = Result(0, 0, 0.0, 0.0, 0.0, 0.0)
     if not args.no_baseline:
-        with baseline_server(model_dir) as port:
-            baseline = measure(port, args.concurrency, args.seconds, args.warmup)
+        with baseline_server(model_dir) as target:
+            baseline = measure(target, args.concurrency, args.seconds, args.warmup)
         print(f"baseline  {baseline}", file=sys.stderr)
     candidate_cm = image_server(args.image, model_dir) if args.image else candidate_server(model_dir)
-    with candidate_cm as port:
-        candidate = measure(port, args.concurrency, args.seconds, args.warmup)
+    with candidate_cm as target:
+        candidate = measure(target, args.concurrency, args.seconds, args.warmup)
     print(f"serving   {candidate}", file=sys.stderr)
     summary = {
         "benchmark": "serving all-MiniLM-L6-v2, one sentence per request",
         "cpus": len(os.sched_getaffinity(0)),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "concurrency": args.concurrency,
         "server": f"image {args.image}"
         if args.image
