@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from serving.errors import ClientError, ModelLoadError, PayloadTooLarge
 from serving.handlers.base import ServedModel
@@ -136,6 +137,10 @@ def create_app(
         except ClientError as exc:
             log.info("request %s: %d %s", request_id, exc.status, exc.message)
             return _error(exc.status, exc.message, request_id)
+        except ClientDisconnect:
+            # Nobody is left to answer; not the model's failure.
+            log.info("request %s: the client disconnected before sending its whole body", request_id)
+            return _error(400, "the client disconnected before sending its whole body", request_id)
         except TimeoutError as exc:
             if not deadline.expired():
                 return _model_failed(request_id, exc)

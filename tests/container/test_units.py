@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +259,45 @@ def test_length_buckets_cover_every_text_once_and_split_only_when_padding_costs_
     assert sorted(index for bucket in buckets for index in bucket) == list(range(6))
     assert [sorted(mixed[i] for i in bucket) for bucket in buckets] == [[4, 5, 6], [118, 119, 120]]
     assert plan_buckets([]) == []
+
+
+# ---------------------------------------------------------------- the HTTP layer without a model
+def test_a_client_that_leaves_mid_body_is_not_logged_as_a_model_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from serving.app import create_app
+
+    caplog.set_level(logging.INFO)
+    app = create_app(Settings.from_env({"MODEL_DIR": str(tmp_path)}))
+    messages: Iterator[dict[str, Any]] = iter(
+        [{"type": "http.request", "body": b'{"inp', "more_body": True}, {"type": "http.disconnect"}]
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/invocations",
+        "raw_path": b"/invocations",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8080),
+        "scheme": "http",
+        "root_path": "",
+    }
+    asyncio.run(app(scope, receive, send))
+
+    assert sent[0]["status"] == 400
+    assert not [record for record in caplog.records if record.levelno >= 40]
+    assert any("disconnected before sending its whole body" in r.getMessage() for r in caplog.records)
