@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,6 +55,7 @@ class E2E:
     bucket: str
     prefix: str
     env: dict[str, str]
+    context: Path  # the serving image's build context, as it was when the session started
 
     def endpoint(self, what: str) -> str:
         return f"e2e-{self.token}-{what}"
@@ -196,7 +198,16 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="package")
-def e2e(stack: dict[str, str], base_image: str, serving_image: str, prefect_api: str) -> Iterator[E2E]:
+def build_context(tmp_path_factory: pytest.TempPathFactory, serving_image: str) -> Path:
+    """A copy of container/ taken once: every release of the session builds the same image (same tag)
+    even while container/ is being edited, and it is the image `make test` built when nothing changed."""
+    copy_to = tmp_path_factory.mktemp("build") / "container"
+    shutil.copytree(REPO_ROOT / "container", copy_to, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return copy_to
+
+
+@pytest.fixture(scope="package")
+def e2e(stack: dict[str, str], base_image: str, build_context: Path, prefect_api: str) -> Iterator[E2E]:
     """The stack's variables exported for the package, a bucket, and cleanup of everything at the end."""
     token = uuid.uuid4().hex[:6]
     patch = pytest.MonkeyPatch()
@@ -204,7 +215,7 @@ def e2e(stack: dict[str, str], base_image: str, serving_image: str, prefect_api:
     for name, value in env.items():
         patch.setenv(name, value)
     aws.reset_clients()
-    context = E2E(token=token, bucket=f"e2e-{token}", prefix="e2e", env=env)
+    context = E2E(token=token, bucket=f"e2e-{token}", prefix="e2e", env=env, context=build_context)
     try:
         yield context
     finally:
@@ -230,6 +241,10 @@ def _remove_everything(context: E2E) -> None:
     alarms = [a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]]
     if alarms:
         cloudwatch.delete_alarms(AlarmNames=alarms)
+    sns = boto3.client("sns")
+    for topic in sns.list_topics()["Topics"]:
+        if f":{prefix}" in topic["TopicArn"]:
+            sns.delete_topic(TopicArn=topic["TopicArn"])
     ecr = boto3.client("ecr")
     for repository in ecr.describe_repositories()["repositories"]:
         if repository["repositoryName"].startswith(f"e2e-{context.token}"):

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from typing import Any
 
+import boto3
 import yaml
-from conftest import E2E, REPO_ROOT
+from conftest import E2E, REPO_ROOT, run_release
 from inspect_stack import embed, ledger, scaling_of, serving_config
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -22,7 +23,7 @@ def test_release_goes_live_autoscaled_and_answers(e2e: E2E, serving: dict[str, A
     assert serving["smoke"]["passed"] is True and serving["smoke"]["n"] == 4
     assert serving["model_data_url"].startswith(f"s3://{e2e.bucket}/e2e/models/")
     assert serving["model_data_url"].endswith("/model.tar.gz")
-    tag = image.context_tag(REPO_ROOT / "container", e2e.env["SAGEMAKER_RELEASE_BASE_IMAGE"])
+    tag = image.context_tag(e2e.context, e2e.env["SAGEMAKER_RELEASE_BASE_IMAGE"])
     assert (
         serving["image_uri"]
         == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-release/serving:{tag}"
@@ -67,3 +68,52 @@ def test_second_release_of_the_same_commit_uploads_nothing_and_builds_nothing(
     assert summary["smoke"]["passed"] is True
     assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
     assert ledger(e2e.bucket, summary["release_id"])["entries"] == []
+
+
+def test_async_release_notifies_through_its_topics_and_scales_from_zero(
+    e2e: E2E, serving: dict[str, Any]
+) -> None:
+    endpoint = e2e.endpoint("async")
+    output = f"s3://{e2e.bucket}/async/{endpoint}"
+    config = e2e.config(
+        endpoint,
+        release_id=f"e2e-{e2e.token}-async",
+        endpoint={
+            "type": "async",
+            "async_inference": {
+                "output_path": f"{output}/out/",
+                "failure_path": f"{output}/failed/",
+                "create_topics": True,
+                "max_concurrent_invocations_per_instance": 2,
+            },
+        },
+        scaling={"min_capacity": 0, "max_capacity": 2, "target_backlog_per_instance": 3},
+        smoke={"repeat": 1, "latency_percentile": "max", "timeout_s": 120},
+    )
+    ok, summary = run_release(config)
+    assert ok, summary["error"]
+    assert summary["smoke"]["passed"] is True and summary["smoke"]["n"] == 2  # answers read back from S3
+
+    described = boto3.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=summary["endpoint_config_name"]
+    )
+    output_config = described["AsyncInferenceConfig"]["OutputConfig"]
+    assert (output_config["S3OutputPath"], output_config["S3FailurePath"]) == (
+        f"{output}/out/",
+        f"{output}/failed/",
+    )
+    topics = {t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"]}
+    notification = output_config["NotificationConfig"]
+    assert {notification["SuccessTopic"], notification["ErrorTopic"]} <= topics
+
+    resource = f"endpoint/{endpoint}/variant/AllTraffic"
+    assert scaling_of(endpoint)["targets"] == [(resource, 0, 2)]
+    policies = boto3.client("application-autoscaling").describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource
+    )["ScalingPolicies"]
+    step = next(p for p in policies if p["PolicyType"] == "StepScaling")
+    tracking = next(p for p in policies if p["PolicyType"] == "TargetTrackingScaling")
+    metric = tracking["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+    assert metric["MetricName"] == "ApproximateBacklogSizePerInstance"
+    (alarm,) = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{endpoint}-")["MetricAlarms"]
+    assert (alarm["MetricName"], alarm["AlarmActions"]) == ("HasBacklogWithoutCapacity", [step["PolicyARN"]])
