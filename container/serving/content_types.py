@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
@@ -94,8 +95,8 @@ def decode(body: bytes, content_type: str | None) -> Any:
         raise BadRequest(f"the body is not valid {charset} text: {exc}") from None
     if kind == JSON:
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if kind == CSV:
         return {"inputs": _csv_rows(text)}
@@ -144,7 +145,10 @@ def to_invocation(data: Any) -> Invocation:
 def encode(prediction: Any, kind: str) -> bytes:
     """Plain data (or numpy/torch values) -> body of the negotiated media type (the default `output_fn`)."""
     if kind == JSON:
-        return json.dumps(prediction, default=_plain, ensure_ascii=False, separators=(",", ":")).encode()
+        # orjson: a tenth of the json module's time on vectors of floats, numpy arrays written natively.
+        return orjson.dumps(
+            prediction, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        )
     if kind == CSV:
         return _encode_csv(_deep_plain(prediction))
     raise NotAcceptable(f"cannot write {kind}; accept one of {', '.join(RESPONSE_TYPES)}")
