@@ -1,10 +1,26 @@
-"""The torch device, chosen when the server starts: CUDA when the host has it, else CPU."""
+"""Where and in which precision the model runs, chosen when the server starts.
+
+The device is CUDA when the host has it, else the CPU (SERVING_DEVICE overrides); the precision is
+float32 unless SERVING_DTYPE asks for bfloat16/float16 or "auto" (the checkpoint's own).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from serving.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device
+    dtype: torch.dtype | str  # a torch dtype, or "auto" for the checkpoint's own
+
+
+def choose_placement(requested_device: str | None, dtype: str) -> Placement:
+    return Placement(choose_device(requested_device), dtype if dtype == "auto" else getattr(torch, dtype))
 
 
 def choose_device(requested: str | None) -> torch.device:

@@ -48,11 +48,11 @@ def load_served_model(settings: Settings) -> ServedModel:
 
 def _load_predictor(settings: Settings) -> Predictor:
     # torch and transformers are imported here, not at module import: the supervisor never needs them.
-    from serving.device import choose_device
+    from serving.device import choose_placement
     from serving.predictors.factory import build_predictor
     from serving.task_inference import resolve_task
 
     task = resolve_task(settings.model_dir, settings.hf_task)
-    device = choose_device(settings.device)
-    log.info("task %s on %s", task, device)
-    return build_predictor(settings.model_dir, task, device, settings.max_batch_size)
+    placement = choose_placement(settings.device, settings.dtype)
+    log.info("task %s on %s in %s", task, placement.device, settings.dtype)
+    return build_predictor(settings.model_dir, task, placement, settings.max_batch_size)

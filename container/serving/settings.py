@@ -49,6 +49,7 @@ class Settings:
     workers: int
     hf_task: str | None
     device: str | None
+    dtype: str
     torch_threads: int
     max_batch_size: int
     max_batch_delay_s: float
@@ -72,6 +73,7 @@ class Settings:
             workers=workers,
             hf_task=env.get("HF_TASK") or None,
             device=env.get("SERVING_DEVICE") or None,
+            dtype=_choice(env, "SERVING_DTYPE", "float32", ("float32", "bfloat16", "float16", "auto")),
             torch_threads=threads,
             max_batch_size=_int(env, "SERVING_MAX_BATCH_SIZE", 32, minimum=1),
             max_batch_delay_s=_float(env, "SERVING_MAX_BATCH_DELAY_MS", 5.0, minimum=0.0) / 1000.0,
@@ -110,6 +112,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
         raise SettingsError(f"{name}={raw!r} is not a number; set it to a number ≥ {minimum}") from None
     if not math.isfinite(value) or value < minimum:
         raise SettingsError(f"{name}={raw} is out of range; set it to a finite number ≥ {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={env.get(name)!r} is not supported; use one of {', '.join(choices)}")
     return value
 
 

@@ -182,6 +182,16 @@ def test_concurrent_requests_are_batched_into_shared_forward_passes(
     assert max(sizes) > 1, f"no two requests shared a batch: {dict(sizes)}"
 
 
+def test_bfloat16_on_request_stays_close_to_float32(minilm_dir: Path, reference: np.ndarray) -> None:
+    with serve_in_process(minilm_dir, SERVING_DTYPE="bfloat16") as client:
+        embeddings = np.asarray(client.post("/invocations", json={"inputs": TEXTS}).json())
+
+    assert embeddings.shape == (3, 384)
+    cosine = (embeddings * reference).sum(axis=1) / np.linalg.norm(embeddings, axis=1)
+    assert cosine.min() > 0.99
+    assert np.abs(embeddings - reference).max() > 1e-6  # it did run in another precision
+
+
 class _BlockedLoader:
     """A loader that waits for the test to release it, so /ping can be seen before the model is ready."""
 

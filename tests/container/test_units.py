@@ -29,6 +29,7 @@ def test_defaults_follow_the_sagemaker_contract() -> None:
     assert settings.torch_threads == max(1, available_cpus() // settings.workers)
     assert settings.max_payload_bytes == 6 * 1024 * 1024
     assert settings.default_accept == "application/json"
+    assert settings.dtype == "float32"
 
 
 def test_environment_overrides() -> None:
@@ -58,6 +59,10 @@ def test_environment_overrides() -> None:
         ({"SERVING_MAX_PAYLOAD_MB": "-1"}, "SERVING_MAX_PAYLOAD_MB=-1 is out of range"),
         ({"SERVING_MAX_BATCH_DELAY_MS": "nan"}, "SERVING_MAX_BATCH_DELAY_MS=nan is out of range"),
         ({"SAGEMAKER_CONTAINER_LOG_LEVEL": "LOUD"}, "is not a log level"),
+        (
+            {"SERVING_DTYPE": "float8"},
+            "SERVING_DTYPE='float8' is not supported; use one of float32, bfloat16",
+        ),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(env: dict[str, str], fragment: str) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
+from serving.device import Placement
 from serving.predictors.base import Predictor
 from serving.predictors.pipelines import PipelinePredictor
 from serving.predictors.sentence_embeddings import SentenceEmbedder, is_sentence_transformers
@@ -13,11 +12,11 @@ from serving.predictors.seq2seq import Seq2SeqGenerator, is_seq2seq_task
 from serving.predictors.token_features import TokenFeatures
 
 
-def build_predictor(folder: Path, task: str, device: torch.device, max_batch_size: int) -> Predictor:
+def build_predictor(folder: Path, task: str, placement: Placement, max_batch_size: int) -> Predictor:
     if task == "feature-extraction":
         if is_sentence_transformers(folder):
-            return SentenceEmbedder(folder, device)
-        return TokenFeatures(folder, device)
+            return SentenceEmbedder(folder, placement)
+        return TokenFeatures(folder, placement)
     if is_seq2seq_task(task):
-        return Seq2SeqGenerator(folder, task, device)
-    return PipelinePredictor(folder, task, device, max_batch_size)
+        return Seq2SeqGenerator(folder, task, placement)
+    return PipelinePredictor(folder, task, placement, max_batch_size)

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from serving.device import Placement
 from serving.errors import ModelLoadError
 
 
@@ -31,9 +30,9 @@ def load_tokenizer(folder: Path) -> Any:
         raise ModelLoadError(f"cannot load a tokenizer from {folder}: {exc}") from exc
 
 
-def load_model(auto_class: Any, folder: Path, device: torch.device) -> Any:
+def load_model(auto_class: Any, folder: Path, placement: Placement) -> Any:
     try:
-        model = auto_class.from_pretrained(str(folder), local_files_only=True)
+        model = auto_class.from_pretrained(str(folder), local_files_only=True, dtype=placement.dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load {auto_class.__name__} weights from {folder}: {exc}") from exc
-    return model.to(device).eval()
+    return model.to(placement.device).eval()

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from serving.device import Placement
 from serving.errors import BadRequest, ModelLoadError
 from serving.predictors.base import require_texts
 from serving.predictors.hf_files import load_model, load_tokenizer
@@ -32,7 +31,7 @@ _MODEL_CLASSES = {
 
 
 class PipelinePredictor:
-    def __init__(self, folder: Path, task: str, device: torch.device, batch_size: int) -> None:
+    def __init__(self, folder: Path, task: str, placement: Placement, batch_size: int) -> None:
         import transformers
 
         self.task = task
@@ -42,11 +41,11 @@ class PipelinePredictor:
             # Batched generation pads on the left with EOS when the model defines no pad token.
             tokenizer.pad_token = tokenizer.eos_token
             tokenizer.padding_side = "left"
-        model = load_model(getattr(transformers, _MODEL_CLASSES[task]), folder, device)
+        model = load_model(getattr(transformers, _MODEL_CLASSES[task]), folder, placement)
         try:
             # Any: the task is only known at run time, so pipeline()'s per-task overloads cannot apply.
             build: Any = transformers.pipeline
-            self.pipeline = build(task, model=model, tokenizer=tokenizer, device=device)
+            self.pipeline = build(task, model=model, tokenizer=tokenizer, device=placement.device)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"cannot build the {task} pipeline from {folder}: {exc}") from exc
 

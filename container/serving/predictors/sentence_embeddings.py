@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from serving.device import Placement
 from serving.errors import BadRequest, ModelLoadError
 from serving.predictors.base import require_known_parameters, require_texts
 from serving.predictors.hf_files import load_model, load_tokenizer, read_json
@@ -156,14 +157,15 @@ class SentenceEmbedder:
 
     task = "feature-extraction"
 
-    def __init__(self, folder: Path, device: torch.device) -> None:
+    def __init__(self, folder: Path, placement: Placement) -> None:
         from transformers import AutoModel
 
         self.layout = read_layout(folder)
-        self.device = device
+        self.device = placement.device
         self.tokenizer = load_tokenizer(self.layout.transformer_dir)
-        self.model = load_model(AutoModel, self.layout.transformer_dir, device)
-        self.after_pooling = nn.Sequential(*self.layout.after_pooling).to(device).eval()
+        self.model = load_model(AutoModel, self.layout.transformer_dir, placement)
+        # Dense/Normalize run in float32 whatever the transformer's precision, as their weights are saved.
+        self.after_pooling = nn.Sequential(*self.layout.after_pooling).to(placement.device).eval()
         self.max_length = self._max_length()
         self._prompt_lengths: dict[str, int] = {}
 
@@ -209,7 +211,7 @@ class SentenceEmbedder:
             with torch.inference_mode():
                 token_embeddings = self.model(**batch).last_hidden_state
                 pooled = pool(token_embeddings, batch["attention_mask"], self.layout.pooling, prompt_length)
-                return list(self.after_pooling(pooled).float().cpu().tolist())
+                return list(self.after_pooling(pooled.float()).cpu().tolist())
 
         return run_bucketed(self.tokenizer, texts, self.max_length, self.device, forward)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from serving.device import Placement
 from serving.errors import BadRequest
 from serving.predictors.base import require_texts
 from serving.predictors.hf_files import load_model, load_tokenizer
@@ -32,14 +33,14 @@ def is_seq2seq_task(task: str) -> bool:
 
 
 class Seq2SeqGenerator:
-    def __init__(self, folder: Path, task: str, device: torch.device) -> None:
+    def __init__(self, folder: Path, task: str, placement: Placement) -> None:
         from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
         self.task = task
         self.output_key = _OUTPUT_KEYS["translation" if task.startswith("translation") else task]
-        self.device = device
+        self.device = placement.device
         self.tokenizer = load_tokenizer(folder)
-        self.model = load_model(AutoModelForSeq2SeqLM, folder, device)
+        self.model = load_model(AutoModelForSeq2SeqLM, folder, placement)
         specific = dict((getattr(self.model.config, "task_specific_params", None) or {}).get(task, {}))
         self.prefix = str(specific.get("prefix") or getattr(self.model.config, "prefix", None) or "")
         self.defaults = {key: value for key, value in specific.items() if key not in _NOT_GENERATION}

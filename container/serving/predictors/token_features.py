@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from serving.device import Placement
 from serving.predictors.base import require_known_parameters, require_texts
 from serving.predictors.hf_files import load_model, load_tokenizer
 from serving.predictors.length_buckets import run_bucketed
@@ -22,12 +23,12 @@ _NO_LIMIT = 1_000_000
 class TokenFeatures:
     task = "feature-extraction"
 
-    def __init__(self, folder: Path, device: torch.device) -> None:
+    def __init__(self, folder: Path, placement: Placement) -> None:
         from transformers import AutoModel
 
-        self.device = device
+        self.device = placement.device
         self.tokenizer = load_tokenizer(folder)
-        self.model = load_model(AutoModel, folder, device)
+        self.model = load_model(AutoModel, folder, placement)
         limit = int(getattr(self.tokenizer, "model_max_length", _NO_LIMIT) or _NO_LIMIT)
         positions = getattr(self.model.config, "max_position_embeddings", None)
         self.max_length = limit if limit < _NO_LIMIT else (int(positions) if positions else None)
