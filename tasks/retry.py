@@ -71,7 +71,7 @@ def exception_is_retryable(exc: BaseException) -> bool:
     """True when `exc` is transient: the same call may succeed unchanged a moment later."""
     if isinstance(exc, ReleaseError):
         return False
-    if isinstance(exc, _CONNECTION_ERRORS):
+    if _is_connection_cause(exc):
         return True
     code = error_code(exc)
     if code is not None:
@@ -99,8 +99,15 @@ def _status_of_other_http_error(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+# Transport failures of the HTTP clients under huggingface_hub (httpx) and the docker SDK (requests),
+# matched by name so this module does not import either.
+_TRANSPORT_ERROR_NAMES = frozenset(
+    {"ConnectError", "ConnectTimeout", "ReadTimeout", "ReadError", "RemoteProtocolError", "ConnectionError"}
+)
+
+
 def _is_connection_cause(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS) or type(exc).__name__ in {"ConnectError", "ReadTimeout"}
+    return isinstance(exc, _CONNECTION_ERRORS) or type(exc).__name__ in _TRANSPORT_ERROR_NAMES
 
 
 def is_retryable(task: Any, task_run: Any, state: Any) -> bool:

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+import requests
 from botocore.exceptions import ClientError, EndpointConnectionError
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
@@ -29,6 +31,8 @@ def _client_error(code: str, message: str = "", status: int = 400) -> ClientErro
         _client_error("ValidationException", "Could not find endpoint configuration demo-r1."),
         EndpointConnectionError(endpoint_url="http://127.0.0.1:4577"),
         ConnectionResetError("reset"),
+        httpx.ConnectError("hub unreachable"),
+        requests.exceptions.ConnectionError("registry unreachable"),
         type("APIError", (Exception,), {"status_code": 503})("registry 503"),
     ],
 )
