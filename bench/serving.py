@@ -144,7 +144,10 @@ def image_server(image: str, model_dir: Path) -> Iterator[Target]:
     )  # fmt: skip
     try:
         wait_ready(port, None)
-        yield Target(port, None)
+        container_id = subprocess.run(
+            ["docker", "inspect", "-f", "{{.Id}}", name], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        yield Target(port, container_cpu_probe(container_id))
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
@@ -179,6 +182,17 @@ def group_cpu_seconds(pgid: int) -> float:
         if int(fields[2]) == pgid:
             total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def container_cpu_probe(container_id: str) -> Callable[[], float] | None:
+    """CPU seconds used by a container, from its cgroup (v2, or v1 with the cgroupfs driver)."""
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat")
+    if v2.is_file():
+        return lambda: int(v2.read_text().split("usage_usec")[1].split()[0]) / 1e6
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
+    if v1.is_file():
+        return lambda: int(v1.read_text()) / 1e9
+    return None
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes] | None) -> None:
