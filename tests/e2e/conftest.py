@@ -83,7 +83,7 @@ class E2E:
             "storage": {"bucket": self.bucket, "prefix": self.prefix, "create_bucket": True},
             "image": {
                 "source": "build",
-                "context": str(REPO_ROOT / "container"),
+                "context": str(self.context),
                 "repository": SHARED_REPOSITORY,
             },
             "endpoint": {
