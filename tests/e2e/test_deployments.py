@@ -21,6 +21,8 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+
 POOL = "sagemaker-release"
 
 

@@ -29,6 +29,8 @@ from inspect_stack import embed, ledger, resources_of_release, scaling_of, servi
 
 from tasks import aws
 
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+
 
 @dataclass(frozen=True)
 class Proxied:

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import E2E, REPO_ROOT, wait_for
 from inspect_stack import ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
 from tasks.lock import active_slots, endpoint_lock
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
 
 def _cli(module: str, *args: str) -> list[str]:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 from conftest import E2E, REPO_ROOT, run_release
 from inspect_stack import embed, ledger, scaling_of, serving_config
@@ -15,6 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from tasks import image
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
 
 def test_release_goes_live_autoscaled_and_answers(e2e: E2E, serving: dict[str, Any]) -> None:
