@@ -151,7 +151,7 @@ def test_container_points_at_a_tarball_or_an_uncompressed_prefix(
 
 
 def _live(config_name: str = "old", **changes: Any) -> LiveEndpoint:
-    served = {
+    served: dict[str, Any] = {
         "variant": "AllTraffic",
         "model_name": "old-model",
         "image": "img:1",

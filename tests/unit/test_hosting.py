@@ -1,4 +1,4 @@
-"""SageMaker hosting calls: creates against moto in-process, update/rollback/wait paths with botocore's Stubber."""
+"""SageMaker hosting: creates against moto in-process; update, rollback and waits with botocore's Stubber."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def test_a_tag_already_in_ecr_skips_build_and_push(mocked_aws: None, tmp_path: P
         repository_name="serving",
         tags=[],
         ledger=ledger,
-        client=NoDocker(),  # type: ignore[arg-type]
+        client=NoDocker(),
     )
     assert (served.built, served.pushed) == (False, False)
     assert served.uri == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:{tag}"
