@@ -351,9 +351,9 @@ def main() -> int:
         "cpus": len(os.sched_getaffinity(0)),
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "concurrency": args.concurrency,
-        "server": f"image {args.image}"
-        if args.image
-        else "python -m serving serve (container/, default settings)",
+        "server": f"image {args.image}" if args.image else "python -m serving serve (container/)",
+        # Settings the local server inherits from this environment (none: the defaults).
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("SERVING_", "SAGEMAKER_"))},
         "baseline": asdict(baseline),
         "serving": asdict(serving),
         "throughput_x": round(serving.rps / baseline.rps, 2) if baseline.rps else None,
