@@ -353,7 +353,9 @@ def main() -> int:
         "concurrency": args.concurrency,
         "server": f"image {args.image}" if args.image else "python -m serving serve (container/)",
         # Settings the local server inherits from this environment (none: the defaults).
-        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("SERVING_", "SAGEMAKER_"))},
+        "settings": {}
+        if args.image
+        else {k: v for k, v in sorted(os.environ.items()) if k.startswith(("SERVING_", "SAGEMAKER_"))},
         "baseline": asdict(baseline),
         "serving": asdict(serving),
         "throughput_x": round(serving.rps / baseline.rps, 2) if baseline.rps else None,
