@@ -6,7 +6,6 @@ failure it stops its server and exits with LOAD_FAILED so the supervisor can end
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -23,7 +22,6 @@ from serving.logs import configure_logging
 from serving.settings import Settings
 
 LOAD_FAILED = 3
-log = logging.getLogger(__name__)
 
 
 def run_worker(
@@ -62,6 +60,7 @@ def run_worker(
         http="httptools",
         loop="uvloop",
         lifespan="on",
+        # Longer than a load balancer's usual 60 s idle timeout, so the server never closes first.
         timeout_keep_alive=75,
         timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
     )

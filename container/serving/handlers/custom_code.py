@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,6 @@ from serving.errors import ModelLoadError
 from serving.handlers.base import Reply
 from serving.predictors.base import Predictor
 
-log = logging.getLogger(__name__)
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 
 
