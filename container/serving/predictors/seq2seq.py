@@ -44,6 +44,8 @@ class Seq2SeqGenerator:
         specific = dict((getattr(self.model.config, "task_specific_params", None) or {}).get(task, {}))
         self.prefix = str(specific.get("prefix") or getattr(self.model.config, "prefix", None) or "")
         self.defaults = {key: value for key, value in specific.items() if key not in _NOT_GENERATION}
+        # A tokenizer without a real length limit reports int(1e30); asking it to truncate only warns.
+        self.truncate = int(getattr(self.tokenizer, "model_max_length", 0) or 0) < 1_000_000
         self.generation_options = set(GenerationConfig().to_dict()) | {"max_new_tokens", "min_new_tokens"}
 
     def check(self, inputs: list[Any], parameters: Mapping[str, Any]) -> None:
@@ -62,7 +64,10 @@ class Seq2SeqGenerator:
         options = {**self.defaults, **parameters}
         count = int(options.get("num_return_sequences", 1))
         encoded = self.tokenizer(
-            [self.prefix + str(text) for text in inputs], padding=True, truncation=True, return_tensors="pt"
+            [self.prefix + str(text) for text in inputs],
+            padding=True,
+            truncation=self.truncate,
+            return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode():
             generated = self.model.generate(**encoded, **options)
