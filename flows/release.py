@@ -4,7 +4,9 @@
 
 Exits non-zero when the release fails; the last line printed is the JSON summary. Everything the
 release created is recorded in a ledger persisted in S3 and unwound when any step fails; an endpoint
-that served before the release is put back on its previous config. One release per endpoint at a time.
+that served before the release is put back on its previous config. Traffic moves to the new model by
+the config's rollout strategy under the release's alarms (tasks/progressive.py); an alarm rolls it back.
+One release per endpoint at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import yaml
 from prefect import flow
 from prefect.states import Failed, State
 
-from tasks import naming, unwind
+from tasks import hosting, naming, unwind
 from tasks.config import ReleaseConfig, load_config
 from tasks.deploy import (
     apply_scaling,
@@ -29,7 +31,6 @@ from tasks.deploy import (
     inspect_endpoint,
     run_transform_job,
     serves_release,
-    update_endpoint,
 )
 from tasks.errors import ConfigError, SmokeFailed
 from tasks.hosting import LiveEndpoint, ModelData
@@ -39,7 +40,9 @@ from tasks.lock import endpoint_lock, use_shared_lease_storage
 from tasks.logs import run_logger
 from tasks.model_source import download_model
 from tasks.packaging import package_model
+from tasks.progressive import plan_traffic_shift, retire_previous_releases, shift_traffic
 from tasks.report import ReleaseReport
+from tasks.rollout_plan import RolloutPlan
 from tasks.smoke import SmokeResult, smoke_test
 from tasks.storage import ensure_bucket, upload_model
 
@@ -84,6 +87,10 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
                     _release(config, release_id, ledger, report)
             finally:
                 report.absorb_ledger(ledger)
+            if report.action == "updated":
+                # Only once the release stands: with keep_previous off it deletes the unwind's target.
+                retired = retire_previous_releases(config, release_id, previous_config=report.previous_config)
+                report.retired = retired.deleted
     except Exception as exc:
         if isinstance(exc, SmokeFailed):
             report.smoke = SmokeResult(False, exc.requests or 0, exc.p50_ms, None, exc.failures)
@@ -104,6 +111,12 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
 
 def _release(config: ReleaseConfig, release_id: str, ledger: Ledger, report: ReleaseReport) -> None:
     tags = naming.tags(config, release_id)
+    live: LiveEndpoint | None = None
+    plan: RolloutPlan | None = None
+    if config.endpoint.type != "batch":
+        # Decided before anything is created: a strategy that cannot work on this endpoint fails here.
+        live = inspect_endpoint(config.endpoint.name)
+        plan = plan_traffic_shift(config, live)
     snapshot = download_model(config.model)
     report.model_source, report.model_commit = config.model.describe(), snapshot.commit
     artifact = package_model(snapshot, config.packaging)
@@ -125,12 +138,12 @@ def _release(config: ReleaseConfig, release_id: str, ledger: Ledger, report: Rel
         )
         return
 
-    live = inspect_endpoint(config.endpoint.name)
+    assert plan is not None
     if serves_release(live, config, image_uri=image.uri, model_data=model_data):
         assert live is not None
         _note_unchanged(report, live)
     else:
-        deploy(config, release_id, live, model_data, image.uri, ledger, report)
+        deploy(config, release_id, live, plan, model_data, image.uri, ledger, report)
     report.smoke = smoke_test(config, release_id, ledger)
 
 
@@ -138,14 +151,17 @@ def deploy(
     config: ReleaseConfig,
     release_id: str,
     live: LiveEndpoint | None,
+    plan: RolloutPlan,
     model_data: ModelData,
     image_uri: str,
     ledger: Ledger,
     report: ReleaseReport,
 ) -> None:
-    """Model, endpoint config, then a new endpoint or an update of the serving one, then autoscaling.
+    """Model, endpoint config, a new endpoint when there is none, the traffic shift, autoscaling.
 
-    Progressive delivery (tasks/rollout.py) replaces the all-at-once `update_endpoint` call here.
+    `shift_traffic` bakes a new endpoint, or moves a serving one to the release's config by the plan,
+    under the release's alarms, recording the update in the ledger; an alarm sends the traffic back
+    and raises AlarmFired naming it.
     """
     topics = create_topics(config, release_id, ledger)
     report.model_name = create_model(
@@ -157,10 +173,22 @@ def deploy(
     report.endpoint_config_name = config_name
     if live is None:
         state = create_endpoint(config, release_id, config_name=config_name, ledger=ledger)
+        report.action, report.endpoint_arn = state.action, state.arn
     else:
         report.previous_config = live.config_name
-        state = update_endpoint(config, live=live, config_name=config_name, ledger=ledger)
-    report.action, report.endpoint_arn = state.action, state.arn
+    shift_traffic(
+        config,
+        release_id,
+        plan=plan,
+        live=live,
+        model_name=report.model_name,
+        final_config=config_name,
+        ledger=ledger,
+        on_report=report.keep_rollout,
+    )
+    if live is not None:
+        described = hosting.describe_endpoint(config.endpoint.name) or {}
+        report.action, report.endpoint_arn = "updated", described.get("EndpointArn")
     applied = apply_scaling(config, release_id, ledger)
     if applied is not None:
         report.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"

@@ -15,7 +15,9 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 
+from tasks import rollout_report
 from tasks.ledger import Ledger, LedgerEntry
+from tasks.rollout import RolloutReport
 from tasks.smoke import SmokeResult
 
 
@@ -44,6 +46,8 @@ class ReleaseReport:
     transform_output: str | None = None
     scaling: str | None = None
     smoke: SmokeResult | None = None
+    rollout: RolloutReport | None = None  # the traffic shift, step by step (also when it failed)
+    retired: tuple[str, ...] = ()  # what older releases left and the retention deleted
     error: str | None = None
     ledger_location: str | None = None
     entries: list[LedgerEntry] = field(default_factory=list)
@@ -51,6 +55,10 @@ class ReleaseReport:
     def absorb_ledger(self, ledger: Ledger) -> None:
         self.entries = list(ledger.entries)
         self.ledger_location = ledger.store.describe()
+
+    def keep_rollout(self, rollout: RolloutReport) -> None:
+        """The rollout's on_report hook: the latest state of the shift."""
+        self.rollout = rollout
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable outcome: the CLI prints it as its last line."""
@@ -68,6 +76,8 @@ class ReleaseReport:
             "smoke": smoke,
             "model_name": self.model_name,
             "previous_config": self.previous_config,
+            "rollout": self.rollout.as_dict() if self.rollout is not None else None,
+            "retired": list(self.retired),
             "duration_s": round(time.monotonic() - self.started, 1),
             "ledger": self.ledger_location,
             "error": self.error,
@@ -89,6 +99,10 @@ class ReleaseReport:
             f"- autoscaling: {self.scaling or 'not registered'}",
             "",
         ]
+        if self.rollout is not None:
+            lines += [rollout_report.markdown(self.rollout), ""]
+        if self.retired:
+            lines += ["Retired from older releases: " + ", ".join(f"`{r}`" for r in self.retired), ""]
         lines += ["## Smoke test", "", *self._smoke(), ""]
         lines += ["## Resources of this release", "", *self._resources()]
         if self.ledger_location:

@@ -100,6 +100,8 @@ class E2E:
                 "max_latency_ms": 10000,
             },
             "timeouts": {"endpoint_s": 300, "poll_interval_s": 1},
+            # No bakes unless a test asks: the release's mechanics, not its alarms, are tested here.
+            "rollout": {"bake_s": 0, "final_bake_s": 0},
         }
         return deep_merge(base, changes)
 

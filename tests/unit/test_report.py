@@ -8,6 +8,7 @@ from pathlib import Path
 from deploy_helpers import local_ledger
 
 from tasks.report import ReleaseReport
+from tasks.rollout import RolloutReport, StepRecord
 from tasks.smoke import SmokeResult
 
 SUMMARY_KEYS = {
@@ -72,3 +73,31 @@ def test_a_failed_release_reports_its_error_and_the_unwind(tmp_path: Path) -> No
     assert "was put back on its previous config `demo-embedder-r0`" in markdown
     assert "| deleted |" in markdown
     assert report.publish() is None  # outside a flow run there is nowhere to publish
+
+
+def test_the_traffic_shift_is_in_the_summary_and_the_artifact(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    shift = RolloutReport(
+        endpoint="demo-embedder",
+        strategy="variant_shift",
+        requested="auto",
+        reason="1 instance(s) are too few for a guardrails canary",
+        new_variant="AllTraffic-r1",
+        final_config="demo-embedder-r1",
+        previous_config="demo-embedder-r0",
+    )
+    report.keep_rollout(shift)
+    shift.steps.append(
+        StepRecord(0, "50% on the new model", 50.0, 100.0, 125.0, invocations=40, errors_5xx=0)
+    )
+    shift.outcome = "completed"
+    report.retired = ("endpoint config demo-embedder-r-1",)
+    summary = json.loads(report.summary_line())
+    assert summary["rollout"]["strategy"] == "variant_shift" and summary["rollout"]["outcome"] == "completed"
+    assert [s["weight_percent"] for s in summary["rollout"]["steps"]] == [50.0]
+    assert summary["retired"] == ["endpoint config demo-embedder-r-1"]
+    markdown = report.markdown()
+    assert "## Traffic shift: variant_shift — completed" in markdown
+    assert "| 1 | 50% on the new model (25 s) | 50 | 40 | 0 |" in markdown
+    assert "data:image/svg+xml" in markdown
+    assert "`endpoint config demo-embedder-r-1`" in markdown
