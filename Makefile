@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# Prefect's telemetry cannot reach its host from an offline machine and logs an error for it.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: help setup venv docker base-image wheelhouse image up down status env demo test test-unit lint bench lock
 
@@ -48,7 +50,8 @@ demo: venv docker wheelhouse
 	@set -euo pipefail; \
 	  export SAGEMAKER_RELEASE_BASE_IMAGE=$$(scripts/ensure-base-image.sh | tail -n 1); \
 	  eval "$$($(PY) -m emulator up)"; \
-	  $(PY) -m flows.release --config releases/demo.yaml
+	  $(PY) -m flows.release --config releases/demo.yaml; \
+	  $(PY) scripts/invoke-endpoint.py demo-embedder "The release is live." "Nothing it created was left behind."
 
 test: venv
 	@set -euo pipefail; \
