@@ -1,0 +1,215 @@
+"""Progressive delivery through the release flow on a single-instance endpoint (variant_shift).
+
+Each model is a folder with a code/inference.py that answers a vector of its version number, so a
+test can tell which model served; a broken one raises (HTTP 500) on inputs containing "fail", which
+only the bake traffic of its release sends, the way a model breaks on part of production's inputs.
+Alarms use 10 s periods, so a whole shift takes seconds; the emulator evaluates them every 5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from conftest import E2E, REPO_ROOT, run_release, wait_for
+from inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
+
+from tasks import naming
+from tasks.config import ReleaseConfig
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+
+INFERENCE = '''"""Model v{version}: [{version}] * 4 after {delay_s} s; raises on inputs with {fail_on!r}."""
+
+import json
+import time
+
+VERSION = {version}
+FAIL_ON = {fail_on!r}
+DELAY_S = {delay_s}
+
+
+def model_fn(model_dir):
+    return VERSION
+
+
+def predict_fn(data, model):
+    if FAIL_ON and FAIL_ON in json.dumps(data):
+        raise RuntimeError("this model cannot handle " + FAIL_ON)
+    time.sleep(DELAY_S)
+    return [float(model)] * 4
+'''
+
+
+def model_folder(root: Path, version: int, fail_on: str = "", delay_s: float = 0.0) -> Path:
+    folder = root / f"model-v{version}"
+    (folder / "code").mkdir(parents=True)
+    code = INFERENCE.format(version=version, fail_on=fail_on, delay_s=delay_s)
+    (folder / "code" / "inference.py").write_text(code)
+    return folder
+
+
+def shift_config(
+    e2e: E2E,
+    release: str,
+    folder: Path,
+    *,
+    bake_s: int,
+    payloads: list[Any],
+    max_p99_latency_ms: int = 5000,
+    rate_per_s: float = 4,
+) -> ReleaseConfig:
+    return e2e.config(
+        e2e.endpoint("shift"),
+        release_id=f"e2e-{e2e.token}-{release}",
+        model={"repo_id": None, "local_path": str(folder)},
+        scaling={"enabled": False},
+        smoke={"payloads": payloads, "repeat": 1, "expect_dim": 4},
+        rollout={
+            "strategy": "variant_shift",
+            "steps": [50],
+            "bake_s": bake_s,
+            "final_bake_s": 4,
+            "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": max_p99_latency_ms, "period_s": 10},
+            "bake_traffic": {"rate_per_s": rate_per_s},
+        },
+    )
+
+
+GOOD_PAYLOADS: list[Any] = [{"inputs": "a release should be boring"}]
+
+
+def version_served(endpoint: str) -> float:
+    answer = boto3.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=endpoint, Body=json.dumps({"inputs": "which model?"}), ContentType="application/json"
+    )
+    return float(json.loads(answer["Body"].read())[0])
+
+
+def endpoint_configs(endpoint: str) -> set[str]:
+    listed = boto3.client("sagemaker").list_endpoint_configs(NameContains=endpoint)["EndpointConfigs"]
+    return {c["EndpointConfigName"] for c in listed}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("progressive")
+
+
+@pytest.fixture(scope="module")
+def first_release(e2e: E2E, models: Path) -> dict[str, Any]:
+    """The shift endpoint created on model v1 (the `create` strategy: a new endpoint, baked)."""
+    config = shift_config(e2e, "v1", model_folder(models, 1), bake_s=0, payloads=GOOD_PAYLOADS)
+    ok, summary = run_release(config)
+    assert ok, summary["error"]
+    assert summary["rollout"]["strategy"] == "create"
+    return summary
+
+
+def test_a_good_model_shifts_in_steps_to_one_variant_and_keeps_the_previous_release(
+    e2e: E2E, models: Path, first_release: dict[str, Any]
+) -> None:
+    endpoint = e2e.endpoint("shift")
+    config = shift_config(e2e, "v2", model_folder(models, 2), bake_s=8, payloads=GOOD_PAYLOADS)
+    ok, summary = run_release(config)
+    assert ok, summary["error"]
+    assert (summary["action"], summary["previous_config"]) == (
+        "updated",
+        first_release["endpoint_config_name"],
+    )
+    rollout = summary["rollout"]
+    assert (rollout["strategy"], rollout["outcome"]) == ("variant_shift", "completed")
+    assert [s["weight_percent"] for s in rollout["steps"]] == [50.0, 100.0]
+    assert all(s["outcome"] == "passed" for s in rollout["steps"])
+    assert rollout["steps"][0]["bake_requests"] > 0
+    described = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    assert described["EndpointConfigName"] == summary["endpoint_config_name"]
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == ["AllTraffic"]
+    assert version_served(endpoint) == 2.0
+    # The previous release's config stays for rollback; the staging config of the shift is gone.
+    configs = endpoint_configs(endpoint)
+    assert first_release["endpoint_config_name"] in configs
+    assert naming.endpoint_config_name(config, config.require_release_id, "shift") not in configs
+    assert ledger(e2e.bucket, summary["release_id"])["state"] == "succeeded"
+
+
+def test_a_model_failing_part_of_its_inputs_trips_the_error_alarm_and_traffic_returns(
+    e2e: E2E, models: Path, first_release: dict[str, Any]
+) -> None:
+    endpoint = e2e.endpoint("shift")
+    before = serving_config(endpoint)
+    served_before = version_served(endpoint)
+    payloads = [*GOOD_PAYLOADS, {"inputs": "inputs that fail this model"}]
+    config = shift_config(e2e, "v3", model_folder(models, 3, fail_on="fail"), bake_s=40, payloads=payloads)
+    ok, summary = run_release(config)
+    assert not ok
+    alarm = naming.alarm_name(config, config.require_release_id, "5xx")
+    assert "AlarmFired" in summary["error"] and alarm in summary["error"], summary["error"]
+    assert summary["rollout"]["steps"][0]["errors_5xx"]
+    _assert_rolled_back(e2e, summary, alarm, before, served_before)
+
+
+def test_a_slower_model_trips_the_latency_alarm_and_traffic_returns(
+    e2e: E2E, models: Path, first_release: dict[str, Any]
+) -> None:
+    endpoint = e2e.endpoint("shift")
+    before = serving_config(endpoint)
+    served_before = version_served(endpoint)
+    folder = model_folder(models, 5, delay_s=1.2)
+    config = shift_config(
+        e2e, "v5", folder, bake_s=40, payloads=GOOD_PAYLOADS, max_p99_latency_ms=800, rate_per_s=2
+    )
+    ok, summary = run_release(config)
+    assert not ok
+    alarm = naming.alarm_name(config, config.require_release_id, "p99-latency")
+    assert "AlarmFired" in summary["error"] and alarm in summary["error"], summary["error"]
+    _assert_rolled_back(e2e, summary, alarm, before, served_before)
+
+
+def _assert_rolled_back(
+    e2e: E2E, summary: dict[str, Any], alarm: str, before: str | None, served_before: float
+) -> None:
+    """The alarm stopped the shift at its first step; the model that served still answers alone."""
+    endpoint = e2e.endpoint("shift")
+    steps = summary["rollout"]["steps"]
+    assert [s["outcome"] for s in steps] == ["alarm", "rolled back"], steps
+    assert steps[0]["weight_percent"] == 50.0
+    assert summary["rollout"]["fired"] == [alarm]
+    assert serving_config(endpoint) == before
+    assert version_served(endpoint) == served_before
+    assert ledger(e2e.bucket, summary["release_id"])["state"] == "unwound"
+    assert unresolved_entries(e2e.bucket, summary["release_id"]) == []
+    assert resources_of_release(summary["release_id"], e2e.bucket) == []
+
+
+def test_rollback_on_demand_puts_the_endpoint_on_its_previous_release(
+    e2e: E2E, models: Path, first_release: dict[str, Any]
+) -> None:
+    endpoint = e2e.endpoint("shift")
+    described = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    if described["EndpointConfigName"] == first_release["endpoint_config_name"]:
+        # Run alone: give the endpoint a release to roll back from.
+        config = shift_config(e2e, "v4", model_folder(models, 4), bake_s=2, payloads=GOOD_PAYLOADS)
+        ok, summary = run_release(config)
+        assert ok, summary["error"]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.rollback", endpoint, "--timeout", "300", "--poll", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["to_config"] == first_release["endpoint_config_name"], result
+    wait_for(
+        f"{endpoint} to serve {first_release['endpoint_config_name']}",
+        lambda: serving_config(endpoint) == f"InService {first_release['endpoint_config_name']}",
+        timeout_s=60,
+    )
+    assert version_served(endpoint) == 1.0
