@@ -18,6 +18,8 @@ import boto3
 import pytest
 from conftest import E2E, REPO_ROOT, run_release, wait_for
 from inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from tasks import naming
 from tasks.config import ReleaseConfig
@@ -136,6 +138,15 @@ def test_a_good_model_shifts_in_steps_to_one_variant_and_keeps_the_previous_rele
     assert first_release["endpoint_config_name"] in configs
     assert naming.endpoint_config_name(config, config.require_release_id, "shift") not in configs
     assert ledger(e2e.bucket, summary["release_id"])["state"] == "succeeded"
+    # The artifact shows the shift as a chart and a table, one row per step.
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"release-{endpoint}"]))
+        )
+    ours = [str(a.data) for a in artifacts if f"# Release `{summary['release_id']}`" in str(a.data)]
+    assert ours, "the release published no markdown artifact"
+    assert "## Traffic shift: variant_shift — completed" in ours[0]
+    assert "data:image/svg+xml" in ours[0] and "| 2 | 100% on the new model" in ours[0]
 
 
 def test_a_model_failing_part_of_its_inputs_trips_the_error_alarm_and_traffic_returns(
