@@ -157,51 +157,6 @@ def create_endpoint(
     return EndpointState(name, described.get("EndpointArn"), config_name, "InService", "created", None)
 
 
-@task(name="update-endpoint", **task_options(retries=2))
-def update_endpoint(
-    config: ReleaseConfig,
-    *,
-    live: LiveEndpoint,
-    config_name: str,
-    ledger: Ledger,
-    deployment_config: dict[str, Any] | None = None,
-) -> EndpointState:
-    """Move a serving endpoint to the release's config (all at once), waiting until InService.
-
-    Autoscaling comes off the variants the update removes or re-types first; if the release fails,
-    the ledger puts the endpoint back on its previous config and registers them again.
-    Issue 5's rollout strategies call this with a DeploymentConfig, or shift weights themselves.
-    """
-    name = config.endpoint.name
-    timeouts = config.timeouts
-    recorded = ledger.find(SAGEMAKER_ENDPOINT, name)
-    if recorded:
-        previous = str(recorded[0].attrs.get("previous_config") or live.config_name)
-        described = hosting.wait_for_endpoint(
-            name,
-            expect_config=config_name,
-            timeout_s=timeouts.endpoint_s,
-            interval_s=timeouts.poll_interval_s,
-        )
-        return EndpointState(
-            name, described.get("EndpointArn"), config_name, "InService", "updated", previous
-        )
-    model_name = naming.model_name(config, config.require_release_id)
-    scaling.suspend_for_update(live, [production_variant(config, model_name)], ledger)
-    described = hosting.update_endpoint(
-        name,
-        config_name,
-        previous_config=live.config_name,
-        ledger=ledger,
-        timeout_s=timeouts.endpoint_s,
-        interval_s=timeouts.poll_interval_s,
-        deployment_config=deployment_config,
-    )
-    return EndpointState(
-        name, described.get("EndpointArn"), config_name, "InService", "updated", live.config_name
-    )
-
-
 @task(name="apply-scaling", **task_options())
 def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> scaling.AppliedScaling | None:
     """Register the variant for autoscaling when the config asks; None otherwise."""

@@ -4,12 +4,12 @@
     ...model and the release's single-variant endpoint config...
     if live is None: create_endpoint(...)                  # then shift_traffic bakes the new endpoint
     shift_traffic(config, release_id, plan=plan, live=live, model_name=…, final_config=…,
-                  ledger=ledger, on_report=keep)           # replaces update_endpoint
+                  ledger=ledger, on_report=keep)
     ...after the release succeeded...
     retire_previous_releases(config, release_id, previous_config=live.config_name if live else None)
 
 `shift_traffic` does the endpoint update itself (guardrails, or the variant shift) and records it in
-the ledger, so the flow must not call update_endpoint as well. `on_report` receives the rollout's
+the ledger, so the flow makes no other endpoint update. `on_report` receives the rollout's
 report after every step and at the end, also when the rollout fails, so the release artifact can show
 the shift (tasks/rollout_report.markdown).
 """

@@ -556,29 +556,3 @@ def _phases(described: Mapping[str, Any]) -> list[tuple[str, str]]:
         for status in variant.get("VariantStatus", []):
             phases.append((str(status.get("Status")), str(status.get("StartTime"))))
     return phases
-
-
-def roll_out(
-    config: ReleaseConfig,
-    release_id: str,
-    *,
-    plan: RolloutPlan,
-    live: LiveEndpoint | None,
-    model_name: str,
-    final_config: str,
-    ledger: Ledger,
-    clock: Clock | None = None,
-    before_traffic: Callable[[str], None] | None = None,
-) -> RolloutReport:
-    """Run the plan; see `Rollout` (keep a `Rollout` instead to read its report after a failure)."""
-    return Rollout(
-        config,
-        release_id,
-        plan=plan,
-        live=live,
-        model_name=model_name,
-        final_config=final_config,
-        ledger=ledger,
-        clock=clock,
-        before_traffic=before_traffic,
-    ).run()
