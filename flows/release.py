@@ -20,6 +20,7 @@ import yaml
 from prefect import flow
 from prefect.states import Failed, State
 
+from flows.cli import print_summary
 from tasks import hosting, naming, unwind
 from tasks.config import ReleaseConfig, load_config
 from tasks.deploy import (
@@ -253,11 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"release_id": args.release_id, "status": "invalid", "error": str(exc)}))
         return 2
     state = release(config, wait_for_lock_s=args.wait_for_lock, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict):
-        summary = {"release_id": config.release_id, "status": "failed", "error": str(summary)}
-    print(json.dumps(summary))
-    return 0 if state.is_completed() else 1
+    return print_summary(state, {"release_id": config.release_id})
 
 
 if __name__ == "__main__":

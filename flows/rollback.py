@@ -10,13 +10,13 @@ endpoint. Exits non-zero when it fails; the last line printed is a JSON summary.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from prefect import flow, task
 from prefect.states import Failed, State
 
+from flows.cli import print_summary
 from tasks import rollback as rollback_tasks
 from tasks.lock import endpoint_lock, use_shared_lease_storage
 from tasks.logs import run_logger
@@ -81,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_lock_s=args.wait_for_lock,
         return_state=True,
     )
-    summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict):
-        summary = {"endpoint_name": args.endpoint, "status": "failed", "error": str(summary)}
-    print(json.dumps(summary))
-    return 0 if state.is_completed() else 1
+    return print_summary(state, {"endpoint_name": args.endpoint})
 
 
 if __name__ == "__main__":
