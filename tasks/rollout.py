@@ -493,22 +493,38 @@ class _DeploymentWatcher:
     SageMaker reports the deployment's phases as VariantStatus entries (ActivatingTraffic, Baking)
     of PendingDeploymentSummary; each Baking phase is one step. Alarms that fire are remembered with
     their reasons, since by the time the rollback ends they may be OK again.
+
+    Only alarms firing once traffic moves count: while the new fleet is provisioned it serves
+    nothing, and a guard alarm created a moment ago may still judge the variant's previous period
+    (e.g. the errors of a release rolled back just before), which says nothing of the new model.
+    Without any traffic phase reported, every alarm seen firing counts.
     """
 
     def __init__(self, rollout: Rollout) -> None:
         self.rollout = rollout
-        self.fired: dict[str, str] = {}
+        self._fired_any: dict[str, str] = {}
+        self._fired_with_traffic: dict[str, str] = {}
+        self._traffic_moved = False
         self._open: tuple[float, float] | None = None  # (wall start, planned percent)
         self._phases_seen: set[tuple[str, str]] = set()
         self._states: dict[str, str] = {}
         self._started = rollout.wall()
 
+    @property
+    def fired(self) -> dict[str, str]:
+        """Alarm name -> reason, of the alarms that fired while the new fleet had traffic."""
+        return dict(self._fired_with_traffic if self._traffic_moved else self._fired_any)
+
     def observe(self, described: Mapping[str, Any]) -> None:
+        phases = _phases(described)
+        self._traffic_moved = self._traffic_moved or any(status in TRAFFIC_PHASES for status, _ in phases)
         for state in self.rollout.alarm_states():
             self._states[state.name] = state.state
             if state.firing:
-                self.fired.setdefault(state.name, state.reason)
-        for status, since in _phases(described):
+                self._fired_any.setdefault(state.name, state.reason)
+                if self._traffic_moved:
+                    self._fired_with_traffic.setdefault(state.name, state.reason)
+        for status, since in phases:
             key = (status, since)
             if key in self._phases_seen:
                 continue
@@ -547,6 +563,10 @@ class _DeploymentWatcher:
             if self.fired:
                 step.outcome = "alarm"
             self.rollout.add_step(step)
+
+
+# VariantStatus values of a deployment whose new fleet takes (or gives back) traffic.
+TRAFFIC_PHASES = frozenset({"ActivatingTraffic", "Baking"})
 
 
 def _phases(described: Mapping[str, Any]) -> list[tuple[str, str]]:

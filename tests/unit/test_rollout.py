@@ -199,6 +199,35 @@ def test_guardrails_rollback_with_an_alarm_raises_alarm_fired(fake: FakeSageMake
     assert runner.report.steps[-1].outcome == "rolled back"
 
 
+def test_guardrails_name_only_alarms_that_fired_once_traffic_moved(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """A guard alarm judging the variant's previous period (a release rolled back just before) while
+    the new fleet is still provisioned is not what rolled this release back."""
+    fake.configs["old-config"]["ProductionVariants"][0]["InitialInstanceCount"] = 2
+    fake.add_endpoint(ENDPOINT, "old-config")
+    fake.guardrail_rolls_back = True
+    config = release_config(strategy="canary", count=2)
+    runner = rollout(config, fake, local_ledger(tmp_path), StepClock())
+    cloudwatch = aws.client("cloudwatch")
+
+    def stale_then_slow(described: dict[str, Any]) -> None:
+        variants = (described.get("PendingDeploymentSummary") or {}).get("ProductionVariants") or [{}]
+        phase = (variants[0].get("VariantStatus") or [{}])[0].get("Status")
+        if phase == "Creating":
+            fire("demo-embedder-r1-5xx", "Threshold Crossed: errors of the previous release")
+        elif phase == "ActivatingTraffic":
+            cloudwatch.set_alarm_state(AlarmName="demo-embedder-r1-5xx", StateValue="OK", StateReason="ok")
+        elif phase == "Baking":
+            fire("demo-embedder-r1-p99-latency", "Threshold Crossed: p99 too slow")
+
+    fake.on_describe = stale_then_slow
+    with pytest.raises(AlarmFired) as raised:
+        runner.run()
+    assert raised.value.alarms == ("demo-embedder-r1-p99-latency",)
+    assert runner.report.fired == ["demo-embedder-r1-p99-latency"]
+
+
 def test_guardrails_rollback_without_an_alarm_is_endpoint_rolled_back(
     fake: FakeSageMaker, tmp_path: Path
 ) -> None:
