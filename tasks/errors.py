@@ -219,3 +219,15 @@ class ReleaseBusy(ReleaseError):
             "fix: wait for it to finish, or run cleanup on it if it was killed"
         )
         super().__init__(message, endpoint=endpoint, holder=holder)
+
+
+class PackagingFailed(ReleaseError):
+    """The model could not be packaged on the worker: its disk is full, or a model file is unreadable."""
+
+    path: str
+    problem: str
+    fix: str
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        message = f"PackagingFailed: {path}: {problem}; fix: {fix}"
+        super().__init__(message, path=path, problem=problem, fix=fix)

@@ -12,10 +12,12 @@ choice. Its digest covers every file's path, size and sha256.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import mmap
 import os
+import shutil
 import tarfile
 import time
 from collections.abc import Sequence
@@ -26,12 +28,13 @@ from typing import IO, Literal
 from prefect import task
 
 from tasks.config import PackagingConfig
+from tasks.errors import PackagingFailed
 from tasks.logs import run_logger
 from tasks.model_source import ModelSnapshot
 from tasks.parallel_gzip import ParallelGzipWriter
 from tasks.progress import ByteProgress, ProgressCallback, no_progress
 from tasks.retry import task_options
-from tasks.state_dir import state_subdir
+from tasks.state_dir import STATE_DIR_ENV, state_subdir
 
 ARCHIVE_NAME = "model.tar.gz"
 FIXED_MTIME = 0
@@ -170,13 +173,21 @@ def _write_mapped(
 ) -> None:
     with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
         view = memoryview(mapped)
+        failure: BaseException | None = None
         try:
             for start in range(0, size, READ_CHUNK):
                 out.write(view[start : start + READ_CHUNK])  # no name kept: the map must close afterwards
                 on_progress(min(READ_CHUNK, size - start))
             out.flush()  # every block cut from the map is compressed before the map closes
+        except BaseException as exc:
+            # A failed write (a full disk) leaves slices of the map in the compressor and in the
+            # traceback's frames; closing the map would then raise BufferError and hide the real error.
+            out.abort()
+            failure = exc.with_traceback(None)
         finally:
             view.release()
+        if failure is not None:
+            raise failure
 
 
 def file_digests(
@@ -238,19 +249,52 @@ def build_artifact(
         out = out_dir
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{ARCHIVE_NAME}.{os.getpid()}.partial"
-    sha256, size = write_tar_gz(
-        source,
-        snapshot.files,
-        partial,
-        level=packaging.compression_level,
-        threads=packaging.threads,
-        on_progress=on_progress,
-    )
-    final = out / sha256 / ARCHIVE_NAME
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, final)
+    try:
+        sha256, size = write_tar_gz(
+            source,
+            snapshot.files,
+            partial,
+            level=packaging.compression_level,
+            threads=packaging.threads,
+            on_progress=on_progress,
+        )
+        final = out / sha256 / ARCHIVE_NAME
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, final)
+    except BaseException as exc:
+        # A half-written archive is never uploaded, and on a full disk it is what fills it.
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise packaging_failure(exc, out, snapshot) from exc
+        raise
     return ModelArtifact(
         "tar.gz", str(final), sha256, size, snapshot.total_bytes, tuple(sorted(snapshot.files))
+    )
+
+
+def packaging_failure(exc: OSError, out: Path, snapshot: ModelSnapshot) -> PackagingFailed:
+    """What went wrong writing the archive, in the user's terms: which disk or file, and the fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(out).free if out.exists() else 0
+        return PackagingFailed(
+            str(out),
+            f"no space left on device while writing {ARCHIVE_NAME} ({free / 2**20:.1f} MiB free; the "
+            f"model is {snapshot.total_bytes / 2**20:.1f} MiB before compression)",
+            f"free space on that disk, point {STATE_DIR_ENV} at a larger one, or set "
+            "packaging.format: s3_prefix (uploads the files as they are, no archive on the worker)",
+        )
+    where = str(exc.filename) if exc.filename else str(out)
+    if isinstance(exc, FileNotFoundError) and where.startswith(snapshot.path):
+        return PackagingFailed(
+            where,
+            "the model file disappeared between download and packaging",
+            "keep other processes from changing the model folder during a release, then release again",
+        )
+    return PackagingFailed(
+        where,
+        f"cannot package the model: {exc.strerror or exc}",
+        "check that the worker can read the model folder and write to "
+        f"{out} (or point {STATE_DIR_ENV} elsewhere), then release again",
     )
 
 

@@ -150,7 +150,13 @@ class ParallelGzipWriter:
         if exc is None:
             self.close()
         else:
-            # Do not write a trailer that would make a half-written archive look complete.
-            self._closed = True
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._previous = None
+            self.abort()
+
+    def abort(self) -> None:
+        """Give up the stream: no trailer (a half-written archive must not look complete), and no
+        reference kept to the caller's buffers, so a memory map they came from can close."""
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._in_flight.clear()
+        self._pending.clear()
+        self._previous = None

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,6 +30,7 @@ from faults import Fault, FaultProxy, Request, json_error, s3_error
 from inspect_stack import embed, ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
 from tasks import aws
+from tasks.state_dir import STATE_DIR_ENV, state_subdir
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
@@ -170,6 +173,41 @@ def test_a_failed_release_of_a_new_endpoint_leaves_nothing(
     assert f"e2e-{e2e.token}/push-fails" not in repositories  # created by the push case: removed
     if case.release == "push":
         _remove_local_images(f"e2e-{e2e.token}/push-fails")
+
+
+@pytest.fixture
+def full_package_disk(tmp_path: Path) -> Iterator[Path]:
+    """A state dir whose `packages` folder is a 1 MiB tmpfs: the worker's disk fills while packaging.
+
+    The Hub cache is the usual one (a symlink), so the download succeeds and only the package step breaks.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs to fill the packaging disk needs root")
+    state = tmp_path / "state"
+    packages = state / "packages"
+    packages.mkdir(parents=True)
+    (state / "hf-cache").symlink_to(state_subdir("hf-cache"), target_is_directory=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(packages)], check=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv(STATE_DIR_ENV, str(state))
+    try:
+        yield packages
+    finally:
+        patch.undo()
+        subprocess.run(["umount", str(packages)], check=True)
+
+
+def test_a_full_package_disk_fails_the_release_naming_it_and_leaves_nothing(
+    e2e: E2E, full_package_disk: Path
+) -> None:
+    endpoint = e2e.endpoint("package")
+    ok, summary = run_release(e2e.config(endpoint, release_id=f"e2e-{e2e.token}-package"))
+    assert not ok
+    _assert_release_left_nothing(e2e, summary, f"PackagingFailed: {full_package_disk}: no space left")
+    assert "SAGEMAKER_RELEASE_STATE_DIR" in summary["error"]
+    assert summary["uploaded_bytes"] in (None, 0) and summary["image_uri"] is None
+    assert list(full_package_disk.iterdir()) == [], "no half-written archive may stay on the worker"
+    assert serving_config(endpoint) is None
 
 
 @pytest.mark.parametrize("case", LIVE_ENDPOINT_CASES, ids=lambda c: c.release)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import PackagingConfig
+from tasks.errors import PackagingFailed
 from tasks.model_source import ModelSnapshot
 from tasks.packaging import build_artifact, manifest_digest, prune_packages, write_tar_gz
 
@@ -119,3 +120,45 @@ def test_old_archives_are_pruned_from_the_worker(tmp_path: Path) -> None:
     os.utime(old, (1000, 1000))
     assert prune_packages(tmp_path, 3600, now=10_000) == [old]
     assert not old.parent.exists() and fresh.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to make writes fail")
+def test_a_full_disk_fails_naming_the_folder_and_leaves_no_partial_archive(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # The archive is written to this name first; /dev/full answers every write with ENOSPC.
+    (out / f".model.tar.gz.{os.getpid()}.partial").symlink_to("/dev/full")
+    with pytest.raises(PackagingFailed) as failed:
+        build_artifact(_snapshot(tmp_path / "model"), PackagingConfig(), out)
+    assert failed.value.path == str(out)
+    assert "no space left on device" in failed.value.problem
+    assert "SAGEMAKER_RELEASE_STATE_DIR" in failed.value.fix and "s3_prefix" in failed.value.fix
+    assert str(failed.value).startswith(f"PackagingFailed: {out}: no space left")
+    assert list(out.iterdir()) == [], "the partial archive must be removed"
+
+
+def test_a_model_file_gone_before_packaging_is_named(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path / "model")
+    (tmp_path / "model" / "tokenizer.json").unlink()
+    with pytest.raises(PackagingFailed, match="disappeared between download and packaging") as failed:
+        build_artifact(snap, PackagingConfig(), tmp_path / "out")
+    assert failed.value.path == str(tmp_path / "model" / "tokenizer.json")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to make writes fail")
+def test_a_full_disk_while_compressing_a_large_mapped_file_is_not_hidden(tmp_path: Path) -> None:
+    # Large enough that blocks cut from the memory map are still in flight when the write fails.
+    files = {"model.safetensors": os.urandom(24 << 20)}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".model.tar.gz.{os.getpid()}.partial").symlink_to("/dev/full")
+    with pytest.raises(PackagingFailed, match="no space left on device") as failed:
+        build_artifact(_snapshot(tmp_path / "model", files), PackagingConfig(threads=2), out)
+    chain: list[BaseException] = []
+    error: BaseException | None = failed.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert not [e for e in chain if isinstance(e, BufferError)], "the map must close cleanly"
+    assert list(out.iterdir()) == []
