@@ -323,6 +323,18 @@ class Ledger:
             entry.status = "kept"
             self._save()
 
+    def undo(self, entry: LedgerEntry) -> None:
+        """Delete one entry now, before the release ends (something it turned out not to need)."""
+        deleter = (self.deleters or {}).get(entry.kind)
+        if deleter is None:
+            raise ValueError(f"no deleter for kind {entry.kind}")
+        try:
+            deleter(entry)
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise
+        self._mark(entry, "deleted", None)
+
     def succeed(self) -> None:
         """The release finished: its resources stay, and cleanup must not touch them."""
         with self._lock:

@@ -103,6 +103,21 @@ def model_prefix_key(prefix: str, digest: str) -> str:
     return "/".join(p for p in (_prefix(prefix), "models", digest) if p) + "/"
 
 
+def model_refs_prefix(prefix: str, digest: str) -> str:
+    """Where releases using the model data named `digest` keep their references (tasks/model_refs.py)."""
+    return "/".join(p for p in (_prefix(prefix), "model-refs", digest) if p) + "/"
+
+
+def model_digest(prefix: str, model_data_url: str) -> str | None:
+    """The digest in a content-addressed model data URL of ours, or None for any other URL."""
+    _, _, path = model_data_url.removeprefix("s3://").partition("/")
+    head = "/".join(p for p in (_prefix(prefix), "models") if p) + "/"
+    if not path.startswith(head):
+        return None
+    digest = path[len(head) :].split("/", 1)[0]
+    return digest or None
+
+
 def release_key(prefix: str, release_id: str, name: str) -> str:
     """Key of a per-release object, e.g. the ledger (`name="ledger.json"`) or the summary."""
     return "/".join(p for p in (_prefix(prefix), "releases", release_id, name) if p)

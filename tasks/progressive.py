@@ -78,4 +78,5 @@ def retire_previous_releases(
         release_id,
         previous_config=previous_config,
         keep_previous=config.rollout.keep_previous,
+        storage=config.storage,
     )

@@ -3,17 +3,20 @@
 The endpoint keeps the release that now serves and, with `rollout.keep_previous` (the default), the
 release it replaced, so that `python -m flows.rollback ENDPOINT` is one UpdateEndpoint away. Endpoint
 configs of older releases of the same endpoint (found by their release tags) are deleted, with the
-models only they use. Model data in S3 stays: it is content-addressed and may be shared by releases.
+models only they use, and their references to model data. Model data in S3 stays: it is
+content-addressed and may be shared by releases.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from tasks import aws, naming
+from tasks import aws, model_refs, naming
+from tasks.config import StorageConfig
 from tasks.logs import run_logger
-from tasks.rollback import release_configs
+from tasks.rollback import ReleaseConfigRef, release_configs
 
 
 def _models_of(config_name: str) -> set[str]:
@@ -50,9 +53,15 @@ class Retired:
 
 
 def retire_older_releases(
-    endpoint: str, release_id: str, *, previous_config: str | None, keep_previous: bool
+    endpoint: str,
+    release_id: str,
+    *,
+    previous_config: str | None,
+    keep_previous: bool,
+    storage: StorageConfig | None = None,
 ) -> Retired:
-    """Delete the configs (and their own models) of releases older than the ones kept.
+    """Delete the configs (and their own models) of releases older than the ones kept, and, given the
+    `storage` their model data is in, those releases' references to it (tasks/model_refs.py).
 
     Call it once the release has succeeded: with keep_previous False it deletes the config an unwind
     would put the endpoint back on.
@@ -66,6 +75,8 @@ def retire_older_releases(
     retired = [ref.name for ref in refs if ref.name not in keep and ref.release_id != release_id]
     kept_models: set[str] = set().union(*(_models_of(name) for name in keep))
     doomed_models: set[str] = set().union(*(_models_of(name) for name in retired)) - kept_models
+    # Read before the models go: which model data each retired release referenced.
+    held = _held_refs(storage, [ref for ref in refs if ref.name in retired]) if storage else []
     deleted: list[str] = []
     failed: list[str] = []
     for what, call in [
@@ -75,6 +86,7 @@ def retire_older_releases(
             for model in sorted(doomed_models)
             if _is_ours(model, endpoint)
         ),
+        *held,
     ]:
         try:
             call()
@@ -90,6 +102,42 @@ def retire_older_releases(
     for failure in failed:
         log.warning("could not retire %s; fix: delete it by hand or rerun the release", failure)
     return Retired(tuple(deleted), tuple(failed))
+
+
+def _held_refs(
+    storage: StorageConfig, retired: list[ReleaseConfigRef]
+) -> list[tuple[str, Callable[[], object]]]:
+    """(what, delete) for the model data reference of each retired release."""
+    found: dict[tuple[str, str], None] = {}
+    for ref in retired:
+        if ref.release_id is None:
+            continue
+        for model in _models_of(ref.name):
+            for url in _data_urls(model):
+                digest = naming.model_digest(storage.prefix, url)
+                if digest is not None:
+                    found[(digest, ref.release_id)] = None
+    return [
+        (f"model data reference {digest[:12]}/{rid}", partial(model_refs.release, storage, digest, rid))
+        for digest, rid in found
+    ]
+
+
+def _data_urls(model_name: str) -> list[str]:
+    try:
+        described = aws.client("sagemaker").describe_model(ModelName=model_name)
+    except Exception as exc:
+        if aws.is_not_found(exc):
+            return []
+        raise
+    containers = [described.get("PrimaryContainer") or {}, *described.get("Containers", [])]
+    urls = [str(c["ModelDataUrl"]) for c in containers if c.get("ModelDataUrl")]
+    urls += [
+        str(c["ModelDataSource"]["S3DataSource"]["S3Uri"])
+        for c in containers
+        if c.get("ModelDataSource", {}).get("S3DataSource", {}).get("S3Uri")
+    ]
+    return urls
 
 
 def _deleter(*, config: str | None = None, model: str | None = None) -> Callable[[], object]:

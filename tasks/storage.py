@@ -4,7 +4,9 @@ Keys derive from the content (`<prefix>/models/<sha256>/model.tar.gz`, or `<pref
 for an uncompressed model), and every object carries its sha256 in its metadata, so a rerun of the same
 model finds it with one HeadObject per object and uploads nothing. Large files go up in parts, many at
 once (boto3's transfer manager). Only objects this release wrote are recorded in its ledger: an object
-that was already there belongs to an earlier release and must survive this one's failure.
+that was already there belongs to an earlier release and must survive this one's failure. Objects this
+release wrote survive its failure too while another release holds a reference to them
+(tasks/model_refs.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlencode
 from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
 from prefect import task
 
-from tasks import aws, naming
+from tasks import aws, model_refs, naming
 from tasks.config import StorageConfig
 from tasks.errors import ConfigError
 from tasks.ledger import S3_OBJECT, S3_PREFIX, Ledger
@@ -160,6 +162,8 @@ def store_artifact(
     """Upload what is missing and record it (plain function; `upload_model` is the Prefect task)."""
     bucket = storage.bucket
     root_key, uploads = _uploads_of(artifact, storage)
+    # The reference goes first: from here on no other release's unwind deletes this data.
+    own_ref = model_refs.hold(storage, artifact.digest, ledger)
     missing = [item for item in uploads if stored_sha256(bucket, item.key) != item.sha256]
     total = sum(item.size for item in missing)
     progress: ProgressCallback
@@ -172,7 +176,11 @@ def store_artifact(
         upload_files(missing, bucket, storage, tags=tags, on_progress=progress)
     finally:
         # Record even after a partial failure: whatever did reach S3 must be unwound with the release.
-        _record(ledger, artifact, bucket, root_key, uploads, missing)
+        shared = {
+            model_refs.REFS_PREFIX_ATTR: model_refs.ref_prefix(storage.prefix, artifact.digest),
+            model_refs.OWN_REF_ATTR: own_ref,
+        }
+        _record(ledger, artifact, bucket, root_key, uploads, missing, shared)
     if isinstance(progress, ByteProgress):
         progress.finish()
     url = f"s3://{bucket}/{root_key}"
@@ -200,16 +208,24 @@ def _record(
     root_key: str,
     uploads: Sequence[_Upload],
     missing: Sequence[_Upload],
+    shared: dict[str, str],
 ) -> None:
     present = [item for item in missing if stored_sha256(bucket, item.key) == item.sha256]
     if not present:
         return
     if artifact.kind == "prefix" and len(missing) == len(uploads):
         # Every object under the prefix is ours: one entry removes them all.
-        ledger.record(S3_PREFIX, f"s3://{bucket}/{root_key}", bucket=bucket, prefix=root_key)
+        ledger.record(S3_PREFIX, f"s3://{bucket}/{root_key}", bucket=bucket, prefix=root_key, **shared)
         return
     for item in present:
-        ledger.record(S3_OBJECT, f"s3://{bucket}/{item.key}", bucket=bucket, key=item.key, sha256=item.sha256)
+        ledger.record(
+            S3_OBJECT,
+            f"s3://{bucket}/{item.key}",
+            bucket=bucket,
+            key=item.key,
+            sha256=item.sha256,
+            **shared,
+        )
 
 
 @task(name="upload-model", timeout_seconds=3 * 3600, **task_options())

@@ -3,14 +3,15 @@
 Undoing is not always deleting: an endpoint that served before the release (entry attrs carry
 `previous_config`) is put back on that config; a scalable target that was registered before
 (`previous` snapshot) is registered again as it was. Anything the live endpoint still uses after the
-endpoint itself was handled (its config, its models, their model data) is kept, never deleted.
+endpoint itself was handled (its config, its models, their model data) is kept, never deleted, and so
+is model data another release still references.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks import aws, hosting, scaling
+from tasks import aws, hosting, model_refs, scaling
 from tasks.config import split_s3_uri
 from tasks.ledger import (
     AUTOSCALING_POLICY,
@@ -127,7 +128,8 @@ def delete_policy(entry: LedgerEntry) -> None:
 
 
 def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
-    """`keep` for Ledger.unwind: spare what `endpoint_name` serves right now.
+    """`keep` for Ledger.unwind: spare what `endpoint_name` serves right now, and model data another
+    release holds a reference to (tasks/model_refs.py).
 
     The endpoint's own entry is unwound before its config and models (last in, first out), so by then
     the endpoint is back on its old config or gone; if putting it back failed, the new config, model
@@ -135,6 +137,8 @@ def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
     """
 
     def keep(entry: LedgerEntry) -> bool:
+        if entry.kind in (S3_OBJECT, S3_PREFIX) and model_refs.other_holders(entry):
+            return True
         if endpoint_name is None or entry.kind not in _SERVED_KINDS:
             return False
         live = hosting.live_endpoint(endpoint_name)

@@ -62,6 +62,7 @@ class FakeSageMaker:
     stuck: bool = False  # updates never finish
     on_describe: Callable[[dict[str, Any]], None] | None = None
     deleted_models: set[str] = field(default_factory=set)
+    model_data: dict[str, str] = field(default_factory=dict)  # model name -> ModelDataUrl
     model_tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     _pending: dict[str, Any] = field(default_factory=dict)
     _created: dict[str, datetime] = field(default_factory=dict)
@@ -142,7 +143,10 @@ class FakeSageMaker:
         if params["ModelName"] in self.deleted_models:
             raise _not_found(f"model {params['ModelName']}")
         arn = f"arn:aws:sagemaker:us-east-1:123456789012:model/{params['ModelName']}"
-        return {"ModelName": params["ModelName"], "ModelArn": arn, "PrimaryContainer": {"Image": "image:1"}}
+        container = {"Image": "image:1"}
+        if params["ModelName"] in self.model_data:
+            container["ModelDataUrl"] = self.model_data[params["ModelName"]]
+        return {"ModelName": params["ModelName"], "ModelArn": arn, "PrimaryContainer": container}
 
     def delete_model(self, **params: Any) -> dict[str, Any]:
         self._record("DeleteModel", params)

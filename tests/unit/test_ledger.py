@@ -185,3 +185,35 @@ def test_s3_store_round_trip(mocked_aws: None) -> None:
     assert json.loads(body)["entries"][0]["resource_id"] == "serving"
     assert [e.resource_id for e in Ledger.load(store).entries] == ["serving"]
     assert store.describe() == "s3://ledgers/p/releases/r1/ledger.json"
+
+
+def test_undo_deletes_one_entry_now_and_a_later_unwind_skips_it(tmp_path: Path) -> None:
+    deleted: list[str] = []
+    ledger = _ledger(tmp_path)
+    kinds = ("s3:object", "sagemaker:model", "sagemaker:endpoint-config", "sagemaker:endpoint")
+    ledger.deleters = {kind: (lambda e: deleted.append(e.resource_id)) for kind in kinds}
+    ledger.undo(ledger.entries[0])
+    assert deleted == ["s3://b/k"] and ledger.entries[0].status == "deleted"
+    saved = json.loads((tmp_path / "ledger.json").read_text())
+    assert saved["entries"][0]["status"] == "deleted"
+    ledger.unwind()
+    assert deleted == ["s3://b/k", "e1", "c1", "m1"]
+
+
+def test_undo_of_something_already_gone_is_fine_and_other_errors_raise(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+
+    def refuse(entry: LedgerEntry) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
+
+    def gone(entry: LedgerEntry) -> None:
+        raise _not_found()
+
+    ledger.deleters = {"s3:object": refuse, "sagemaker:model": gone}
+    with pytest.raises(ClientError):
+        ledger.undo(ledger.entries[0])
+    assert ledger.entries[0].status == "created"
+    ledger.undo(ledger.entries[1])
+    assert ledger.entries[1].status == "deleted"
+    with pytest.raises(ValueError, match="no deleter"):
+        ledger.undo(ledger.entries[2])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
 
+from tasks.config import StorageConfig
 from tasks.retention import retire_older_releases
 
 ENDPOINT = "demo-embedder"
@@ -59,3 +61,21 @@ def test_a_failed_delete_is_reported_not_raised(fake: FakeSageMaker, monkeypatch
     assert len(retired.failed) == 1 and retired.failed[0].startswith(
         "endpoint config demo-embedder-r1: ClientError"
     )
+
+
+def test_retired_releases_drop_their_model_data_references(fake: FakeSageMaker) -> None:
+    storage = StorageConfig.model_validate({"bucket": "models", "prefix": "team/sr"})
+    boto3.client("s3").create_bucket(Bucket="models")
+    for release in ("r1", "r2", "r3"):
+        digest = f"{release}digest"
+        fake.model_data[f"model-{release}"] = f"s3://models/team/sr/models/{digest}/model.tar.gz"
+        boto3.client("s3").put_object(Bucket="models", Key=f"team/sr/model-refs/{digest}/{release}", Body=b"")
+    retired = retire_older_releases(
+        ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True, storage=storage
+    )
+    assert "model data reference r1digest/r1" in retired.deleted
+    listed = boto3.client("s3").list_objects_v2(Bucket="models", Prefix="team/sr/model-refs/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [
+        "team/sr/model-refs/r2digest/r2",
+        "team/sr/model-refs/r3digest/r3",
+    ]
