@@ -9,9 +9,14 @@ from prefect.states import State
 
 
 def print_summary(state: State, identity: dict[str, Any]) -> int:
-    """Print the run's JSON summary, or `identity` with the error; exit code 0 only if it completed."""
+    """Print the run's JSON summary, or `identity` with the error.
+
+    Exit code 0 when it completed, 2 when the flow refused its input before creating anything (summary
+    status `invalid`, as for a config refused on load), else 1."""
     summary = state.result(raise_on_failure=False)
     if not isinstance(summary, dict):
         summary = {**identity, "status": "failed", "error": str(summary)}
     print(json.dumps(summary))
-    return 0 if state.is_completed() else 1
+    if state.is_completed():
+        return 0
+    return 2 if summary.get("status") == "invalid" else 1

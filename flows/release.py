@@ -29,7 +29,6 @@ from tasks.deploy import (
     create_endpoint_config,
     create_model,
     create_topics,
-    inspect_endpoint,
     run_transform_job,
     serves_release,
 )
@@ -41,7 +40,8 @@ from tasks.lock import endpoint_lock, use_shared_lease_storage
 from tasks.logs import run_logger
 from tasks.model_source import download_model
 from tasks.packaging import package_model
-from tasks.progressive import plan_traffic_shift, retire_previous_releases, shift_traffic
+from tasks.preflight import Preflight, preflight
+from tasks.progressive import retire_previous_releases, shift_traffic
 from tasks.report import ReleaseReport
 from tasks.rollout_plan import RolloutPlan
 from tasks.smoke import SmokeResult, smoke_test
@@ -81,11 +81,16 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
     log = run_logger()
     try:
         with endpoint_lock(config.endpoint.name, timeout_s=wait_for_lock_s) as lease:
+            # Judged against the live endpoint under its lock, before a bucket, ledger or resource exists.
+            try:
+                checked = preflight(config)
+            except ConfigError as exc:
+                return _refused(report, exc)
             ensure_bucket(config.storage)
             ledger = open_ledger(config, release_id, lock_lease=lease)
             try:
                 with ledger:
-                    _release(config, release_id, ledger, report)
+                    _release(config, release_id, checked, ledger, report)
             finally:
                 report.absorb_ledger(ledger)
             if report.action == "updated":
@@ -110,14 +115,19 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
     return report.summary()
 
 
-def _release(config: ReleaseConfig, release_id: str, ledger: Ledger, report: ReleaseReport) -> None:
+def _refused(report: ReleaseReport, exc: ConfigError) -> State:
+    """Pre-flight refused the config: bad input (status `invalid`, CLI exit 2), nothing was created."""
+    report.status, report.error = "invalid", str(exc)
+    run_logger().error("release %s refused before creating anything: %s", report.release_id, report.error)
+    report.publish()
+    return Failed(message=report.error, data=report.summary())
+
+
+def _release(
+    config: ReleaseConfig, release_id: str, checked: Preflight, ledger: Ledger, report: ReleaseReport
+) -> None:
     tags = naming.tags(config, release_id)
-    live: LiveEndpoint | None = None
-    plan: RolloutPlan | None = None
-    if config.endpoint.type != "batch":
-        # Decided before anything is created: a strategy that cannot work on this endpoint fails here.
-        live = inspect_endpoint(config.endpoint.name)
-        plan = plan_traffic_shift(config, live)
+    live, plan = checked.live, checked.plan
     snapshot = download_model(config.model)
     report.model_source, report.model_commit = config.model.describe(), snapshot.commit
     artifact = package_model(snapshot, config.packaging)

@@ -112,6 +112,8 @@ class ReleaseReport:
     def _traffic(self) -> list[str]:
         if self.endpoint_type == "batch":
             return [f"Batch transform, no endpoint left running. Output: `{self.transform_output or '-'}`"]
+        if self.status == "invalid":
+            return [f"Endpoint `{self.endpoint_name}` was not touched: the release was refused up front."]
         if self.status == "failed":
             name = f"Endpoint `{self.endpoint_name}`"
             if self.previous_config:

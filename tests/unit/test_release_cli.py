@@ -32,3 +32,16 @@ def test_overrides_are_yaml_values() -> None:
     assert release._parse_override('endpoint.environment={"A": "1"}') == ("endpoint.environment", {"A": "1"})
     with pytest.raises(Exception, match="KEY=VALUE"):
         release._parse_override("no-equals-sign")
+
+
+def test_a_run_refused_before_creating_anything_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect.states import Completed, Failed
+
+    from flows.cli import print_summary
+
+    refused = {"release_id": "r1", "status": "invalid", "error": "invalid release config: rollout.strategy"}
+    assert print_summary(Failed(message="refused", data=refused), {"release_id": "r1"}) == 2
+    assert json.loads(capsys.readouterr().out.strip())["status"] == "invalid"
+    failed = {"release_id": "r1", "status": "failed", "error": "EndpointFailed"}
+    assert print_summary(Failed(message="failed", data=failed), {"release_id": "r1"}) == 1
+    assert print_summary(Completed(data={"status": "succeeded"}), {"release_id": "r1"}) == 0

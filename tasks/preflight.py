@@ -1,0 +1,41 @@
+"""Pre-flight: what the release can decide from the live endpoint, decided before anything is created.
+
+The config is validated on its own when it is loaded (tasks/config.py); some of it can only be judged
+against the endpoint as it serves now -- a guardrails canary or linear shift needs 2+ live instances
+and the live variant's name. `preflight` describes the endpoint and plans the traffic shift before the
+release creates a bucket, a ledger or any resource, so a strategy that cannot work on this endpoint is
+refused as bad input (ConfigError naming the field and the fix; the CLI exits 2), not as a failed
+release that had to unwind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.config import ReleaseConfig
+from tasks.deploy import inspect_endpoint
+from tasks.hosting import LiveEndpoint
+from tasks.progressive import plan_traffic_shift
+from tasks.rollout_plan import RolloutPlan
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """The endpoint before the release (None: there is none) and how traffic will reach the new model.
+
+    Both are None for a batch release, which leaves no endpoint running."""
+
+    live: LiveEndpoint | None
+    plan: RolloutPlan | None
+
+
+def preflight(config: ReleaseConfig) -> Preflight:
+    """Describe the live endpoint and plan the rollout; ConfigError when the plan cannot work on it.
+
+    Run it while holding the endpoint's lock, so the endpoint it judged is the one the release updates.
+    A Failed endpoint raises ResourceFailed (it accepts only DeleteEndpoint): a state to fix, not input.
+    """
+    if config.endpoint.type == "batch":
+        return Preflight(None, None)
+    live = inspect_endpoint(config.endpoint.name)
+    return Preflight(live, plan_traffic_shift(config, live))
