@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from emulator.alarm_rules import (
     parse_percentile,
 )
 from emulator.metrics import CloudWatchClientFactory, SampleWindow, percentile
+from emulator.periodic import Periodic
 
 log = logging.getLogger("emulator.alarms")
 
@@ -192,8 +192,7 @@ class AlarmEvaluator:
         self.interval_s = interval_s
         self.settle_s = settle_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(self.evaluate_once, interval_s, name="alarm-evaluator")
         self._reported_unsupported: set[str] = set()
 
     def evaluate_once(
@@ -252,25 +251,10 @@ class AlarmEvaluator:
     # -- background loop --------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None:
-            thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.evaluate_once()
-            except Exception:
-                # CloudWatch (moto) unreachable or an alarm it cannot describe: try again next round.
-                log.exception("alarm evaluation round failed")
+        self._loop.stop(timeout_s)
 
 
 def _is_unchecked(alarm: Mapping[str, Any]) -> bool:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from emulator.periodic import Periodic
+
 log = logging.getLogger("emulator.metrics")
 
 NAMESPACE = "AWS/SageMaker"
@@ -256,8 +258,8 @@ class MetricsPublisher:
         self.storage_resolution = storage_resolution
         self.samples = samples if samples is not None else SampleWindow()
         self._queue: queue.Queue[InvocationLike] = queue.Queue(maxsize=max_queue)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A last flush on stop: what was invoked before the stop still reaches CloudWatch.
+        self._loop = Periodic(self.flush, flush_interval_s, name="metrics-publisher", final_run=True)
         self._flush_lock = threading.Lock()
         self.dropped = 0
         self.failed_requests = 0
@@ -278,32 +280,11 @@ class MetricsPublisher:
                 )
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="metrics-publisher", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the thread after a last flush (bounded by `timeout_s`)."""
-        thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                log.warning("metrics publisher did not stop within %.0f s", timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval_s):
-            self._flush_safely()
-        self._flush_safely()
-
-    def _flush_safely(self) -> None:
-        try:
-            self.flush()
-        except Exception:
-            # The thread must survive a CloudWatch outage; the failed batch is gone, the next one goes.
-            log.exception("publishing endpoint metrics to CloudWatch failed")
+        self._loop.stop(timeout_s)
 
     def flush(self) -> int:
         """Publish everything queued now; returns the number of metric data sent."""

@@ -1,0 +1,55 @@
+"""The emulator's background loop: it keeps going when a round fails, and stops when told."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from emulator.periodic import Periodic
+
+
+def test_a_failing_round_does_not_stop_the_loop() -> None:
+    rounds: list[int] = []
+    three = threading.Event()
+
+    def job() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) >= 3:
+            three.set()
+        if len(rounds) == 1:
+            raise ConnectionError("moto is restarting")
+
+    loop = Periodic(job, 0.01, name="test-loop")
+    loop.start()
+    try:
+        assert three.wait(5), f"only {len(rounds)} rounds ran: a failed round stopped the loop"
+    finally:
+        loop.stop()
+    assert not loop.running
+
+
+def test_stop_runs_the_final_round_once_and_start_is_idempotent() -> None:
+    calls: list[float] = []
+    loop = Periodic(lambda: calls.append(time.monotonic()), 3600, name="test-final", final_run=True)
+    loop.start()
+    loop.start()
+    loop.stop(timeout_s=5)
+    assert len(calls) == 1, "stop must run the final round (e.g. the last metrics flush) exactly once"
+
+
+def test_stop_gives_up_on_a_stuck_round_after_its_timeout() -> None:
+    release = threading.Event()
+    loop = Periodic(lambda: release.wait(30), 0.01, name="test-stuck")
+    loop.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    loop.stop(timeout_s=0.2)
+    assert time.monotonic() - started < 5
+    release.set()
+
+
+def test_a_zero_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Periodic(lambda: None, 0, name="bad")
