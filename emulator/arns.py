@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from emulator import settings
 
-KINDS = {"model": "model", "endpoint-config": "endpoint configuration", "endpoint": "endpoint"}
+KINDS = {
+    "model": "model",
+    "endpoint-config": "endpoint configuration",
+    "endpoint": "endpoint",
+    "transform-job": "transform job",
+}
 
 
 def key(name: str) -> str:

@@ -37,6 +37,7 @@ from emulator.errors import (
 )
 from emulator.model_data import ModelDataCache, ModelDataSpec
 from emulator.store import Record
+from emulator.transform_jobs import TransformJobs
 from emulator.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
@@ -60,7 +61,12 @@ def _already_exists(kind: str, name: str) -> ValidationException:
 
 class SageMakerApi:
     def __init__(
-        self, engine: EndpointEngine, model_data: ModelDataCache, http: httpx.AsyncClient, model: ServiceModel
+        self,
+        engine: EndpointEngine,
+        model_data: ModelDataCache,
+        http: httpx.AsyncClient,
+        model: ServiceModel,
+        transform_jobs: TransformJobs | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -86,6 +92,8 @@ class SageMakerApi:
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
         }
+        if transform_jobs is not None:
+            self.handlers.update(transform_jobs.handlers())
 
     async def call(self, operation: str, params: Record) -> Record:
         handler = self.handlers.get(operation)
@@ -496,6 +504,7 @@ class SageMakerApi:
             "model": self.store.models,
             "endpoint-config": self.store.endpoint_configs,
             "endpoint": self.store.endpoints,
+            "transform-job": self.store.transform_jobs,
         }.get(kind)
         return table is not None and name in table and table[name].get(_ARN_FIELD[kind]) == resource_arn
 
@@ -535,7 +544,12 @@ class SageMakerApi:
         return {}
 
 
-_ARN_FIELD = {"model": "ModelArn", "endpoint-config": "EndpointConfigArn", "endpoint": "EndpointArn"}
+_ARN_FIELD = {
+    "model": "ModelArn",
+    "endpoint-config": "EndpointConfigArn",
+    "endpoint": "EndpointArn",
+    "transform-job": "TransformJobArn",
+}
 
 
 def _listed(items: Any, params: Record, name_field: str) -> list[Record]:

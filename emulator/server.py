@@ -38,6 +38,7 @@ from emulator.runtime_api import build_app as build_runtime_app
 from emulator.sagemaker_api import SageMakerApi, service_model
 from emulator.sagemaker_api import build_app as build_control_app
 from emulator.store import Store
+from emulator.transform_jobs import TransformJobs
 
 log = logging.getLogger("emulator.server")
 
@@ -53,6 +54,7 @@ class Emulator:
     engine: EndpointEngine
     runtime: Runtime
     jobs: AsyncInference
+    transforms: TransformJobs
     invocations: InvocationLog
     http: httpx.AsyncClient
 
@@ -75,7 +77,8 @@ async def build(state: Path) -> Emulator:
     invocations = InvocationLog()
     runtime = Runtime(engine, ContainerClient(), invocations, limits.invocation_timeout)
     jobs = AsyncInference(runtime, lambda: s3, lambda: sns, state / "emulator" / "async-jobs")
-    return Emulator(store, engine, runtime, jobs, invocations, http)
+    transforms = TransformJobs(store, fleet, model_data, http, limits, lambda: s3)
+    return Emulator(store, engine, runtime, jobs, transforms, invocations, http)
 
 
 def dispatch_by_port(by_port: dict[int, ASGIApp]) -> ASGIApp:
@@ -111,7 +114,9 @@ async def serve(
 ) -> None:
     control_sock, runtime_sock = bind(host, control_port), bind(host, runtime_port)
     emulator = await build(state)
-    api = SageMakerApi(emulator.engine, emulator.engine.model_data, emulator.http, service_model())
+    api = SageMakerApi(
+        emulator.engine, emulator.engine.model_data, emulator.http, service_model(), emulator.transforms
+    )
     app = dispatch_by_port(
         {
             control_sock.getsockname()[1]: build_control_app(api),
@@ -120,6 +125,7 @@ async def serve(
     )
     await emulator.engine.restore()
     emulator.jobs.restore()
+    await emulator.transforms.restore()
     # CloudWatch metrics from real invocations, and alarms evaluated on them (moto does neither).
     monitoring = Monitoring.from_env()
     monitoring.start(emulator.invocations)
@@ -139,6 +145,7 @@ async def serve(
     finally:
         monitoring.stop()
         await emulator.jobs.shutdown()
+        await emulator.transforms.shutdown()
         await emulator.engine.shutdown()
         await emulator.http.aclose()
         await emulator.runtime.containers.aclose()

@@ -29,6 +29,7 @@ class Store:
     deployments: dict[str, list[Record]] = field(default_factory=dict)
     # The endpoint operation in progress (create, update, weights, delete), resumed after a restart.
     operations: dict[str, Record] = field(default_factory=dict)
+    transform_jobs: dict[str, Record] = field(default_factory=dict)
     tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -50,6 +51,8 @@ class Store:
             store.deployments = document["deployments"]
             store.operations = document["operations"]
             store.tags = document["tags"]
+            # Absent from documents written before transform jobs existed; same schema otherwise.
+            store.transform_jobs = document.get("transform_jobs", {})
         return store
 
     def save(self) -> None:
@@ -61,6 +64,7 @@ class Store:
             "deployments": self.deployments,
             "operations": self.operations,
             "tags": self.tags,
+            "transform_jobs": self.transform_jobs,
         }
         text = json.dumps(document, indent=1, sort_keys=True)
         with self._lock:
