@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -21,7 +22,7 @@ from prefect import flow
 from prefect.states import Failed, State
 
 from flows.cli import print_summary
-from tasks import hosting, naming, unwind
+from tasks import hosting, model_refs, naming, unwind
 from tasks.config import ReleaseConfig, load_config
 from tasks.deploy import (
     apply_scaling,
@@ -44,7 +45,7 @@ from tasks.preflight import Preflight, preflight
 from tasks.progressive import retire_previous_releases, shift_traffic
 from tasks.report import ReleaseReport
 from tasks.rollout_plan import RolloutPlan
-from tasks.smoke import SmokeResult, smoke_test
+from tasks.smoke import SmokeResult, smoke_test, smoke_test_variant
 from tasks.storage import ensure_bucket, upload_model
 
 DEFAULT_LOCK_WAIT_S = 900
@@ -93,13 +94,14 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
                     _release(config, release_id, checked, ledger, report)
             finally:
                 report.absorb_ledger(ledger)
-            if report.action == "updated":
-                # Only once the release stands: with keep_previous off it deletes the unwind's target.
+            if report.action in ("created", "updated"):
+                # Only once the release stands: with keep_previous off it deletes the unwind's target,
+                # and the earlier release's guard alarms must still watch it if this one is unwound.
                 retired = retire_previous_releases(config, release_id, previous_config=report.previous_config)
                 report.retired = retired.deleted
     except Exception as exc:
-        if isinstance(exc, SmokeFailed):
-            report.smoke = SmokeResult(False, exc.requests or 0, exc.p50_ms, None, exc.failures)
+        if isinstance(exc, SmokeFailed) and not _failed_before_traffic(report):
+            report.smoke = _failed_smoke(exc)
         report.status = "failed"
         report.error = (
             f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
@@ -113,6 +115,27 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
     report.publish()
     log.info("release %s succeeded: %s", release_id, report.summary_line())
     return report.summary()
+
+
+def _failed_smoke(exc: SmokeFailed) -> SmokeResult:
+    return SmokeResult(False, exc.requests or 0, exc.p50_ms, None, exc.failures)
+
+
+def _failed_before_traffic(report: ReleaseReport) -> bool:
+    return report.smoke_before_traffic is not None and not report.smoke_before_traffic.passed
+
+
+def _smoke_before_traffic(config: ReleaseConfig, report: ReleaseReport) -> Callable[[str], None]:
+    """The rollout's hook once the new variant serves at weight 0: smoke it there (variant_shift)."""
+
+    def check(variant: str) -> None:
+        try:
+            report.smoke_before_traffic = smoke_test_variant(config, variant)
+        except SmokeFailed as exc:
+            report.smoke_before_traffic = _failed_smoke(exc)
+            raise
+
+    return check
 
 
 def _refused(report: ReleaseReport, exc: ConfigError) -> State:
@@ -153,6 +176,7 @@ def _release(
     if serves_release(live, config, image_uri=image.uri, model_data=model_data):
         assert live is not None
         _note_unchanged(report, live)
+        model_refs.let_go(ledger)
     else:
         deploy(config, release_id, live, plan, model_data, image.uri, ledger, report)
     report.smoke = smoke_test(config, release_id, ledger)
@@ -195,6 +219,7 @@ def deploy(
         model_name=report.model_name,
         final_config=config_name,
         ledger=ledger,
+        before_traffic=_smoke_before_traffic(config, report),
         on_report=report.keep_rollout,
     )
     if live is not None:

@@ -623,11 +623,17 @@ class AlarmsConfig(_Section):
 
 
 class BakeTrafficConfig(_Section):
-    """Synthetic traffic from the smoke payloads during each bake, so alarms have data."""
+    """Synthetic traffic during each bake, so alarms have data when production sends none."""
 
     rate_per_s: float = Field(0.0, ge=0, le=100, description="Requests per second; 0 sends none.")
     duration_s: int | None = Field(
         None, ge=1, le=3600, description="Seconds of traffic per bake; empty sends it for the whole bake."
+    )
+    payloads: list[JsonPayload] | None = Field(
+        None,
+        min_length=1,
+        description="Request bodies sent round-robin, e.g. a sample of production requests (the smoke "
+        "test's are a gate the model must pass; these are what it should bear). Empty: the smoke payloads.",
     )
 
 

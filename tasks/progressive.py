@@ -20,10 +20,11 @@ from collections.abc import Callable
 
 from prefect import task
 
-from tasks import rollout_plan
+from tasks import alarms, rollout_plan
 from tasks.config import ReleaseConfig
 from tasks.hosting import LiveEndpoint
 from tasks.ledger import Ledger
+from tasks.logs import run_logger
 from tasks.retention import Retired, retire_older_releases
 from tasks.retry import task_options
 from tasks.rollout import Rollout, RolloutReport
@@ -72,11 +73,32 @@ def shift_traffic(
 def retire_previous_releases(
     config: ReleaseConfig, release_id: str, *, previous_config: str | None
 ) -> Retired:
-    """Delete what releases older than the kept ones left; failures are reported, never raised."""
-    return retire_older_releases(
-        config.endpoint.name,
-        release_id,
-        previous_config=previous_config,
-        keep_previous=config.rollout.keep_previous,
-        storage=config.storage,
-    )
+    """Once the release stands: replace the earlier releases' guard alarms and delete what releases
+    older than the kept ones left. Failures are logged and reported, never raised: the release succeeded,
+    and a rerun finishes the job.
+
+    Not earlier: until the release stands, an unwind may put the endpoint back on the previous release,
+    whose guard alarms must still be there to watch it.
+    """
+    deleted: list[str] = []
+    failed: list[str] = []
+    try:
+        deleted += [f"alarm {name}" for name in alarms.replace_earlier_guard_alarms(config, release_id)]
+    except Exception as exc:
+        failed.append(f"guard alarms of earlier releases: {type(exc).__name__}: {exc}")
+    try:
+        retired = retire_older_releases(
+            config.endpoint.name,
+            release_id,
+            previous_config=previous_config,
+            keep_previous=config.rollout.keep_previous,
+            storage=config.storage,
+        )
+    except Exception as exc:
+        failed.append(f"older releases of {config.endpoint.name}: {type(exc).__name__}: {exc}")
+    else:
+        deleted += retired.deleted
+        failed += retired.failed
+    for failure in failed:
+        run_logger().warning("could not retire %s; fix: rerun the release, or delete it by hand", failure)
+    return Retired(tuple(deleted), tuple(failed))

@@ -46,6 +46,7 @@ class ReleaseReport:
     transform_output: str | None = None
     scaling: str | None = None
     smoke: SmokeResult | None = None
+    smoke_before_traffic: SmokeResult | None = None  # the new variant at weight 0 (variant_shift)
     rollout: RolloutReport | None = None  # the traffic shift, step by step (also when it failed)
     retired: tuple[str, ...] = ()  # what older releases left and the retention deleted
     error: str | None = None
@@ -74,6 +75,9 @@ class ReleaseReport:
             "uploaded_bytes": self.uploaded_bytes,
             "image_built": self.image_built,
             "smoke": smoke,
+            "smoke_before_traffic": self.smoke_before_traffic.summary()
+            if self.smoke_before_traffic is not None
+            else None,
             "model_name": self.model_name,
             "previous_config": self.previous_config,
             "rollout": self.rollout.as_dict() if self.rollout is not None else None,
@@ -130,19 +134,16 @@ class ReleaseReport:
         return [text + (f" ARN `{self.endpoint_arn}`" if self.endpoint_arn else "")]
 
     def _smoke(self) -> list[str]:
-        if self.smoke is None:
-            return ["Not run." if self.status != "failed" else "Not run, or failed (see the error above)."]
-        result = self.smoke
-        lines = [
-            f"**{'passed' if result.passed else 'failed'}**: {result.n} requests, "
-            f"p50 {result.p50_ms} ms, p95 {result.p95_ms} ms",
-            "",
-        ]
-        failed = set(result.failures)
-        for check in result.checks:
-            mark = "FAIL" if any(f.startswith(check) for f in failed) else "ok"
-            lines.append(f"- {mark} `{check}`")
-        return lines
+        lines: list[str] = []
+        if self.smoke_before_traffic is not None:
+            lines += ["Before traffic, on the new variant at weight 0:", ""]
+            lines += [*_smoke_lines(self.smoke_before_traffic), ""]
+            lines += ["On the endpoint:" if self.smoke is not None else "On the endpoint: not run.", ""]
+        if self.smoke is not None:
+            return lines + _smoke_lines(self.smoke)
+        if lines:
+            return lines
+        return ["Not run." if self.status != "failed" else "Not run, or failed (see the error above)."]
 
     def _resources(self) -> list[str]:
         if not self.entries:
@@ -170,6 +171,19 @@ class ReleaseReport:
 
     def summary_line(self) -> str:
         return json.dumps(self.summary(), sort_keys=False)
+
+
+def _smoke_lines(result: SmokeResult) -> list[str]:
+    lines = [
+        f"**{'passed' if result.passed else 'failed'}**: {result.n} requests, "
+        f"p50 {result.p50_ms} ms, p95 {result.p95_ms} ms",
+        "",
+    ]
+    failed = set(result.failures)
+    for check in result.checks:
+        mark = "FAIL" if any(f.startswith(check) for f in failed) else "ok"
+        lines.append(f"- {mark} `{check}`")
+    return lines
 
 
 def _bytes(count: int) -> str:

@@ -137,8 +137,9 @@ class Rollout:
 
     def _default_traffic(self) -> BakeTraffic:
         smoke = self.config.smoke
+        payloads = self.config.rollout.bake_traffic.payloads or smoke.payloads
         return BakeTraffic(
-            [encode(p) for p in smoke.payloads],
+            [encode(p) for p in payloads],
             runtime_invoker(self.endpoint, content_type=smoke.content_type, accept=smoke.accept),
             rate_per_s=self.config.rollout.bake_traffic.rate_per_s,
             wall=self.wall,
@@ -319,7 +320,6 @@ class Rollout:
         )
         serving = str(final["ProductionVariants"][0]["VariantName"])
         alarms.retarget_guard_alarms(self.config, self.release_id, endpoint=self.endpoint, variant=serving)
-        alarms.replace_earlier_guard_alarms(self.config, self.release_id)
 
     # -- guardrails (SageMaker shifts, we watch) ----------------------------------------------------
 
@@ -361,7 +361,6 @@ class Rollout:
             described["EndpointStatus"] == "InService"
             and described["EndpointConfigName"] == self.final_config
         ):
-            alarms.replace_earlier_guard_alarms(self.config, self.release_id)
             return
         self._record_rollback(len(self.report.steps))
         if watcher.fired or self._firing():
@@ -403,7 +402,6 @@ class Rollout:
             )
             self._record_rollback(1)
             raise self._alarm_fired()
-        alarms.replace_earlier_guard_alarms(self.config, self.release_id)
 
     # -- baking and recording ---------------------------------------------------------------------
 

@@ -63,9 +63,11 @@ def encode(payload: Any) -> bytes:
 # --- calling the endpoint ----------------------------------------------------------------------------------
 
 
-def invoke_realtime(endpoint: str, smoke: SmokeConfig) -> list[Answer]:
-    """InvokeEndpoint every payload `smoke.repeat` times; a model error is an answer, not an exception."""
+def invoke_realtime(endpoint: str, smoke: SmokeConfig, target_variant: str | None = None) -> list[Answer]:
+    """InvokeEndpoint every payload `smoke.repeat` times (on `target_variant` only, when given, whatever
+    its weight); a model error is an answer, not an exception."""
     runtime = aws.client("sagemaker-runtime")
+    routing = {"TargetVariant": target_variant} if target_variant else {}
     answers = []
     for index, payload in enumerate(smoke.payloads):
         body = encode(payload)
@@ -73,7 +75,11 @@ def invoke_realtime(endpoint: str, smoke: SmokeConfig) -> list[Answer]:
             start = time.perf_counter()
             try:
                 response = runtime.invoke_endpoint(
-                    EndpointName=endpoint, Body=body, ContentType=smoke.content_type, Accept=smoke.accept
+                    EndpointName=endpoint,
+                    Body=body,
+                    ContentType=smoke.content_type,
+                    Accept=smoke.accept,
+                    **routing,
                 )
                 text = response["Body"].read().decode("utf-8", errors="replace")
                 status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 200))
@@ -379,3 +385,17 @@ def smoke_test(config: ReleaseConfig, release_id: str, ledger: Ledger) -> SmokeR
             ),
         )
     return run_smoke(endpoint.name, smoke, call=lambda: invoke_realtime(endpoint.name, smoke))
+
+
+@task(name="smoke-test-new-variant", **task_options(retries=2))
+def smoke_test_variant(config: ReleaseConfig, variant: str) -> SmokeResult | None:
+    """Smoke-test the new model's variant while it still has weight 0 (TargetVariant), so a model that
+    answers wrongly is refused before any production request reaches it."""
+    if not config.smoke.enabled:
+        return None
+    endpoint = config.endpoint.name
+    return run_smoke(
+        f"{endpoint} (variant {variant}, before traffic)",
+        config.smoke,
+        call=lambda: invoke_realtime(endpoint, config.smoke, target_variant=variant),
+    )

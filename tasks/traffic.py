@@ -1,4 +1,4 @@
-"""Synthetic bake traffic: the smoke payloads sent at a steady rate while a traffic step bakes.
+"""Synthetic bake traffic: sample requests sent at a steady rate while a traffic step bakes.
 
 Without production traffic the release's alarms would see no data and never judge the new model.
 One background thread sends one request every 1/rate seconds (it never bursts to catch up when the
@@ -80,7 +80,7 @@ class BakeTraffic:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
         if rate_per_s > 0 and not payloads:
-            raise ValueError("bake traffic needs at least one payload (smoke.payloads)")
+            raise ValueError("bake traffic needs at least one payload (rollout.bake_traffic.payloads)")
         self.payloads = list(payloads)
         self.invoke = invoke
         self.rate_per_s = rate_per_s

@@ -72,7 +72,11 @@ def test_second_release_of_the_same_commit_uploads_nothing_and_builds_nothing(
     assert summary["model_data_url"] == serving["model_data_url"]
     assert summary["smoke"]["passed"] is True
     assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
-    assert ledger(e2e.bucket, summary["release_id"])["entries"] == []
+    # It created nothing: only its reference to the model data, dropped as soon as nothing was to deploy.
+    entries = ledger(e2e.bucket, summary["release_id"])["entries"]
+    assert [(e["kind"], "/model-refs/" in e["resource_id"], e["status"]) for e in entries] == [
+        ("s3:object", True, "deleted")
+    ]
 
 
 def test_async_release_notifies_through_its_topics_and_scales_from_zero(

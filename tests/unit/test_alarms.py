@@ -136,3 +136,21 @@ def test_a_successful_release_replaces_earlier_guards_only(tmp_path: Path) -> No
     remaining = {s.name for s in alarms.alarm_states([*old, *current, *kept_elsewhere])}
     assert remaining == {*current, *kept_elsewhere}
     assert alarms.alarm_states(["demo-embedder-r0-backlog-without-capacity"])
+
+
+def test_after_success_earlier_guards_go_and_a_failing_retention_is_reported_not_raised(
+    tmp_path: Path,
+) -> None:
+    """retire_previous_releases runs once the release stands: the earlier release's guard alarms go
+    then (not during the shift, while an unwind may still put that release back). The endpoint does not
+    exist here, so retiring configs fails: that is reported, and the successful release stays so."""
+    from tasks.progressive import retire_previous_releases
+
+    config = guarded_config()
+    old = alarms.create_guard_alarms(
+        config, "r0", endpoint="demo-embedder", variant="v0", ledger=local_ledger(tmp_path)
+    )
+    retired = retire_previous_releases.fn(config, "r1", previous_config=None)
+    assert sorted(retired.deleted) == sorted(f"alarm {name}" for name in old)
+    assert alarms.alarm_states(old) == []
+    assert len(retired.failed) == 1 and retired.failed[0].startswith("older releases of demo-embedder")

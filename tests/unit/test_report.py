@@ -101,3 +101,17 @@ def test_the_traffic_shift_is_in_the_summary_and_the_artifact(tmp_path: Path) ->
     assert "| 1 | 50% on the new model (25 s) | 50 | 40 | 0 |" in markdown
     assert "data:image/svg+xml" in markdown
     assert "`endpoint config demo-embedder-r-1`" in markdown
+
+
+def test_a_model_refused_before_traffic_shows_that_smoke_and_no_endpoint_smoke(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    report.status, report.smoke = "failed", None
+    report.smoke_before_traffic = SmokeResult(
+        False, 3, 8.0, 9.0, ("expect_column_values_to_be_in_set(column=status): 3 of 3",), ()
+    )
+    summary = report.summary()
+    assert summary["smoke_before_traffic"] == {"passed": False, "n": 3, "p50_ms": 8.0}
+    assert summary["smoke"]["passed"] is None
+    markdown = report.markdown()
+    assert "Before traffic, on the new variant at weight 0:" in markdown
+    assert "**failed**: 3 requests" in markdown and "On the endpoint: not run." in markdown
