@@ -382,6 +382,10 @@ class Rollout:
         """Serverless and async endpoints: update at once, bake, go back on an alarm."""
         assert self.live is not None
         self._arm(self.report.new_variant)
+        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        # An async endpoint scaled on a variant the update removes or re-types: SageMaker refuses the
+        # update until that variant is off Application Auto Scaling.
+        scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)
         hosting.update_endpoint(
             self.endpoint,
             self.final_config,

@@ -17,7 +17,13 @@ from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
 
 from tasks import aws, hosting, progressive
 from tasks.errors import AlarmFired, EndpointRolledBack, WaitTimeout
-from tasks.ledger import CLOUDWATCH_ALARM, SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, Ledger
+from tasks.ledger import (
+    AUTOSCALING_TARGET,
+    CLOUDWATCH_ALARM,
+    SAGEMAKER_ENDPOINT,
+    SAGEMAKER_ENDPOINT_CONFIG,
+    Ledger,
+)
 from tasks.rollout import Rollout, RolloutReport
 from tasks.rollout_plan import plan_rollout
 from tasks.rollout_report import markdown, steps_svg, steps_table
@@ -316,3 +322,57 @@ def test_the_flow_task_hands_over_the_report_even_when_the_rollout_fails(
             on_report=lambda report: seen.append(len(report.steps)),
         )
     assert seen == [1, 2, 2]  # after each step, then once more at the end
+
+
+def test_an_async_update_that_renames_the_variant_takes_it_off_autoscaling_first(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """SageMaker refuses an update that removes a variant still registered with Application Auto
+    Scaling; the update path of async and serverless endpoints suspends it like the others do."""
+    config = make_config(
+        endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
+        rollout={"bake_s": 0, "final_bake_s": 0, "alarms": {"period_s": 10}},
+    )
+    resource_id = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    autoscaling = aws.client("application-autoscaling")
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=0,
+        MaxCapacity=4,
+    )
+    ledger = local_ledger(tmp_path)
+    live = hosting.live_endpoint(ENDPOINT)
+    fake.add_config(
+        "demo-embedder-r1",
+        [
+            {
+                "VariantName": "Async-r1",
+                "ModelName": "demo-embedder-r1",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+    clock = StepClock()
+    Rollout(
+        config,
+        "r1",
+        plan=plan_rollout(config, live),
+        live=live,
+        model_name="demo-embedder-r1",
+        final_config="demo-embedder-r1",
+        ledger=ledger,
+        clock=clock,
+        wall=lambda: BASE_TIME + clock.now,
+        traffic=BakeTraffic([], lambda body: (None, 200), rate_per_s=0),
+    ).run()
+
+    assert [(e.resource_id, e.attrs["purpose"]) for e in ledger.find(AUTOSCALING_TARGET)] == [
+        (resource_id, "suspended")
+    ]
+    left = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert left == [], "the removed variant must be off autoscaling before UpdateEndpoint"
+    assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == "demo-embedder-r1"
