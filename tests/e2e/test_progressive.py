@@ -1,9 +1,8 @@
 """Progressive delivery through the release flow on a single-instance endpoint (variant_shift).
 
-Each model is a folder with a code/inference.py that answers a vector of its version number, so a
-test can tell which model served; a broken one raises (HTTP 500) on inputs containing "fail", which
-only the bake traffic of its release sends, the way a model breaks on part of production's inputs.
-Alarms use 10 s periods, so a whole shift takes seconds; the emulator evaluates them every 5 s.
+The models are the tiny code/inference.py folders of progressive_models.py: each answers its version
+number; a broken one fails (HTTP 500) on inputs only the bake traffic of its release sends. Alarms
+use 10 s periods, so a whole shift takes seconds; the emulator evaluates them every 5 s.
 """
 
 from __future__ import annotations
@@ -18,42 +17,19 @@ import boto3
 import pytest
 from conftest import E2E, REPO_ROOT, run_release, wait_for
 from inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from progressive_models import (
+    FAILING_PAYLOADS,
+    GOOD_PAYLOADS,
+    endpoint_configs,
+    model_folder,
+    release_artifact,
+    version_served,
+)
 
 from tasks import naming
 from tasks.config import ReleaseConfig
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
-
-INFERENCE = '''"""Model v{version}: [{version}] * 4 after {delay_s} s; raises on inputs with {fail_on!r}."""
-
-import json
-import time
-
-VERSION = {version}
-FAIL_ON = {fail_on!r}
-DELAY_S = {delay_s}
-
-
-def model_fn(model_dir):
-    return VERSION
-
-
-def predict_fn(data, model):
-    if FAIL_ON and FAIL_ON in json.dumps(data):
-        raise RuntimeError("this model cannot handle " + FAIL_ON)
-    time.sleep(DELAY_S)
-    return [float(model)] * 4
-'''
-
-
-def model_folder(root: Path, version: int, fail_on: str = "", delay_s: float = 0.0) -> Path:
-    folder = root / f"model-v{version}"
-    (folder / "code").mkdir(parents=True)
-    code = INFERENCE.format(version=version, fail_on=fail_on, delay_s=delay_s)
-    (folder / "code" / "inference.py").write_text(code)
-    return folder
 
 
 def shift_config(
@@ -71,31 +47,18 @@ def shift_config(
         release_id=f"e2e-{e2e.token}-{release}",
         model={"repo_id": None, "local_path": str(folder)},
         scaling={"enabled": False},
-        smoke={"payloads": payloads, "repeat": 1, "expect_dim": 4},
+        # The smoke test is the gate (checked on the new variant before it gets traffic); the bake
+        # traffic is what production sends, including inputs a broken model fails on.
+        smoke={"payloads": GOOD_PAYLOADS, "repeat": 1, "expect_dim": 4},
         rollout={
             "strategy": "variant_shift",
             "steps": [50],
             "bake_s": bake_s,
             "final_bake_s": 4,
             "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": max_p99_latency_ms, "period_s": 10},
-            "bake_traffic": {"rate_per_s": rate_per_s},
+            "bake_traffic": {"rate_per_s": rate_per_s, "payloads": payloads},
         },
     )
-
-
-GOOD_PAYLOADS: list[Any] = [{"inputs": "a release should be boring"}]
-
-
-def version_served(endpoint: str) -> float:
-    answer = boto3.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=endpoint, Body=json.dumps({"inputs": "which model?"}), ContentType="application/json"
-    )
-    return float(json.loads(answer["Body"].read())[0])
-
-
-def endpoint_configs(endpoint: str) -> set[str]:
-    listed = boto3.client("sagemaker").list_endpoint_configs(NameContains=endpoint)["EndpointConfigs"]
-    return {c["EndpointConfigName"] for c in listed}
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +102,9 @@ def test_a_good_model_shifts_in_steps_to_one_variant_and_keeps_the_previous_rele
     assert naming.endpoint_config_name(config, config.require_release_id, "shift") not in configs
     assert ledger(e2e.bucket, summary["release_id"])["state"] == "succeeded"
     # The artifact shows the shift as a chart and a table, one row per step.
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"release-{endpoint}"]))
-        )
-    ours = [str(a.data) for a in artifacts if f"# Release `{summary['release_id']}`" in str(a.data)]
-    assert ours, "the release published no markdown artifact"
-    assert "## Traffic shift: variant_shift — completed" in ours[0]
-    assert "data:image/svg+xml" in ours[0] and "| 2 | 100% on the new model" in ours[0]
+    artifact = release_artifact(endpoint, summary["release_id"])
+    assert "## Traffic shift: variant_shift — completed" in artifact
+    assert "data:image/svg+xml" in artifact and "| 2 | 100% on the new model" in artifact
 
 
 def test_a_model_failing_part_of_its_inputs_trips_the_error_alarm_and_traffic_returns(
@@ -155,8 +113,9 @@ def test_a_model_failing_part_of_its_inputs_trips_the_error_alarm_and_traffic_re
     endpoint = e2e.endpoint("shift")
     before = serving_config(endpoint)
     served_before = version_served(endpoint)
-    payloads = [*GOOD_PAYLOADS, {"inputs": "inputs that fail this model"}]
-    config = shift_config(e2e, "v3", model_folder(models, 3, fail_on="fail"), bake_s=40, payloads=payloads)
+    config = shift_config(
+        e2e, "v3", model_folder(models, 3, fail_on="fail"), bake_s=40, payloads=FAILING_PAYLOADS
+    )
     ok, summary = run_release(config)
     assert not ok
     alarm = naming.alarm_name(config, config.require_release_id, "5xx")
@@ -180,6 +139,30 @@ def test_a_slower_model_trips_the_latency_alarm_and_traffic_returns(
     alarm = naming.alarm_name(config, config.require_release_id, "p99-latency")
     assert "AlarmFired" in summary["error"] and alarm in summary["error"], summary["error"]
     _assert_rolled_back(e2e, summary, alarm, before, served_before)
+
+
+def test_a_model_failing_the_smoke_test_is_refused_before_any_traffic_reaches_it(
+    e2e: E2E, models: Path, first_release: dict[str, Any]
+) -> None:
+    """The new variant joins at weight 0 and is smoke-tested there (TargetVariant): a model that fails
+    the smoke payloads never gets a single production request, and the old one serves on alone."""
+    endpoint = e2e.endpoint("shift")
+    before = serving_config(endpoint)
+    served_before = version_served(endpoint)
+    folder = model_folder(models, 6, fail_on="boring")  # the smoke payload is "a release should be boring"
+    config = shift_config(e2e, "v6", folder, bake_s=40, payloads=GOOD_PAYLOADS)
+    ok, summary = run_release(config)
+    assert not ok
+    assert "SmokeFailed" in summary["error"] and "before traffic" in summary["error"], summary["error"]
+    assert summary["smoke_before_traffic"]["passed"] is False
+    assert summary["rollout"]["steps"] == [], "no traffic step may start after a failed smoke"
+    assert serving_config(endpoint) == before
+    assert version_served(endpoint) == served_before
+    assert ledger(e2e.bucket, summary["release_id"])["state"] == "unwound"
+    assert unresolved_entries(e2e.bucket, summary["release_id"]) == []
+    assert resources_of_release(summary["release_id"], e2e.bucket) == []
+    artifact = release_artifact(endpoint, summary["release_id"])
+    assert "Before traffic, on the new variant at weight 0:" in artifact
 
 
 def _assert_rolled_back(
