@@ -19,13 +19,15 @@ from typing import Any
 
 from tasks import aws, naming
 from tasks.config import ReleaseConfig
-from tasks.errors import ConfigError
+from tasks.errors import AlarmsAlreadyFiring, ConfigError, WaitTimeout
 from tasks.ledger import CLOUDWATCH_ALARM, Ledger
 from tasks.logs import run_logger
 from tasks.purpose import PURPOSE_KEY, ROLLOUT_GUARD, purpose_tag
+from tasks.waiting import Clock, poll_until
 
 NAMESPACE = "AWS/SageMaker"
 ALARM = "ALARM"
+UNCHECKED = "Unchecked"
 # SageMaker's AutoRollbackConfiguration takes at most 10 alarms.
 MAX_ROLLBACK_ALARMS = 10
 _DESCRIBE_BATCH = 100
@@ -161,6 +163,48 @@ def alarm_states(names: Sequence[str]) -> list[AlarmState]:
                     )
                 )
     return states
+
+
+def judged(state: AlarmState) -> bool:
+    """Evaluated at least once since it was created (CloudWatch's first reason is "Unchecked: ...")."""
+    return not state.reason.startswith(UNCHECKED)
+
+
+def await_quiet(
+    names: Sequence[str], *, endpoint: str, timeout_s: float, interval_s: float, clock: Clock | None = None
+) -> None:
+    """Wait until every alarm in `names` has been judged and none is in ALARM; AlarmsAlreadyFiring
+    when one still is after `timeout_s`, before anything about the endpoint changes.
+
+    Guard alarms watch the variant the old fleet reports under too, and a new alarm judges the latest
+    data it finds: right after a release that rolled back, that is the rolled-back release's errors.
+    SageMaker's auto-rollback acts the moment an alarm is in ALARM, so the update would be rolled back
+    for a fault that is not this release's. An alarm never judged within the limit does not block.
+    """
+
+    def settled(states: list[AlarmState]) -> bool:
+        return all(judged(s) and not s.firing for s in states)
+
+    try:
+        poll_until(
+            lambda: alarm_states(names),
+            is_done=settled,
+            failure_reason=lambda states: None,
+            status_of=lambda states: ", ".join(f"{s.name} {s.state}" for s in states),
+            resource=f"rollback alarms of endpoint {endpoint}",
+            timeout_s=timeout_s,
+            interval_s=interval_s,
+            clock=clock,
+        )
+    except WaitTimeout:
+        states = alarm_states(names)
+        still = [s for s in states if s.firing]
+        if still:
+            raise AlarmsAlreadyFiring(endpoint, [s.name for s in still], [s.reason for s in still]) from None
+        unjudged = [s.name for s in states if not judged(s)]
+        run_logger().warning(
+            "alarms %s were not evaluated within %.0f s; going ahead", ", ".join(unjudged), timeout_s
+        )
 
 
 def firing(names: Sequence[str]) -> list[AlarmState]:

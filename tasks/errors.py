@@ -192,6 +192,22 @@ class AlarmFired(ReleaseError):
         super().__init__(message, alarms=tuple(alarms), reasons=tuple(reasons), endpoint=endpoint)
 
 
+class AlarmsAlreadyFiring(ReleaseError):
+    """Rollback alarms were in ALARM before the update began: SageMaker would roll it back at once."""
+
+    alarms: tuple[str, ...]
+    endpoint: str
+
+    def __init__(self, endpoint: str, alarms: Sequence[str], reasons: Sequence[str]) -> None:
+        pairs = "; ".join(f"{name}: {reason}" for name, reason in zip(alarms, reasons, strict=True))
+        message = (
+            f"AlarmsAlreadyFiring on endpoint {endpoint} before the update: {pairs}; the endpoint was not "
+            "changed. The endpoint may be failing now, or the alarms still judge errors of a release that "
+            "just rolled back; fix: check the alarms' metrics, and release again once they are OK"
+        )
+        super().__init__(message, alarms=tuple(alarms), endpoint=endpoint)
+
+
 class UnwindFailed(ReleaseError):
     """Some resources of a release could not be deleted; the others were (the ledger says which)."""
 

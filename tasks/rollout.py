@@ -186,6 +186,18 @@ class Rollout:
         self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
         return self.report.rollback_alarms
 
+    def _await_quiet_alarms(self, names: list[str]) -> None:
+        """Before an update of a variant the old fleet shares, the rollback alarms must be judged and OK."""
+        settings = self.config.rollout.alarms
+        window_s = settings.period_s * settings.evaluation_periods
+        alarms.await_quiet(
+            names,
+            endpoint=self.endpoint,
+            timeout_s=min(self.timeout_s, 2 * window_s + 60),
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+
     def add_step(self, step: StepRecord) -> None:
         self.report.steps.append(step)  # the one place steps are added
         if self.on_step is not None:
@@ -326,6 +338,7 @@ class Rollout:
     def _guardrails(self) -> None:
         assert self.live is not None
         names = self._arm(self.report.new_variant)
+        self._await_quiet_alarms(names)
         request = deployment_config(self.plan, names, provisioning_s=self.timeout_s)
         final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
         scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)
@@ -381,7 +394,7 @@ class Rollout:
     def _update_then_bake(self) -> None:
         """Serverless and async endpoints: update at once, bake, go back on an alarm."""
         assert self.live is not None
-        self._arm(self.report.new_variant)
+        self._await_quiet_alarms(self._arm(self.report.new_variant))
         final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
         # An async endpoint scaled on a variant the update removes or re-types: SageMaker refuses the
         # update until that variant is off Application Auto Scaling.

@@ -9,8 +9,9 @@ import pytest
 from deploy_helpers import kinds, local_ledger, make_config
 
 from tasks import alarms, aws, unwind
-from tasks.errors import ConfigError
+from tasks.errors import AlarmsAlreadyFiring, ConfigError
 from tasks.ledger import CLOUDWATCH_ALARM
+from tasks.waiting import FakeClock
 
 pytestmark = pytest.mark.usefixtures("mocked_aws")
 
@@ -154,3 +155,46 @@ def test_after_success_earlier_guards_go_and_a_failing_retention_is_reported_not
     assert sorted(retired.deleted) == sorted(f"alarm {name}" for name in old)
     assert alarms.alarm_states(old) == []
     assert len(retired.failed) == 1 and retired.failed[0].startswith("older releases of demo-embedder")
+
+
+def _alarm(name: str) -> None:
+    aws.client("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
+def _set(name: str, state: str, reason: str) -> None:
+    aws.client("cloudwatch").set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+
+
+def test_await_quiet_returns_once_every_alarm_was_judged_and_none_fires() -> None:
+    _alarm("g-5xx")
+    _set("g-5xx", "OK", "Threshold Crossed: no datapoints were breaching")
+    clock = FakeClock()
+    alarms.await_quiet(["g-5xx"], endpoint="e", timeout_s=180, interval_s=5, clock=clock)
+    assert clock.now == 0
+
+
+def test_await_quiet_refuses_an_alarm_still_in_alarm_when_time_is_up() -> None:
+    _alarm("g-5xx")
+    _set("g-5xx", "ALARM", "Threshold Crossed: 1 datapoint [3.0] was greater than the threshold (0.0)")
+    clock = FakeClock()
+    with pytest.raises(AlarmsAlreadyFiring) as raised:
+        alarms.await_quiet(["g-5xx"], endpoint="e", timeout_s=180, interval_s=5, clock=clock)
+    assert raised.value.alarms == ("g-5xx",) and "the endpoint was not changed" in str(raised.value)
+    assert 175 <= clock.now <= 185
+
+
+def test_await_quiet_goes_ahead_when_an_alarm_is_never_evaluated() -> None:
+    _alarm("g-5xx")  # moto leaves it "Unchecked: Initial alarm creation"
+    assert not alarms.judged(alarms.alarm_states(["g-5xx"])[0])
+    clock = FakeClock()
+    alarms.await_quiet(["g-5xx"], endpoint="e", timeout_s=60, interval_s=5, clock=clock)
+    assert clock.now >= 55

@@ -16,7 +16,7 @@ from deploy_helpers import local_ledger, make_config
 from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
 
 from tasks import aws, hosting, progressive
-from tasks.errors import AlarmFired, EndpointRolledBack, WaitTimeout
+from tasks.errors import AlarmFired, AlarmsAlreadyFiring, EndpointRolledBack, WaitTimeout
 from tasks.ledger import (
     AUTOSCALING_TARGET,
     CLOUDWATCH_ALARM,
@@ -376,3 +376,31 @@ def test_an_async_update_that_renames_the_variant_takes_it_off_autoscaling_first
     left = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert left == [], "the removed variant must be off autoscaling before UpdateEndpoint"
     assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == "demo-embedder-r1"
+
+
+def test_an_alarm_already_firing_stops_the_guardrails_before_the_endpoint_changes(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """SageMaker would roll the update back the moment it starts: refuse it, naming the alarm."""
+    aws.client("cloudwatch").put_metric_alarm(
+        AlarmName="team-kpi",
+        Namespace="Team",
+        MetricName="Conversions",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+    )
+    aws.client("cloudwatch").set_alarm_state(
+        AlarmName="team-kpi", StateValue="ALARM", StateReason="Threshold Crossed: conversions dropped"
+    )
+    fake.configs["old-config"]["ProductionVariants"][0]["InitialInstanceCount"] = 4
+    fake.add_endpoint(ENDPOINT, "old-config")
+    config = release_config(
+        strategy="canary", count=4, alarms={"period_s": 10, "extra_alarm_names": ["team-kpi"]}
+    )
+    with pytest.raises(AlarmsAlreadyFiring, match="team-kpi"):
+        rollout(config, fake, local_ledger(tmp_path), StepClock()).run()
+    assert fake.called("UpdateEndpoint") == []
+    assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == "old-config"

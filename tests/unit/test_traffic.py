@@ -42,7 +42,7 @@ def test_no_rate_sends_nothing_and_needs_no_payloads() -> None:
     traffic.start(1.0)
     traffic.stop()
     assert traffic.sent == 0 and not traffic.enabled
-    with pytest.raises(ValueError, match=r"smoke\.payloads"):
+    with pytest.raises(ValueError, match=r"rollout\.bake_traffic\.payloads"):
         BakeTraffic([], lambda body: (None, 200), rate_per_s=1)
 
 
