@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prefect import task
+
 from tasks.config import ReleaseConfig
 from tasks.deploy import inspect_endpoint
 from tasks.hosting import LiveEndpoint
 from tasks.progressive import plan_traffic_shift
+from tasks.retry import task_options
 from tasks.rollout_plan import RolloutPlan
 
 
@@ -29,6 +32,8 @@ class Preflight:
     plan: RolloutPlan | None
 
 
+# Retried like any describe on transient errors; a ConfigError (a ReleaseError) is never retried.
+@task(name="preflight", **task_options())
 def preflight(config: ReleaseConfig) -> Preflight:
     """Describe the live endpoint and plan the rollout; ConfigError when the plan cannot work on it.
 
@@ -37,5 +42,5 @@ def preflight(config: ReleaseConfig) -> Preflight:
     """
     if config.endpoint.type == "batch":
         return Preflight(None, None)
-    live = inspect_endpoint(config.endpoint.name)
-    return Preflight(live, plan_traffic_shift(config, live))
+    live = inspect_endpoint.fn(config.endpoint.name)
+    return Preflight(live, plan_traffic_shift.fn(config, live))

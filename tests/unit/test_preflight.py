@@ -9,8 +9,9 @@ import pytest
 from deploy_helpers import ROLE, make_config
 
 from tasks.errors import ConfigError, ResourceFailed
-from tasks.preflight import preflight
+from tasks.preflight import preflight as preflight_task
 
+preflight = preflight_task.fn  # the task's body: no Prefect API needed
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:1"
 
 
