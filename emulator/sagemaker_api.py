@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import arns, guardrails, images
+from emulator.code_version import code_version
 from emulator.endpoints import IN_PROGRESS, EndpointEngine, config_instances, endpoint_fields_from_config
 from emulator.errors import (
     AwsError,
@@ -634,7 +635,14 @@ def build_app(api: SageMakerApi) -> Starlette:
         return JSONResponse(result, headers={"x-amzn-RequestId": request_id}, media_type=JSON_CONTENT_TYPE)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "service": "sagemaker", "endpoints": len(api.store.endpoints)})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "service": "sagemaker",
+                "endpoints": len(api.store.endpoints),
+                "code_version": code_version(),
+            }
+        )
 
     return Starlette(
         routes=[Route("/", dispatch, methods=["POST"]), Route("/_emulator/health", health, methods=["GET"])]

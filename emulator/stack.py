@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from emulator import settings
+from emulator.code_version import code_version
 
 START_TIMEOUT = float(os.environ.get("SAGEMAKER_RELEASE_START_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
@@ -44,6 +45,8 @@ class Part:
     marker: str  # appears in the process's command line; guards against stopping a recycled pid
     command: Callable[[Path], list[str]]
     prepare: Callable[[Path], None] = field(default=lambda state: None)
+    # The code the checkout would start; compared with what the first health URL reports.
+    code_version: Callable[[], str] | None = None
 
     def pid_file(self, state: Path) -> Path:
         return state / "pids" / f"{self.name}.pid"
@@ -106,6 +109,7 @@ PARTS: tuple[Part, ...] = (
         ),
         marker="emulator.server",
         command=lambda state: [sys.executable, "-m", "emulator.server", "--state", str(state)],
+        code_version=code_version,
     ),
     Part(
         name="hub",
@@ -149,6 +153,33 @@ def healthy(p: Part) -> bool:
             return False
         if not 200 <= response.status_code < 300:
             return False
+    return True
+
+
+def reported_code_version(p: Part) -> str | None:
+    try:
+        answer = httpx.get(p.health_urls[0], timeout=2.0).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return str(answer.get("code_version")) if isinstance(answer, dict) else None
+
+
+def _outdated(p: Part, state: Path) -> bool:
+    """True when `p` runs other code than the checkout and was stopped here so `up` starts it again."""
+    if p.code_version is None:
+        return False
+    running, expected = reported_code_version(p), p.code_version()
+    if running == expected:
+        return False
+    if not stop(p, state):
+        progress(
+            f"{p.name} on {settings.HOST}:{p.port} runs other code ({running}, checkout {expected}) but "
+            "was not started by this checkout; leaving it alone"
+        )
+        return False
+    progress(
+        f"stopped {p.name}: it ran other code ({running}) than this checkout ({expected}); starting it again"
+    )
     return True
 
 
@@ -270,7 +301,7 @@ def up(names: Iterable[str] = PART_NAMES, timeout: float = START_TIMEOUT) -> lis
     wanted = [part(n) for n in names]
     spawned: dict[str, subprocess.Popen[bytes] | None] = {}
     for p in wanted:
-        if healthy(p):
+        if healthy(p) and not _outdated(p, state):
             progress(f"{p.name} is already up on {settings.HOST}:{p.port}")
             continue
         if _port_taken(p.port):

@@ -1,85 +1,26 @@
 """A batch release end to end: the real serving image scores CSV lines from S3 with a transform job.
 
 The release (endpoint.type batch) packages and uploads MiniLM, builds the image, creates the model and
-runs a transform job that leaves no endpoint. The job runs on a SageMaker emulator of this checkout
-(a private one: its own state and ports, the stack's moto and registry), reached through the standard
-AWS_ENDPOINT_URL_SAGEMAKER variable. Its failure path: a model that cannot load fails the job, so the
-release fails and leaves nothing behind.
+runs a transform job that leaves no endpoint; the stack's SageMaker emulator runs the serving container
+over the S3 inputs. Its failure path: a model that cannot load fails the job, so the release fails and
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
-import docker
-import httpx
 import pytest
 from botocore.exceptions import ClientError
-from conftest import E2E, REPO_ROOT, free_port, run_release
+from conftest import E2E, run_release
 from inspect_stack import ledger, resources_of_release, unresolved_entries
 
-from tasks import aws, naming
+from tasks import naming
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
 SENTENCES = ["SageMaker releases should be boring", "batch jobs read S3", "one embedding per line"]
-
-
-@pytest.fixture
-def transform_emulator(e2e: E2E, tmp_path: Path) -> Iterator[str]:
-    """This checkout's emulator on free ports, as the release's SageMaker; its containers go at the end."""
-    state = tmp_path / "emulator-state"
-    state.mkdir()
-    control, runtime = free_port(), free_port()
-    log = (state / "emulator.log").open("wb")
-    command = [sys.executable, "-m", "emulator.server", "--state", str(state)]
-    command += ["--control-port", str(control), "--runtime-port", str(runtime)]
-    server = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env={**os.environ, **e2e.env, "SAGEMAKER_RELEASE_STATE_DIR": str(state)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{control}"
-    patch = pytest.MonkeyPatch()
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(f"{url}/_emulator/health"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the emulator did not start: {(state / 'emulator.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{runtime}")
-        aws.reset_clients()
-        yield str(state)
-    finally:
-        patch.undo()
-        aws.reset_clients()
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
-        owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
-        client = docker.from_env()
-        for container in client.containers.list(
-            all=True, filters={"label": f"sagemaker-release.owner={owner}"}
-        ):
-            container.remove(force=True)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _inputs(e2e: E2E, folder: str) -> None:
@@ -121,7 +62,7 @@ def _rows(e2e: E2E, key: str) -> list[list[float]]:
     return [[float(cell) for cell in line.split(",")] for line in body.splitlines()]
 
 
-def test_a_batch_release_writes_one_embedding_per_input_line(e2e: E2E, transform_emulator: str) -> None:
+def test_a_batch_release_writes_one_embedding_per_input_line(e2e: E2E) -> None:
     folder = f"batch-{e2e.token}"
     _inputs(e2e, folder)
     config = _batch_config(e2e, "batch", folder)
@@ -137,9 +78,7 @@ def test_a_batch_release_writes_one_embedding_per_input_line(e2e: E2E, transform
     assert job["TransformJobStatus"] == "Completed"
 
 
-def test_a_failed_transform_job_fails_the_release_and_leaves_nothing(
-    e2e: E2E, transform_emulator: str
-) -> None:
+def test_a_failed_transform_job_fails_the_release_and_leaves_nothing(e2e: E2E) -> None:
     folder = f"batch-fail-{e2e.token}"
     _inputs(e2e, folder)
     config = _batch_config(e2e, "batchfail", folder, endpoint={"environment": {"HF_TASK": "no-such-task"}})

@@ -103,3 +103,28 @@ def test_part_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> Non
         local_stack._wait_healthy(broken, tmp_path, process, timeout=30)
     assert "broken exited with code 3" in str(raised.value)
     assert "cannot bind, giving up" in str(raised.value)
+
+
+def test_up_restarts_an_emulator_it_started_from_other_code(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """After a `git pull` the running emulator still serves the old code; `up` must not keep it."""
+    import dataclasses
+
+    sagemaker = local_stack.part("sagemaker")
+    state = settings.state_dir()
+    before = local_stack._read_pid(sagemaker.pid_file(state))
+    if before is None:
+        pytest.skip("the running emulator was not started from this checkout's state folder")
+    running = local_stack.reported_code_version(sagemaker)
+    assert running is not None and len(running) == 16
+    # The checkout "moved on": it would start other code than the running emulator reports.
+    moved_on = dataclasses.replace(sagemaker, code_version=lambda: "0" * 16)
+    monkeypatch.setattr(
+        local_stack, "PARTS", tuple(moved_on if p.name == "sagemaker" else p for p in local_stack.PARTS)
+    )
+    assert local_stack.up(["sagemaker"]) == ["sagemaker"]
+    after = local_stack._read_pid(sagemaker.pid_file(state))
+    assert after is not None and after != before
+    assert local_stack.healthy(sagemaker)
+    assert "ran other code" in capfd.readouterr().err
