@@ -26,4 +26,3 @@ def code_version(root: Path = PACKAGE, exclude: tuple[str, ...] = ("hub",)) -> s
         digest.update(f"{relative}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
