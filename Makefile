@@ -57,7 +57,7 @@ test: venv
 	@set -euo pipefail; \
 	  export SERVING_IMAGE=$$(scripts/build-image.sh | tail -n 1); \
 	  export SAGEMAKER_RELEASE_BASE_IMAGE=$$(scripts/ensure-base-image.sh | tail -n 1); \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	  PY=$(PY) scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-unit: venv
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
