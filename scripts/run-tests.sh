@@ -16,14 +16,9 @@ logs="$root/.state/logs"
 mkdir -p "$logs"
 
 alongside=(tests/unit tests/container)
-stack_layers=()
-for folder in tests/*/; do
-    folder=${folder%/}
-    case "$folder" in
-        tests/unit | tests/container) ;;
-        *) stack_layers+=("$folder") ;;
-    esac
-done
+# The stack run is `tests` minus those, not a list of folders: given several folders, pytest loads their
+# conftest.py files up front, and the last one loaded shadows the others as the module `conftest`.
+stack_layers=(tests --ignore=tests/unit --ignore=tests/container)
 
 log="$logs/test-unit-container.log"
 echo "==> ${alongside[*]} run alongside the stack layers (output at the end; log: $log)" >&2
@@ -32,7 +27,7 @@ alongside_pid=$!
 # Whatever ends this script (Ctrl-C, a CI timeout) ends the other run too.
 trap 'kill "$alongside_pid" 2>/dev/null' EXIT
 
-echo "==> ${stack_layers[*]}" >&2
+echo "==> tests (but unit and container)" >&2
 PREFECT_HOME="$root/.state/prefect-home-stack" "$PY" -m pytest "${stack_layers[@]}" "$@"
 stack_rc=$?
 
@@ -43,7 +38,7 @@ echo
 echo "==> ${alongside[*]} (exit $alongside_rc):"
 cat "$log"
 echo
-echo "==> ${stack_layers[*]}: exit $stack_rc; ${alongside[*]}: exit $alongside_rc"
+echo "==> stack layers: exit $stack_rc; ${alongside[*]}: exit $alongside_rc"
 if ((stack_rc != 0)); then
     exit "$stack_rc"
 fi
