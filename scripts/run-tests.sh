@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The whole suite as `make test` runs it: two pytest runs side by side.
+# The whole suite as `make test` runs it: three pytest runs side by side on one local stack.
 #
-#   scripts/run-tests.sh [pytest args...]   # args go to both runs (e.g. -x, -k expr)
+#   scripts/run-tests.sh [pytest args...]   # args go to every run (e.g. -x, -k expr)
 #
-# The local-stack layers (every tests/* folder but unit and container) spend most of their time waiting
-# on containers, alarm periods and bakes, not on the CPU; the unit and container layers need no stack.
-# Run back to back they took 18 min; side by side the suite ends with the stack layers. Each run has its
-# own Prefect home (their ephemeral API servers would otherwise share one SQLite file). Either run
-# failing, or collecting no test at all (pytest exits 5), fails the whole.
+# tests/e2e and tests/emulator spend most of their time waiting on containers, alarm periods and bakes,
+# not on the CPU, and tests/unit + tests/container need no stack: back to back they took 18 min on a
+# clean clone. Each run has its own Prefect home (their ephemeral API servers would otherwise share one
+# SQLite file). The stack is started here, before the runs, so that no run's `stack` fixture owns it and
+# stops it under the others; it is stopped here at the end if it was not up before. Any run failing, or
+# collecting no test at all (pytest exits 5), fails the whole.
 set -uo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -15,31 +16,76 @@ root=$(pwd)
 logs="$root/.state/logs"
 mkdir -p "$logs"
 
-alongside=(tests/unit tests/container)
-# The stack run is `tests` minus those, not a list of folders: given several folders, pytest loads their
-# conftest.py files up front, and the last one loaded shadows the others as the module `conftest`.
-stack_layers=(tests --ignore=tests/unit --ignore=tests/container)
+# name | pytest arguments. The first runs in the foreground; the others' output follows at the end.
+# Every folder of tests/ must be in exactly one run (checked below).
+runs=(
+    "e2e|tests/e2e"
+    "emulator|tests/emulator"
+    "unit-container|tests/unit tests/container"
+)
+covered=" "
+for run in "${runs[@]}"; do covered+="${run#*|} "; done
+for folder in tests/*/; do
+    folder=${folder%/}
+    [[ $folder == */__pycache__ ]] && continue
+    if [[ $covered != *" $folder "* ]]; then
+        echo "run-tests: $folder is in no run; add it to scripts/run-tests.sh" >&2
+        exit 1
+    fi
+done
 
-log="$logs/test-unit-container.log"
-echo "==> ${alongside[*]} run alongside the stack layers (output at the end; log: $log)" >&2
-PREFECT_HOME="$root/.state/prefect-home-unit" "$PY" -m pytest "${alongside[@]}" "$@" >"$log" 2>&1 &
-alongside_pid=$!
-# Whatever ends this script (Ctrl-C, a CI timeout) ends the other run too.
-trap 'kill "$alongside_pid" 2>/dev/null' EXIT
+before=$("$PY" -c "from emulator import stack; print(' '.join(stack.running_parts()))") || exit 1
+"$PY" -m emulator up >/dev/null || exit 1
+started=()
+for part in $("$PY" -c "from emulator import stack; print(' '.join(stack.PART_NAMES))"); do
+    [[ " $before " == *" $part "* ]] || started+=("$part")
+done
 
-echo "==> tests (but unit and container)" >&2
-PREFECT_HOME="$root/.state/prefect-home-stack" "$PY" -m pytest "${stack_layers[@]}" "$@"
-stack_rc=$?
+pids=()
+stop_all() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+    if ((${#started[@]})); then "$PY" -m emulator down "${started[@]}" >&2; fi
+}
+# Whatever ends this script (Ctrl-C, a CI timeout, the end) ends the other runs and the stack it started.
+trap stop_all EXIT
 
-wait "$alongside_pid"
-alongside_rc=$?
-trap - EXIT
+run_pytest() {  # name, pytest arguments...
+    local name=$1
+    shift
+    # shellcheck disable=SC2086  # the folders of a run are separate arguments
+    PREFECT_HOME="$root/.state/prefect-home-$name" "$PY" -m pytest "$@"
+}
+
+for run in "${runs[@]:1}"; do
+    name=${run%%|*}
+    echo "==> ${run#*|}: alongside (output at the end; log: $logs/test-$name.log)" >&2
+    # shellcheck disable=SC2086
+    run_pytest "$name" ${run#*|} "$@" >"$logs/test-$name.log" 2>&1 &
+    pids+=($!)
+done
+first=${runs[0]}
+echo "==> ${first#*|}" >&2
+# shellcheck disable=SC2086
+run_pytest "${first%%|*}" ${first#*|} "$@"
+codes=("$?")
+for pid in "${pids[@]}"; do
+    wait "$pid"
+    codes+=("$?")
+done
+pids=()
+
+summary=""
+failed=0
+for i in "${!runs[@]}"; do
+    name=${runs[$i]%%|*}
+    if ((i > 0)); then
+        echo
+        echo "==> ${runs[$i]#*|} (exit ${codes[$i]}):"
+        cat "$logs/test-$name.log"
+    fi
+    summary+=" $name: exit ${codes[$i]};"
+    if ((codes[i] != 0 && failed == 0)); then failed=${codes[$i]}; fi
+done
 echo
-echo "==> ${alongside[*]} (exit $alongside_rc):"
-cat "$log"
-echo
-echo "==> stack layers: exit $stack_rc; ${alongside[*]}: exit $alongside_rc"
-if ((stack_rc != 0)); then
-    exit "$stack_rc"
-fi
-exit "$alongside_rc"
+echo "==>${summary}"
+exit "$failed"
