@@ -114,7 +114,7 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
                 variant=variant["VariantName"],
                 model_name=variant["ModelName"],
                 image=container.get("Image"),
-                model_data=_model_data_of(container),
+                model_data=model_data_of(container),
                 environment=dict(container.get("Environment") or {}),
                 instance_type=variant.get("InstanceType"),
                 instance_count=variant.get("InitialInstanceCount"),
@@ -132,7 +132,8 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
     )
 
 
-def _model_data_of(container: Mapping[str, Any]) -> ModelData | None:
+def model_data_of(container: Mapping[str, Any]) -> ModelData | None:
+    """The model data of one container of a DescribeModel answer (ModelDataUrl or ModelDataSource)."""
     if container.get("ModelDataUrl"):
         return ModelData(str(container["ModelDataUrl"]), "Gzip")
     source = (container.get("ModelDataSource") or {}).get("S3DataSource")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from tasks import aws, model_refs, naming
+from tasks import aws, hosting, model_refs, naming
 from tasks.config import StorageConfig
 from tasks.logs import run_logger
 from tasks.rollback import ReleaseConfigRef, release_configs
@@ -131,13 +131,7 @@ def _data_urls(model_name: str) -> list[str]:
             return []
         raise
     containers = [described.get("PrimaryContainer") or {}, *described.get("Containers", [])]
-    urls = [str(c["ModelDataUrl"]) for c in containers if c.get("ModelDataUrl")]
-    urls += [
-        str(c["ModelDataSource"]["S3DataSource"]["S3Uri"])
-        for c in containers
-        if c.get("ModelDataSource", {}).get("S3DataSource", {}).get("S3Uri")
-    ]
-    return urls
+    return [data.url for data in map(hosting.model_data_of, containers) if data is not None]
 
 
 def _deleter(*, config: str | None = None, model: str | None = None) -> Callable[[], object]:
