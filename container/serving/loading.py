@@ -55,4 +55,6 @@ def _load_predictor(settings: Settings) -> Predictor:
     task = resolve_task(settings.model_dir, settings.hf_task)
     placement = choose_placement(settings.device, settings.dtype)
     log.info("task %s on %s in %s", task, placement.device, settings.dtype)
-    return build_predictor(settings.model_dir, task, placement, settings.max_batch_size)
+    return build_predictor(
+        settings.model_dir, task, placement, settings.max_batch_size, settings.pack_sequences
+    )

@@ -53,6 +53,8 @@ class Settings:
     torch_threads: int
     max_batch_size: int
     max_batch_delay_s: float
+    # Feature extraction lays a batch's texts end to end instead of padding them, where the model allows.
+    pack_sequences: bool
     max_payload_bytes: int
     request_timeout_s: float
     graceful_timeout_s: float
@@ -77,6 +79,7 @@ class Settings:
             torch_threads=threads,
             max_batch_size=_int(env, "SERVING_MAX_BATCH_SIZE", 32, minimum=1),
             max_batch_delay_s=_float(env, "SERVING_MAX_BATCH_DELAY_MS", 5.0, minimum=0.0) / 1000.0,
+            pack_sequences=_choice(env, "SERVING_PACK_SEQUENCES", "auto", ("auto", "off")) == "auto",
             max_payload_bytes=int(_float(env, "SERVING_MAX_PAYLOAD_MB", 6.0, minimum=0.0) * MIB),
             request_timeout_s=_float(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0.001),
             graceful_timeout_s=_float(env, "SERVING_GRACEFUL_TIMEOUT", 25.0, minimum=0.0),

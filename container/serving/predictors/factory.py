@@ -12,11 +12,13 @@ from serving.predictors.seq2seq import Seq2SeqGenerator, is_seq2seq_task
 from serving.predictors.token_features import TokenFeatures
 
 
-def build_predictor(folder: Path, task: str, placement: Placement, max_batch_size: int) -> Predictor:
+def build_predictor(
+    folder: Path, task: str, placement: Placement, max_batch_size: int, pack_sequences: bool = True
+) -> Predictor:
     if task == "feature-extraction":
         if is_sentence_transformers(folder):
-            return SentenceEmbedder(folder, placement)
-        return TokenFeatures(folder, placement)
+            return SentenceEmbedder(folder, placement, pack_sequences)
+        return TokenFeatures(folder, placement, pack_sequences)
     if is_seq2seq_task(task):
         return Seq2SeqGenerator(folder, task, placement)
     return PipelinePredictor(folder, task, placement, max_batch_size)

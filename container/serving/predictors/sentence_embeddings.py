@@ -21,6 +21,7 @@ from serving.errors import BadRequest, ModelLoadError
 from serving.predictors.base import require_known_parameters, require_texts
 from serving.predictors.hf_files import load_model, load_tokenizer, read_json
 from serving.predictors.length_buckets import run_bucketed
+from serving.predictors.packed_sequences import PackedEncoder, pad_rows
 from serving.predictors.pooling import PoolingConfig, pool
 
 MARKER_FILES = ("modules.json", "sentence_bert_config.json")
@@ -157,7 +158,7 @@ class SentenceEmbedder:
 
     task = "feature-extraction"
 
-    def __init__(self, folder: Path, placement: Placement) -> None:
+    def __init__(self, folder: Path, placement: Placement, pack_sequences: bool = True) -> None:
         from transformers import AutoModel
 
         self.layout = read_layout(folder)
@@ -168,6 +169,11 @@ class SentenceEmbedder:
         self.after_pooling = nn.Sequential(*self.layout.after_pooling).to(placement.device).eval()
         self.max_length = self._max_length()
         self._prompt_lengths: dict[str, int] = {}
+        self.packed = (
+            PackedEncoder.try_enable(self.model, self.tokenizer, self.max_length, self.device)
+            if pack_sequences
+            else None
+        )
 
     def _max_length(self) -> int | None:
         if self.layout.max_seq_length:
@@ -206,14 +212,23 @@ class SentenceEmbedder:
         if self.layout.do_lower_case:
             texts = [text.lower() for text in texts]
         prompt_length = self._prompt_length(prompt) if prompt else None
+        if self.packed is not None:
+            token_embeddings, mask = pad_rows(self.packed.token_rows(texts))
+            return self._sentence_embeddings(token_embeddings, mask, prompt_length)
 
         def forward(batch: Any) -> list[Any]:
             with torch.inference_mode():
                 token_embeddings = self.model(**batch).last_hidden_state
-                pooled = pool(token_embeddings, batch["attention_mask"], self.layout.pooling, prompt_length)
-                return list(self.after_pooling(pooled.float()).cpu().tolist())
+            return self._sentence_embeddings(token_embeddings, batch["attention_mask"], prompt_length)
 
         return run_bucketed(self.tokenizer, texts, self.max_length, self.device, forward)
+
+    def _sentence_embeddings(
+        self, token_embeddings: torch.Tensor, mask: torch.Tensor, prompt_length: int | None
+    ) -> list[Any]:
+        with torch.inference_mode():
+            pooled = pool(token_embeddings, mask, self.layout.pooling, prompt_length)
+            return list(self.after_pooling(pooled.float()).cpu().tolist())
 
     def _prompt_length(self, prompt: str) -> int:
         if prompt not in self._prompt_lengths:
