@@ -24,6 +24,7 @@ from isal import isal_zlib
 DEFLATE_WINDOW = 32 * 1024
 DEFAULT_BLOCK_SIZE = 1 << 20
 _MEM_LEVEL = 9
+_FEED = 256 * 1024
 _GZIP_HEADER = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, 0, 0xFF)  # no name, mtime 0, OS unknown
 
 Buffer = bytes | bytearray | memoryview
@@ -33,14 +34,19 @@ class BinaryWriter(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-def _compress_block(level: int, block: memoryview, zdict: memoryview | None, last: bool) -> tuple[bytes, int]:
+def _compress_block(
+    level: int, block: memoryview, zdict: memoryview | None, last: bool
+) -> tuple[list[bytes], int]:
     if zdict is not None and len(zdict):
         compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL, zdict=zdict)
     else:
         compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL)
-    data = compressor.compress(block)
-    data += compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
-    return data, isal_zlib.crc32(block)
+    # Fed a whole block at once, isal grows its output buffer to the block's size as it goes, which cost a
+    # quarter of the compression CPU; in fixed pieces the output comes in small, reused allocations.
+    # The piece size is a constant, so the bytes out still depend only on the bytes in.
+    parts = [compressor.compress(block[start : start + _FEED]) for start in range(0, len(block), _FEED)]
+    parts.append(compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH))
+    return parts, isal_zlib.crc32(block)
 
 
 class ParallelGzipWriter:
@@ -72,7 +78,7 @@ class ParallelGzipWriter:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gzip")
         # Enough queued blocks that workers keep busy while the writer thread waits for a CPU.
         self._max_in_flight = 8 * threads
-        self._in_flight: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
+        self._in_flight: deque[tuple[Future[tuple[list[bytes], int]], int]] = deque()
         self._pending = bytearray()
         self._previous: memoryview | None = None
         self._crc = 0
@@ -109,8 +115,9 @@ class ParallelGzipWriter:
 
     def _drain_one(self) -> None:
         future, length = self._in_flight.popleft()
-        compressed, crc = future.result()
-        self._out.write(compressed)
+        parts, crc = future.result()
+        for part in parts:
+            self._out.write(part)
         self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
         self._size += length
         if self._on_block is not None:
