@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Protocol
@@ -34,8 +34,43 @@ class BinaryWriter(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+def _pieces(segments: Sequence[memoryview], size: int) -> Iterator[Buffer]:
+    """The block `segments` make up, in consecutive pieces of `size` bytes (the last may be shorter).
+
+    A piece inside one segment is a view of it; only a piece that spans two segments is copied."""
+    carry: list[memoryview] = []
+    carried = 0
+    for segment in segments:
+        offset = 0
+        if carried:
+            take = min(size - carried, len(segment))
+            carry.append(segment[:take])
+            carried += take
+            offset = take
+            if carried < size:
+                continue
+            yield b"".join(carry)
+            carry, carried = [], 0
+        while len(segment) - offset >= size:
+            yield segment[offset : offset + size]
+            offset += size
+        if offset < len(segment):
+            carry.append(segment[offset:])
+            carried = len(segment) - offset
+    if carried:
+        yield b"".join(carry)
+
+
+def _tail(segments: Sequence[memoryview], size: int) -> memoryview:
+    """The last `size` bytes of a block given as segments (a view when the last segment holds them)."""
+    if segments and len(segments[-1]) >= size:
+        return segments[-1][-size:]
+    joined = b"".join(segments)
+    return memoryview(joined)[-size:]
+
+
 def _compress_block(
-    level: int, block: memoryview, zdict: memoryview | None, last: bool
+    level: int, segments: Sequence[memoryview], zdict: memoryview | None, last: bool
 ) -> tuple[list[bytes], int]:
     if zdict is not None and len(zdict):
         compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL, zdict=zdict)
@@ -43,17 +78,21 @@ def _compress_block(
         compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, _MEM_LEVEL)
     # Fed a whole block at once, isal grows its output buffer to the block's size as it goes, which cost a
     # quarter of the compression CPU; in fixed pieces the output comes in small, reused allocations.
-    # The piece size is a constant, so the bytes out still depend only on the bytes in.
-    parts = [compressor.compress(block[start : start + _FEED]) for start in range(0, len(block), _FEED)]
+    # The pieces are cut at fixed offsets of the block, so the bytes out depend only on the bytes in.
+    parts = [compressor.compress(piece) for piece in _pieces(segments, _FEED)]
     parts.append(compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH))
-    return parts, isal_zlib.crc32(block)
+    crc = 0
+    for segment in segments:
+        crc = isal_zlib.crc32(segment, crc)
+    return parts, crc
 
 
 class ParallelGzipWriter:
     """Write-only gzip stream; `close()` (or leaving the `with` block) writes the last block and trailer.
 
-    Buffers passed to `write` must stay unchanged until `flush()` or `close()` returns: blocks cut from
-    them are compressed later, in other threads, without a copy.
+    Buffers passed to `write` must stay unchanged until `flush()` or `close()` returns: blocks are
+    compressed later, in other threads, straight from them -- a block that spans two writes is kept as
+    views of both, not copied.
     """
 
     def __init__(
@@ -79,7 +118,8 @@ class ParallelGzipWriter:
         # Enough queued blocks that workers keep busy while the writer thread waits for a CPU.
         self._max_in_flight = 8 * threads
         self._in_flight: deque[tuple[Future[tuple[list[bytes], int]], int]] = deque()
-        self._pending = bytearray()
+        self._pending: list[memoryview] = []
+        self._pending_size = 0
         self._previous: memoryview | None = None
         self._crc = 0
         self._size = 0
@@ -91,25 +131,22 @@ class ParallelGzipWriter:
             raise ValueError("write to a closed ParallelGzipWriter")
         view = memoryview(data).cast("B")
         total = len(view)
-        if self._pending:
-            take = min(self._block_size - len(self._pending), len(view))
-            self._pending += view[:take]
+        while view:
+            take = min(self._block_size - self._pending_size, len(view))
+            self._pending.append(view[:take])
+            self._pending_size += take
             view = view[take:]
-            if len(self._pending) == self._block_size:
-                self._submit(memoryview(bytes(self._pending)), last=False)
-                self._pending.clear()
-        # Whole blocks straight from the caller's buffer, then keep the tail for the next write.
-        while len(view) >= self._block_size:
-            self._submit(view[: self._block_size], last=False)
-            view = view[self._block_size :]
-        self._pending += view
+            if self._pending_size == self._block_size:
+                self._submit(last=False)
         return total
 
-    def _submit(self, block: memoryview, *, last: bool) -> None:
-        zdict = self._previous[-DEFLATE_WINDOW:] if self._previous is not None else None
-        future = self._pool.submit(_compress_block, self._level, block, zdict, last)
-        self._in_flight.append((future, len(block)))
-        self._previous = block
+    def _submit(self, *, last: bool) -> None:
+        segments, length = self._pending, self._pending_size
+        self._pending, self._pending_size = [], 0
+        future = self._pool.submit(_compress_block, self._level, segments, self._previous, last)
+        self._in_flight.append((future, length))
+        if length:
+            self._previous = _tail(segments, min(DEFLATE_WINDOW, length))
         while len(self._in_flight) > self._max_in_flight:
             self._drain_one()
 
@@ -128,16 +165,17 @@ class ParallelGzipWriter:
         release the buffers it wrote (the partial block and the dictionary are kept as copies)."""
         while self._in_flight:
             self._drain_one()
+        if self._pending:
+            self._pending = [memoryview(b"".join(self._pending))]
         if self._previous is not None:
-            self._previous = memoryview(bytes(self._previous[-DEFLATE_WINDOW:]))
+            self._previous = memoryview(bytes(self._previous))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._submit(memoryview(bytes(self._pending)), last=True)
-            self._pending.clear()
+            self._submit(last=True)
             while self._in_flight:
                 self._drain_one()
             self._out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
@@ -165,5 +203,5 @@ class ParallelGzipWriter:
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._in_flight.clear()
-        self._pending.clear()
+        self._pending, self._pending_size = [], 0
         self._previous = None
