@@ -154,6 +154,7 @@ def _release(
     snapshot = download_model(config.model)
     report.model_source, report.model_commit = config.model.describe(), snapshot.commit
     artifact = package_model(snapshot, config.packaging)
+    report.package_reused = artifact.reused
     uploaded = upload_model(artifact, config.storage, ledger)
     model_data = ModelData(uploaded.model_data_url, uploaded.compression)
     report.model_data_url, report.uploaded_bytes = uploaded.model_data_url, uploaded.uploaded_bytes

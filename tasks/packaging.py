@@ -27,6 +27,7 @@ from typing import IO, Literal
 
 from prefect import task
 
+from tasks import package_cache
 from tasks.config import PackagingConfig
 from tasks.errors import PackagingFailed
 from tasks.logs import run_logger
@@ -58,6 +59,7 @@ class ModelArtifact:
 
     `digest` is the archive's sha256, or for a prefix the sha256 of its manifest; it names the S3 key.
     `files` are the model's relative paths; `file_digests` (prefix only) their sizes and sha256s.
+    `reused`: the archive was already on this worker from an earlier release of the same files.
     """
 
     kind: Literal["tar.gz", "prefix"]
@@ -67,6 +69,7 @@ class ModelArtifact:
     source_bytes: int
     files: tuple[str, ...]
     file_digests: tuple[FileDigest, ...] = ()
+    reused: bool = False
 
     @property
     def compression(self) -> Literal["Gzip", "None"]:
@@ -226,6 +229,7 @@ def prune_packages(folder: Path, max_age_s: float, now: float | None = None) -> 
                 removed.append(archive)
         except FileNotFoundError:  # another release on this worker pruned it first
             continue
+    package_cache.prune(folder, max_age_s, now)
     return removed
 
 
@@ -248,6 +252,16 @@ def build_artifact(
     else:
         out = out_dir
     out.mkdir(parents=True, exist_ok=True)
+    archive_format = f"tar.gz level {packaging.compression_level} block {BLOCK_SIZE}"
+    key = package_cache.source_key(source, snapshot.files, archive_format)
+    files = tuple(sorted(snapshot.files))
+    known = package_cache.lookup(out, key, ARCHIVE_NAME) if key else None
+    if known is not None:
+        sha256, size = known
+        on_progress(snapshot.total_bytes)
+        final = out / sha256 / ARCHIVE_NAME
+        os.utime(final)  # in use again: keep it from the pruning of old archives
+        return ModelArtifact("tar.gz", str(final), sha256, size, snapshot.total_bytes, files, reused=True)
     partial = out / f".{ARCHIVE_NAME}.{os.getpid()}.partial"
     try:
         sha256, size = write_tar_gz(
@@ -267,9 +281,10 @@ def build_artifact(
         if isinstance(exc, OSError):
             raise packaging_failure(exc, out, snapshot) from exc
         raise
-    return ModelArtifact(
-        "tar.gz", str(final), sha256, size, snapshot.total_bytes, tuple(sorted(snapshot.files))
-    )
+    # A file that changed while it was packed gives another key now: then the archive is not remembered.
+    if key and package_cache.source_key(source, snapshot.files, archive_format) == key:
+        package_cache.remember(out, key, sha256, size)
+    return ModelArtifact("tar.gz", str(final), sha256, size, snapshot.total_bytes, files)
 
 
 def packaging_failure(exc: OSError, out: Path, snapshot: ModelSnapshot) -> PackagingFailed:
@@ -309,7 +324,8 @@ def package_model(
     progress.finish()
     ratio = artifact.size_bytes / artifact.source_bytes if artifact.source_bytes else 1.0
     run_logger().info(
-        "packaged %s as %s %s (%.1f MiB, ratio %.3f)",
+        "%s %s as %s %s (%.1f MiB, ratio %.3f)",
+        "reused the archive of" if artifact.reused else "packaged",
         snapshot.describe(),
         artifact.kind,
         artifact.digest[:12],

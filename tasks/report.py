@@ -35,6 +35,7 @@ class ReleaseReport:
     model_commit: str | None = None
     model_data_url: str | None = None
     uploaded_bytes: int = 0
+    package_reused: bool = False  # the archive of the same files was already on this worker
     image_uri: str | None = None
     image_digest: str | None = None
     image_built: bool = False
@@ -73,6 +74,7 @@ class ReleaseReport:
             "status": self.status,
             "action": self.action,
             "uploaded_bytes": self.uploaded_bytes,
+            "package_reused": self.package_reused,
             "image_built": self.image_built,
             "smoke": smoke,
             "smoke_before_traffic": self.smoke_before_traffic.summary()
@@ -98,7 +100,7 @@ class ReleaseReport:
         lines += ["## Model and image", ""]
         lines += [
             f"- model: {self.model_source or '-'} (commit `{self.model_commit or '-'}`)",
-            f"- model data: `{self.model_data_url or '-'}` ({_bytes(self.uploaded_bytes)} uploaded)",
+            f"- model data: `{self.model_data_url or '-'}` ({_upload_note(self)})",
             f"- image: `{self.image_uri or '-'}` {_image_note(self)}",
             f"- autoscaling: {self.scaling or 'not registered'}",
             "",
@@ -184,6 +186,13 @@ def _smoke_lines(result: SmokeResult) -> list[str]:
         mark = "FAIL" if any(f.startswith(check) for f in failed) else "ok"
         lines.append(f"- {mark} `{check}`")
     return lines
+
+
+def _upload_note(report: ReleaseReport) -> str:
+    uploaded = f"{_bytes(report.uploaded_bytes)} uploaded"
+    if report.package_reused:
+        return f"archive reused from an earlier release on this worker, {uploaded}"
+    return uploaded
 
 
 def _bytes(count: int) -> str:

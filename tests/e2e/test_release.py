@@ -68,6 +68,7 @@ def test_second_release_of_the_same_commit_uploads_nothing_and_builds_nothing(
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "succeeded" and summary["action"] == "unchanged"
     assert (summary["uploaded_bytes"], summary["image_built"]) == (0, False)
+    assert summary["package_reused"] is True, "the same commit on the same worker is not compressed again"
     assert summary["endpoint_config_name"] == serving["endpoint_config_name"]
     assert summary["model_data_url"] == serving["model_data_url"]
     assert summary["smoke"]["passed"] is True
