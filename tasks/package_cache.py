@@ -36,15 +36,21 @@ def source_key(source: Path, files: Sequence[str], archive_format: str) -> str |
 
 
 def lookup(packages: Path, key: str, archive_name: str) -> tuple[str, int] | None:
-    """(sha256, size) of the archive these files became, if it is still there whole; else None."""
+    """(sha256, size) of the archive these files became, if it is still there whole; else None.
+
+    A hit refreshes the archive's modification time: in use again, it must outlive the pruning of old ones."""
     entry = packages / INDEX_DIR / f"{key}.json"
     try:
         recorded = json.loads(entry.read_text(encoding="utf-8"))
         sha256, size = str(recorded["sha256"]), int(recorded["size"])
-        if (packages / sha256 / archive_name).stat().st_size == size:
-            return sha256, size
+        archive = packages / sha256 / archive_name
+        whole = archive.stat().st_size == size
+        if whole:
+            os.utime(archive)
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        whole = False
+    if whole:
+        return sha256, size
     entry.unlink(missing_ok=True)  # pruned, cut short or unreadable: forget it
     return None
 

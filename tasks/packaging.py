@@ -260,7 +260,6 @@ def build_artifact(
         sha256, size = known
         on_progress(snapshot.total_bytes)
         final = out / sha256 / ARCHIVE_NAME
-        os.utime(final)  # in use again: keep it from the pruning of old archives
         return ModelArtifact("tar.gz", str(final), sha256, size, snapshot.total_bytes, files, reused=True)
     partial = out / f".{ARCHIVE_NAME}.{os.getpid()}.partial"
     try:

@@ -33,6 +33,10 @@ PROBE_TEXTS = (
 _LONG_PROBE_TOKENS = 1024
 
 
+class CannotPack(RuntimeError):
+    """The model asked packed attention for something it does not do; try_enable then keeps padding."""
+
+
 def _packed_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -45,9 +49,9 @@ def _packed_attention(
 ) -> tuple[torch.Tensor, None]:
     spans: Sequence[tuple[int, int]] | None = kwargs.get(_SPANS)
     if spans is None:
-        raise RuntimeError(f"the {ATTENTION} attention runs only on packed rows from PackedEncoder")
+        raise CannotPack(f"the {ATTENTION} attention runs only on packed rows from PackedEncoder")
     if kwargs.get("sliding_window") is not None:
-        raise NotImplementedError("packed rows do not implement sliding-window attention")
+        raise CannotPack("the model uses sliding-window attention, which packed rows do not implement")
     causal = bool(getattr(module, "is_causal", False))
     gqa = key.shape[1] != query.shape[1]
     parts = [
