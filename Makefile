@@ -46,17 +46,20 @@ status: venv
 env: venv
 	@$(PY) -m emulator env
 
+# Each step's own failure stops the demo: a command substitution is assigned on its own line, because
+# `export X=$$(cmd)` and `eval "$$(cmd)"` both succeed when cmd fails.
 demo: venv docker wheelhouse
 	@set -euo pipefail; \
-	  export SAGEMAKER_RELEASE_BASE_IMAGE=$$(scripts/ensure-base-image.sh | tail -n 1); \
-	  eval "$$($(PY) -m emulator up)"; \
+	  exports=$$($(PY) -m emulator up); \
+	  eval "$$exports"; \
 	  $(PY) -m flows.release --config releases/demo.yaml; \
 	  $(PY) scripts/invoke-endpoint.py demo-embedder "The release is live." "Nothing it created was left behind."
 
 test: venv
 	@set -euo pipefail; \
-	  export SERVING_IMAGE=$$(scripts/build-image.sh | tail -n 1); \
-	  export SAGEMAKER_RELEASE_BASE_IMAGE=$$(scripts/ensure-base-image.sh | tail -n 1); \
+	  image=$$(scripts/build-image.sh | tail -n 1); \
+	  base=$$(scripts/ensure-base-image.sh | tail -n 1); \
+	  export SERVING_IMAGE=$$image SAGEMAKER_RELEASE_BASE_IMAGE=$$base; \
 	  PY=$(PY) scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-unit: venv

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emulator import settings, stack
+from emulator import stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             stack.up(args.parts or stack.PART_NAMES)
-            print("\n".join(settings.client_env().export_lines()))
+            print("\n".join(stack.client_exports(build_base_image=True)))
         elif args.command == "down":
             stack.down(args.parts or [*stack.PART_NAMES, "docker"])
         elif args.command == "env":
-            print("\n".join(settings.client_env().export_lines()))
+            print("\n".join(stack.client_exports(build_base_image=False)))
         elif args.command == "status":
             rows = stack.status()
             width = max(len(r[0]) for r in rows)

@@ -1,8 +1,7 @@
 """Model data: fetched from S3 (moto here), unpacked safely, cached by content, mounted read-only.
 
-A tarball may not write outside the model folder or link out of it (tarfile's `data` filter refuses
-absolute paths, `..`, links leaving the folder and device files); an S3 prefix may not hold keys
-that escape it. Each unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the
+A tarball is unpacked member by member by emulator/archives.py (no links, devices, absolute or `..`
+names, bounded size and member count); an S3 prefix may not hold keys that escape it. Each unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the
 same data reuses it and re-creating containers after a restart does not need S3 at all.
 """
 
@@ -11,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tarfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from botocore.exceptions import ClientError
-from isal import igzip
+
+from emulator.archives import ArchiveLimits, UnreadableArchive, UnsafeArchive, unpack_tar_gz
 
 S3ClientFactory = Callable[[], Any]
 
@@ -176,21 +175,11 @@ def _safe_relative(relative: str, uri: str) -> PurePosixPath:
     return path
 
 
-def unpack_tarball(archive: Path, target: Path) -> None:
+def unpack_tarball(archive: Path, target: Path, limits: ArchiveLimits = ArchiveLimits()) -> None:
     """Unpack a gzipped tarball into `target`, refusing anything that would escape it."""
     try:
-        with igzip.open(archive, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in _members(tar):
-                tar.extract(member, target, filter="data")
-    except tarfile.FilterError as error:
+        unpack_tar_gz(archive, target, limits)
+    except UnsafeArchive as error:
         raise ModelDataError(f"model data tarball is unsafe and was not unpacked: {error}") from error
-    except (tarfile.TarError, OSError, EOFError) as error:
+    except UnreadableArchive as error:
         raise ModelDataError(f"model data is not a readable gzipped tarball: {error}") from error
-
-
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    # Stream mode: members must be extracted in order as they are read.
-    member = tar.next()
-    while member is not None:
-        yield member
-        member = tar.next()

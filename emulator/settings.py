@@ -21,6 +21,9 @@ HUB_PORT = 4588
 ACCOUNT_ID = "123456789012"  # moto's account; every ARN the emulator makes uses it
 DEFAULT_REGION = "us-east-1"
 CONTAINER_LABEL = "sagemaker-release.emulator"
+# The serving image's base on this engine; the release reads it (tasks/config.py BASE_IMAGE_ENV) so an
+# offline machine builds FROM the image scripts/ensure-base-image.sh made instead of pulling one.
+BASE_IMAGE_ENV = "SAGEMAKER_RELEASE_BASE_IMAGE"
 
 
 def state_dir() -> Path:

@@ -10,6 +10,7 @@ started, and removes the emulator's containers.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,8 @@ class Part:
     prepare: Callable[[Path], None] = field(default=lambda state: None)
     # The code the checkout would start; compared with what the first health URL reports.
     code_version: Callable[[], str] | None = None
+    # The Debian package that provides the command's program, installed by `up` when it is missing.
+    debian_package: str | None = None
 
     def pid_file(self, state: Path) -> Path:
         return state / "pids" / f"{self.name}.pid"
@@ -86,6 +89,7 @@ PARTS: tuple[Part, ...] = (
         marker="docker-registry",
         command=lambda state: ["docker-registry", "serve", str(state / "registry" / "config.yml")],
         prepare=_registry_config,
+        debian_package="docker-registry",
     ),
     Part(
         name="moto",
@@ -227,7 +231,22 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def _ensure_installed(p: Part, state: Path) -> None:
+    program = p.command(state)[0]
+    if p.debian_package is None or shutil.which(program):
+        return
+    progress(f"installing {p.debian_package} (Debian) for {p.name}")
+    script = settings.REPO_ROOT / "scripts" / "apt-install.sh"
+    result = subprocess.run([str(script), p.debian_package], stdout=sys.stderr, stderr=sys.stderr)
+    if result.returncode != 0 or not shutil.which(program):
+        raise StackError(
+            f"{p.name} needs {program!r} from Debian's {p.debian_package} package, and "
+            f"`{script} {p.debian_package}` did not install it (exit {result.returncode}); see above"
+        )
+
+
 def _spawn(p: Part, state: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    _ensure_installed(p, state)
     p.prepare(state)
     log_path = p.log_file(state)
     with log_path.open("ab") as log:
@@ -289,6 +308,32 @@ def ensure_docker() -> None:
         raise StackError(
             f"{script} could not make a Docker Engine answer (exit {result.returncode}); see above"
         )
+
+
+def base_image(build: bool) -> str | None:
+    """The image the serving image builds FROM on this engine (scripts/ensure-base-image.sh).
+
+    With `build`, pulls or debootstraps it when absent (StackError if that fails); without, only
+    reports one that is already there.
+    """
+    script = settings.REPO_ROOT / "scripts" / "ensure-base-image.sh"
+    command = [str(script)] if build else [str(script), "--present"]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    lines = result.stdout.split()
+    if result.returncode == 0 and lines:
+        return lines[-1]
+    if build:
+        raise StackError(f"{script} could not provide a base image (exit {result.returncode}); see above")
+    return None
+
+
+def client_exports(build_base_image: bool) -> list[str]:
+    """The `export` lines a shell evaluates to reach the stack, with the base image when there is one."""
+    lines = settings.client_env().export_lines()
+    base = base_image(build=build_base_image)
+    if base is not None:
+        lines.append(f"export {settings.BASE_IMAGE_ENV}={base}")
+    return lines
 
 
 def up(names: Iterable[str] = PART_NAMES, timeout: float = START_TIMEOUT) -> list[str]:
