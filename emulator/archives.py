@@ -52,16 +52,17 @@ class UnreadableArchive(Exception):
     """The bytes are not a (gzipped) tar archive, or end before it does."""
 
 
-def unpack_tar_gz(archive: Path, target: Path, limits: ArchiveLimits = ArchiveLimits()) -> None:
+def unpack_tar_gz(archive: Path, target: Path, limits: ArchiveLimits | None = None) -> None:
     """Unpack a gzipped tar archive into the existing folder `target`, member by member."""
     try:
         with igzip.open(archive, "rb") as stream:
-            unpack_tar_stream(stream, target, limits)
+            unpack_tar_stream(stream, target, limits or ArchiveLimits())
     except (OSError, EOFError) as error:
         raise UnreadableArchive(f"not a readable gzipped tar archive: {error}") from error
 
 
-def unpack_tar_stream(stream: IO[bytes], target: Path, limits: ArchiveLimits = ArchiveLimits()) -> None:
+def unpack_tar_stream(stream: IO[bytes], target: Path, limits: ArchiveLimits | None = None) -> None:
+    limits = limits or ArchiveLimits()
     root = target.resolve()
     members = 0
     written = 0
@@ -124,7 +125,9 @@ def _check_parents(root: Path, relative: PurePosixPath, name: str) -> None:
         except FileNotFoundError:
             return
         if not stat.S_ISDIR(mode):
-            raise UnsafeArchive(member=name, reason=f"would be written under {current.name!r}, which is no folder")
+            raise UnsafeArchive(
+                member=name, reason=f"would be written under {current.name!r}, which is no folder"
+            )
 
 
 def _make_folder(destination: Path, name: str) -> None:

@@ -1,8 +1,9 @@
 """Model data: fetched from S3 (moto here), unpacked safely, cached by content, mounted read-only.
 
-A tarball is unpacked member by member by emulator/archives.py (no links, devices, absolute or `..`
-names, bounded size and member count); an S3 prefix may not hold keys that escape it. Each unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the
-same data reuses it and re-creating containers after a restart does not need S3 at all.
+A tarball is unpacked member by member by emulator/archives.py (no links, devices, absolute or
+`..` names, bounded size and member count); an S3 prefix may not hold keys that escape it. Each
+unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the same data reuses it
+and re-creating containers after a restart does not need S3 at all.
 """
 
 from __future__ import annotations
@@ -175,10 +176,10 @@ def _safe_relative(relative: str, uri: str) -> PurePosixPath:
     return path
 
 
-def unpack_tarball(archive: Path, target: Path, limits: ArchiveLimits = ArchiveLimits()) -> None:
+def unpack_tarball(archive: Path, target: Path, limits: ArchiveLimits | None = None) -> None:
     """Unpack a gzipped tarball into `target`, refusing anything that would escape it."""
     try:
-        unpack_tar_gz(archive, target, limits)
+        unpack_tar_gz(archive, target, limits or ArchiveLimits())
     except UnsafeArchive as error:
         raise ModelDataError(f"model data tarball is unsafe and was not unpacked: {error}") from error
     except UnreadableArchive as error:
