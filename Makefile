@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # Prefect's telemetry cannot reach its host from an offline machine and logs an error for it.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: help setup venv docker base-image wheelhouse image up down status env demo test test-unit lint bench lock
+.PHONY: help setup venv docker base-image wheelhouse image up down status env demo test test-unit lint bench lock fresh-check
 
 help:
 	@echo "make demo    release all-MiniLM-L6-v2 to a real-time endpoint on the local stack"
@@ -70,6 +70,10 @@ lint: venv
 
 bench: venv
 	@set -euo pipefail; for b in bench/*.py; do echo "==> $$b"; $(PY) $$b; done
+
+# A newcomer's fresh machine, reproduced here (see CONTRIBUTING.md); not part of CI.
+fresh-check:
+	@scripts/fresh-machine-check.sh $(FRESH_CHECK_ARGS)
 
 # Re-resolve the pinned set from pyproject.toml (maintainers only; `make venv` installs the lock).
 lock:
