@@ -9,15 +9,19 @@ weights?) happen when the model source is resolved, still before anything is cre
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
+import stat
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from tasks.errors import ConfigError, ConfigIssue
@@ -80,13 +84,44 @@ def _release_id(value: str) -> str:
     return value
 
 
+# S3's naming rules beyond the character set: these prefixes and suffixes are reserved for its own
+# features (access point aliases, Object Lambda, directory and table buckets), so CreateBucket refuses them.
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", "--table-s3")
+_BUCKET_FIX = (
+    "use 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit, "
+    "and no 's3://' (e.g. my-team-models)"
+)
+
+
+def _bucket_problem(name: str) -> tuple[str, str] | None:
+    """(problem, fix) when S3 refuses `name` as a bucket name, else None."""
+    if not _BUCKET.match(name):
+        return "is not a valid S3 bucket name", _BUCKET_FIX
+    if ".." in name:
+        return "is not a valid S3 bucket name: it has two dots in a row", _BUCKET_FIX
+    if re.match(r"^\d+\.\d+\.\d+\.\d+$", name):
+        return "is not a valid S3 bucket name: it is formatted as an IP address", _BUCKET_FIX
+    for prefix in _BUCKET_RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return (
+                f"is not a valid S3 bucket name: S3 reserves the prefix {prefix!r}",
+                f"choose a name that does not start with {prefix!r} (e.g. my-team-models)",
+            )
+    for suffix in _BUCKET_RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return (
+                f"is not a valid S3 bucket name: S3 reserves the suffix {suffix!r}",
+                f"choose a name that does not end with {suffix!r} (e.g. my-team-models)",
+            )
+    return None
+
+
 def _bucket(value: str) -> str:
-    if not _BUCKET.match(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
-        raise _invalid(
-            f"{value!r} is not a valid S3 bucket name",
-            "use 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or "
-            "digit, and no 's3://' (e.g. my-team-models)",
-        )
+    refused = _bucket_problem(value)
+    if refused is not None:
+        problem, fix = refused
+        raise _invalid(f"{value!r} {problem}", fix)
     return value
 
 
@@ -98,11 +133,10 @@ def _s3_uri(value: str) -> str:
             "write it as s3://<bucket>/<prefix>/ (e.g. s3://my-team-models/async-output/)",
         )
     bucket = match.group("bucket")
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise _invalid(
-            f"{value!r} names {bucket!r}, which is not a valid S3 bucket name",
-            "use a bucket of 3-63 lowercase letters, digits, dots and hyphens (e.g. s3://my-team-models/out/)",
-        )
+    refused = _bucket_problem(bucket)
+    if refused is not None:
+        problem, fix = refused
+        raise _invalid(f"{value!r} names {bucket!r}, which {problem}", f"for the bucket, {fix}")
     return value
 
 
@@ -172,6 +206,59 @@ def _image_uri(value: str) -> str:
     return value
 
 
+# Docker's reference grammar: [registry[:port]/]path[:tag][@sha256:digest], path in lowercase components.
+_REGISTRY_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_REGISTRY_PART}(?:\.{_REGISTRY_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def _image_reference(value: str) -> str:
+    # Empty means "not set" (the schema's form may send "" for a cleared field); resolved_base_image
+    # falls back to the environment then.
+    if value and (len(value) > 512 or not _IMAGE_REFERENCE.match(value)):
+        raise _invalid(
+            f"{value!r} is not an image reference",
+            "give [<registry>/]<repository>[:<tag>][@sha256:<digest>] in lowercase, without spaces "
+            "(e.g. python:3.11-slim or 127.0.0.1:5000/base:bookworm), or leave it empty",
+        )
+    return value
+
+
+# What git (and so the Hub) refuses in a ref name, besides control characters.
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\")
+
+
+def _revision_problem(value: str) -> str | None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "contains a control character"
+    if ".." in value:
+        return "contains '..'"
+    forbidden = "".join(sorted({c for c in value if c in _REF_FORBIDDEN}))
+    if forbidden:
+        return f"contains {forbidden!r}, which a git ref cannot hold"
+    if "@{" in value or value == "@":
+        return "contains '@{' or is '@'"
+    parts = value.split("/")
+    if "" in parts:
+        return "has an empty path segment (a leading, trailing or doubled '/')"
+    if value.endswith(".") or any(p.startswith(".") or p.endswith(".lock") for p in parts):
+        return "has a segment starting with '.' or ending with '.' or '.lock'"
+    return None
+
+
+def _hub_revision(value: str) -> str:
+    problem = _revision_problem(value)
+    if problem is not None:
+        raise _invalid(
+            f"{value!r} {problem}",
+            "give a branch, tag or commit as git names them (e.g. main, v1.0, refs/pr/1 or a 40-hex commit)",
+        )
+    return value
+
+
 def _environment(value: dict[str, str]) -> dict[str, str]:
     for key, item in value.items():
         if not _ENV_KEY.match(key):
@@ -219,6 +306,8 @@ EcrRepository = Annotated[str, AfterValidator(_ecr_repository)]
 HubRepoId = Annotated[str, AfterValidator(_hub_repo_id)]
 KeyPrefix = Annotated[str, AfterValidator(_s3_prefix)]
 ImageUri = Annotated[str, AfterValidator(_image_uri)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+HubRevision = Annotated[str, AfterValidator(_hub_revision)]
 Environment = Annotated[dict[str, str], AfterValidator(_environment)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 AlarmNames = Annotated[list[str], AfterValidator(_alarm_names)]
@@ -230,7 +319,26 @@ def _json_payload(value: Any) -> Any:
             f"{value!r} is not a request body",
             "give a JSON object or array, or a string sent as it is (e.g. a CSV line)",
         )
+    if not _all_finite(value):
+        raise _invalid(
+            "the body holds a non-finite number (.inf or .nan), which JSON cannot carry",
+            "use finite numbers in the body",
+        )
     return value
+
+
+def _all_finite(value: Any) -> bool:
+    # A loop, not recursion: a body nested deeper than Python's recursion limit must be refused, not crash.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 JsonPayload = Annotated[Any, AfterValidator(_json_payload)]
@@ -250,7 +358,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    # strict: YAML's `true` must not pass as the number 1 (nor 1.5 or "2" as a count); floats still take
+    # ints. allow_inf_nan off: `.inf` would switch a bound off (smoke.max_latency_ms) and `.nan` every
+    # comparison with it.
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, frozen=False, strict=True, allow_inf_nan=False
+    )
 
 
 # -- sections -----------------------------------------------------------------------------------------
@@ -264,7 +377,7 @@ class ModelSourceConfig(_Section):
         description="Hugging Face Hub repo id, e.g. sentence-transformers/all-MiniLM-L6-v2. "
         "Set this or local_path.",
     )
-    revision: str = Field(
+    revision: HubRevision = Field(
         "main",
         min_length=1,
         max_length=255,
@@ -366,7 +479,7 @@ class ImageConfig(_Section):
     )
     context: str = Field("container", min_length=1, description="Build context directory (source build).")
     dockerfile: str = Field("Dockerfile", min_length=1, description="Dockerfile inside the context.")
-    base_image: str | None = Field(
+    base_image: ImageReference | None = Field(
         None,
         description=f"Base image passed as BASE_IMAGE; empty uses ${BASE_IMAGE_ENV}, "
         f"else {DEFAULT_BASE_IMAGE}.",
@@ -637,6 +750,15 @@ class BakeTrafficConfig(_Section):
     )
 
 
+# Which strategies read each strategy-specific field (tasks/rollout_plan.py): auto picks a canary or a
+# variant shift, never linear; all_at_once has no steps.
+_STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
+    "canary_percent": ("canary", "variant_shift", "auto"),
+    "linear_step_percent": ("linear",),
+    "steps": ("canary", "linear", "variant_shift", "auto"),
+}
+
+
 class RolloutConfig(_Section):
     """How traffic moves to the new model, and when it rolls back."""
 
@@ -679,6 +801,20 @@ class RolloutConfig(_Section):
                     f"steps {self.steps} are not strictly increasing",
                     "list increasing percentages such as [10, 50, 100]",
                     field="steps",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _fields_of_the_strategy(self) -> RolloutConfig:
+        # Only a value other than the default counts as set: a form may send every field's default.
+        for name, users in _STRATEGY_FIELDS.items():
+            default = RolloutConfig.model_fields[name].default
+            if self.strategy not in users and getattr(self, name) != default:
+                choose = f"one of {', '.join(users)}" if len(users) > 1 else users[0]
+                raise _invalid(
+                    f"is set, but strategy {self.strategy} does not use it (used only by {', '.join(users)})",
+                    f"remove rollout.{name}, or set rollout.strategy to {choose}",
+                    field=name,
                 )
         return self
 
@@ -778,7 +914,8 @@ class ReleaseConfig(_Section):
         """This config with its release id filled in (kept when already set)."""
         if self.release_id is not None and release_id is None:
             return self
-        return self.model_copy(update={"release_id": _release_id(release_id or new_release_id())})
+        chosen = check_value("release_id", release_id or new_release_id(), "release_id")
+        return self.model_copy(update={"release_id": chosen})
 
     @property
     def require_release_id(self) -> str:
@@ -789,6 +926,30 @@ class ReleaseConfig(_Section):
 
 # -- loading and error translation ---------------------------------------------------------------------
 
+# A release config is a page of YAML; a file this large is a wrong path (a model file, a log).
+MAX_CONFIG_BYTES = 8 * 2**20
+# Nodes that YAML aliases may add beyond those written out: reusing a payload list is fine, a "billion
+# laughs" file (aliases of aliases) would expand to more values than validation can walk.
+MAX_ALIAS_EXPANSION = 100_000
+
+_CHECKS: dict[str, Callable[[str], str]] = {
+    "release_id": _release_id,
+    "bucket": _bucket,
+    "key_prefix": _s3_prefix,
+    "sagemaker_name": _sagemaker_name,
+}
+ValueKind = Literal["release_id", "bucket", "key_prefix", "sagemaker_name"]
+
+
+def check_value(field: str, value: str, kind: ValueKind, *, subject: str = "release config") -> str:
+    """`value` checked as the config checks a field of that kind, for values given outside a config (a
+    command-line flag); a refusal is a ConfigError naming `field`."""
+    try:
+        return _CHECKS[kind](value)
+    except PydanticCustomError as exc:
+        ctx = exc.context or {}
+        raise ConfigError(field, str(ctx["problem"]), str(ctx["fix"]), subject=subject) from None
+
 
 def parse_config(data: Mapping[str, Any], *, source: str | None = None) -> ReleaseConfig:
     """Validate a mapping into a ReleaseConfig, or raise ConfigError naming each bad field and its fix."""
@@ -798,26 +959,22 @@ def parse_config(data: Mapping[str, Any], *, source: str | None = None) -> Relea
         raise ConfigError.from_issues(config_issues(exc), source=source) from None
 
 
-def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> ReleaseConfig:
-    """Read a YAML release config; `overrides` ({"endpoint.instance_count": 2}) replace single values."""
+def load_config(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    path_field: str = "config",
+    check_folders: bool = True,
+) -> ReleaseConfig:
+    """Read a YAML release config; `overrides` ({"endpoint.instance_count": 2}) replace single values.
+
+    `path_field` names the path in errors about the file itself (a CLI passes its flag, --config).
+    With `check_folders`, the folders the release reads on this machine (model.local_path, the image's
+    build context) must exist: the release would otherwise fail after its bucket and ledger exist.
+    """
     file = Path(path)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            "config", f"{file} does not exist", "pass the path of a release YAML file"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "the file"
-        raise ConfigError(
-            "config",
-            f"YAML syntax error at {where}: {getattr(exc, 'problem', exc)}",
-            "fix the YAML syntax",
-            source=str(file),
-        ) from None
+    text = _read_config_file(file, path_field)
+    data = load_yaml(text, field="config", source=str(file))
     if not isinstance(data, dict):
         raise ConfigError(
             "config",
@@ -827,16 +984,234 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
         )
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    return parse_config(data, source=str(file))
+    config = parse_config(data, source=str(file))
+    if check_folders:
+        check_local_folders(config, source=str(file))
+    return config
+
+
+def _read_config_file(file: Path, field: str) -> str:
+    fix = "pass the path of a release YAML file (e.g. releases/demo.yaml)"
+    try:
+        info = file.stat()
+    except FileNotFoundError:
+        raise ConfigError(field, f"{file} does not exist", fix) from None
+    except NotADirectoryError:
+        raise ConfigError(
+            field, f"{file} does not exist: a part of its path is a file, not a folder", fix
+        ) from None
+    except OSError as exc:
+        raise ConfigError(field, f"{file} cannot be read: {exc.strerror or exc}", fix) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(field, f"{file} is a folder, not a file", fix)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(field, f"{file} is not a regular file", fix)
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except PermissionError:
+        raise ConfigError(
+            field,
+            f"{file} cannot be read: permission denied",
+            "make the file readable by the user running the release (chmod a+r), or pass a readable copy",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(field, f"{file} cannot be read: {exc.strerror or exc}", fix) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            field,
+            f"{file} is larger than {MAX_CONFIG_BYTES // 2**20} MiB, far more than a release config",
+            fix,
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            field,
+            f"{file} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line})",
+            "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 OLD > NEW)",
+        ) from None
+
+
+def load_yaml(text: str, *, field: str, source: str | None = None) -> Any:
+    """Parse one YAML document safely: duplicate keys, self-referencing aliases and aliases that expand
+    beyond MAX_ALIAS_EXPANSION nodes are refused as ConfigError naming `field` (or the key below it)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, field, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None and source else ""
+        raise ConfigError(
+            field,
+            f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}",
+            "fix the YAML syntax" if source else "quote the value or close its brackets",
+            source=source,
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            field,
+            "the YAML nests too deeply to read",
+            "flatten the nesting (a release config needs a few levels)",
+            source=source,
+        ) from None
+    finally:
+        loader.dispose()
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    if isinstance(node, yaml.SequenceNode):
+        return [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[yaml.Node, str]] = []
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            out += [(key, path), (value, f"{path}.{name}" if path else str(name))]
+        return out
+    return []
+
+
+def _check_nodes(root: yaml.Node, field: str, source: str | None) -> None:
+    """Walk the composed node graph once (shared nodes are aliases): refuse duplicate keys, cycles and
+    an alias expansion beyond MAX_ALIAS_EXPANSION. A loop, not recursion: aliases of aliases can chain
+    deeper than Python's recursion limit in a flat file."""
+    base = "" if field == "config" else field
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, base, False)]
+    while stack:
+        node, path, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child, _ in _children(node, path))
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:
+            raise ConfigError(
+                path or field,
+                f"an alias refers to a collection that contains it (line {node.start_mark.line + 1})",
+                "write the value out instead of an alias to its own anchor",
+                source=source,
+            )
+        if isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(node, path, source)
+        open_nodes.add(key)
+        stack.append((node, path, True))
+        stack.extend((child, child_path, False) for child, child_path in _children(node, path))
+    extra = size[id(root)] - len(size)
+    if extra > MAX_ALIAS_EXPANSION:
+        raise ConfigError(
+            field,
+            f"YAML aliases expand {len(size)} written values into {size[id(root)]}, more than "
+            f"{MAX_ALIAS_EXPANSION} added values",
+            "write the values out, or reuse fewer and smaller anchors",
+            source=source,
+        )
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode, path: str, source: str | None) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        # A merge key (<<) brings in values that the mapping's own keys may override: not a duplicate.
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        ident, line = (key.tag, key.value), key.start_mark.line + 1
+        if ident in seen:
+            raise ConfigError(
+                f"{path}.{key.value}" if path else str(key.value),
+                f"is given twice (lines {seen[ident]} and {line}); YAML would silently keep the last",
+                "keep one of them",
+                source=source,
+            )
+        seen[ident] = line
+
+
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """("endpoint.instance_count", 2) from the command line's `endpoint.instance_count=2`: the value is
+    YAML, read as safely as a config file."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            "--set",
+            f"{text!r} is not KEY=VALUE",
+            "write it as --set section.field=value (e.g. --set endpoint.instance_count=2)",
+        )
+    if not _OVERRIDE_KEY.match(key):
+        raise ConfigError(
+            "--set",
+            f"{key!r} is not a dotted field name",
+            "name the field by its sections joined with '.' (e.g. endpoint.instance_count); a list is "
+            "set whole (e.g. smoke.expect_shape=[1,384])",
+        )
+    return key, load_yaml(raw, field=key)
+
+
+def check_local_folders(config: ReleaseConfig, *, source: str | None = None) -> None:
+    """Refuse folders the release reads on this machine that are not there: the model folder, and the
+    build context (with its Dockerfile) of a built image."""
+    issues: list[ConfigIssue] = []
+    local = config.model.local_path
+    if local is not None:
+        folder = Path(local).expanduser()
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            issues.append(
+                ConfigIssue(
+                    "model.local_path",
+                    f"{local} {what} (relative paths start at {Path.cwd()})",
+                    "point model.local_path at the folder holding the model files",
+                )
+            )
+    image = config.image
+    if image.source == "build":
+        context = Path(image.context).expanduser()
+        if not context.is_dir():
+            issues.append(
+                ConfigIssue(
+                    "image.context",
+                    f"{image.context} is not a folder (relative paths start at {Path.cwd()})",
+                    "point image.context at the serving image's build context (e.g. container), "
+                    "or use image.source: prebuilt",
+                )
+            )
+        elif not (context / image.dockerfile).is_file():
+            issues.append(
+                ConfigIssue(
+                    "image.dockerfile",
+                    f"{image.dockerfile} is not a file in {image.context}",
+                    "name the Dockerfile inside image.context (default Dockerfile)",
+                )
+            )
+    if issues:
+        raise ConfigError.from_issues(issues, source=source)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(dotted, f"{part} is not a section", "override a field inside a section")
+            section = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                dotted,
+                f"{section} is not a section, so it has no field {parts[depth + 1]}",
+                f"override {section} itself, or a field inside a section",
+            )
         node = child
     node[parts[-1]] = value
 
@@ -868,7 +1243,8 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 def _problem_and_fix(error: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     kind: str = error["type"]
     ctx = error.get("ctx") or {}
-    given = error.get("input")
+    given = _shown(error.get("input"))
+    info, item = _field_at(loc)
     if kind == "missing":
         return "is required", f"add {_format_loc(loc)} (see releases/demo.yaml)"
     if kind == "extra_forbidden":
@@ -877,7 +1253,8 @@ def _problem_and_fix(error: Any, loc: Sequence[int | str]) -> tuple[str, str]:
         hint = f"did you mean {close[0]!r}? " if close else ""
         return "is not a known setting", f"{hint}remove it; allowed here: {', '.join(allowed)}"
     if kind == "literal_error":
-        return f"{given!r} is not allowed", f"use one of {ctx.get('expected')}"
+        return f"{given} is not allowed", f"use one of {ctx.get('expected')}"
+    takes = _what_it_takes(info, item)
     bounds = {
         "greater_than_equal": ("at least", "ge"),
         "greater_than": ("greater than", "gt"),
@@ -886,17 +1263,128 @@ def _problem_and_fix(error: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     }
     if kind in bounds:
         words, key = bounds[kind]
-        return f"{given!r} is out of range", f"use a value {words} {ctx.get(key)}"
+        return f"{given} is out of range", f"give {takes}" if takes else f"use a value {words} {ctx.get(key)}"
     if kind in ("string_too_long", "too_long"):
         return "is too long", f"keep it within {ctx.get('max_length')}"
     if kind in ("string_too_short", "too_short"):
         return "is too short", f"give at least {ctx.get('min_length')}"
     if kind == "string_pattern_mismatch":
-        return f"{given!r} has the wrong form", f"match the pattern {ctx.get('pattern')}"
-    if kind.endswith(("_type", "_parsing")):
-        wanted = kind.split("_", 1)[0].replace("dict", "mapping").replace("model", "section")
-        return f"{given!r} is not a {wanted}", f"give a {wanted}"
-    return str(error["msg"]), "see the field's description in the release schema"
+        return f"{given} has the wrong form", f"match the pattern {ctx.get('pattern')}"
+    if kind == "finite_number":
+        return f"{given} is not a finite number", f"give {takes or 'a finite number'}"
+    if kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
+        wanted = takes or _TYPE_WORDS.get(kind.split("_", 1)[0], "a value of the right type")
+        fix = f"give {wanted}"
+        if kind == "string_type" and isinstance(error.get("input"), int | float | bool | date):
+            fix += " (quote it in YAML, or it is read as a number, boolean or date)"
+        return f"{given} is not {_short(wanted)}", fix
+    description = info.description if info is not None else None
+    fix = f"give what the field takes: {description}" if description else "see the release schema"
+    return str(error["msg"]), fix
+
+
+_TYPE_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "text",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a section (a mapping of its settings)",
+}
+
+
+def _short(takes: str) -> str:
+    """'a whole number' of 'a whole number from 1 to 100': what the value is not."""
+    for words in _TYPE_WORDS.values():
+        if takes.startswith(words):
+            return words
+    return takes
+
+
+def _shown(value: Any) -> str:
+    """A value as the YAML that gave it: true, null, .inf, 'text'."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _field_at(loc: Sequence[int | str]) -> tuple[FieldInfo | None, bool]:
+    """The field `loc` points at (None for a section-level error), and whether it points at an item
+    inside it (a list element or a mapping value) rather than at the field itself."""
+    model: type[BaseModel] | None = ReleaseConfig
+    info: FieldInfo | None = None
+    for part in loc:
+        if model is None or isinstance(part, int):
+            return info, info is not None
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None, False
+        model = _model_in(info.annotation)
+    return info, False
+
+
+def _what_it_takes(info: FieldInfo | None, item: bool) -> str:
+    """'a whole number from 1 to 100', 'true or false', "one of 'p50', 'p95'": what the field accepts,
+    from its type and constraints ('' when that cannot be told from them)."""
+    if info is None:
+        return ""
+    annotation = info.annotation
+    optional = False
+    base = _strip(annotation)
+    if get_origin(base) in (Union, types.UnionType):
+        members = [a for a in get_args(base) if a is not type(None)]
+        optional = len(members) < len(get_args(base))
+        base = _strip(members[0]) if len(members) == 1 else base
+    if item:
+        args = get_args(base)
+        base = _strip(args[-1]) if args else base
+        optional = False
+    if base is bool:
+        words = "true or false"
+    elif base is int or base is float:
+        words = _TYPE_WORDS["int" if base is int else "float"]
+        if not item:
+            # A field without declared bounds checks its values in a validator; its description says
+            # which it takes (serverless memory sizes).
+            words += _range(info) or (f"; {info.description.rstrip('.')}" if info.description else "")
+    elif get_origin(base) is Literal:
+        words = "one of " + ", ".join(repr(v) for v in get_args(base))
+    elif base is str:
+        words = "text"
+    elif get_origin(base) is list or base is list:
+        words = "a list"
+    elif get_origin(base) is dict or base is dict:
+        words = "a mapping"
+    elif isinstance(base, type) and issubclass(base, BaseModel):
+        words = _TYPE_WORDS["model"]
+    else:
+        return ""
+    return f"{words}, or null to leave it empty" if optional else words
+
+
+def _strip(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _range(info: FieldInfo) -> str:
+    low = high = None
+    for item in info.metadata:
+        for attr, words in (("ge", "at least"), ("gt", "greater than")):
+            if getattr(item, attr, None) is not None:
+                low = (words, getattr(item, attr))
+        for attr, words in (("le", "at most"), ("lt", "less than")):
+            if getattr(item, attr, None) is not None:
+                high = (words, getattr(item, attr))
+    if low and high and low[0] == "at least" and high[0] == "at most":
+        return f" from {low[1]} to {high[1]}"
+    parts = [f"{bound[0]} {bound[1]}" for bound in (low, high) if bound is not None]
+    return " " + " and ".join(parts) if parts else ""
 
 
 def _allowed_keys(loc: Sequence[int | str]) -> list[str]:

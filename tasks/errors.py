@@ -60,7 +60,8 @@ class ConfigIssue:
 class ConfigError(ReleaseError):
     """The release config (or the model source it names) is invalid; raised before any resource exists.
 
-    `field`, `problem` and `fix` describe the first issue; `issues` holds all of them.
+    `field`, `problem` and `fix` describe the first issue; `issues` holds all of them. `subject` says what
+    was refused: the release config, or a command line's own flags (which are no config field).
     """
 
     field: str
@@ -68,6 +69,7 @@ class ConfigError(ReleaseError):
     fix: str
     issues: tuple[ConfigIssue, ...]
     source: str | None
+    subject: str
 
     def __init__(
         self,
@@ -77,20 +79,31 @@ class ConfigError(ReleaseError):
         *,
         issues: Sequence[ConfigIssue] = (),
         source: str | None = None,
+        subject: str = "release config",
     ) -> None:
         all_issues = tuple(issues) or (ConfigIssue(field, problem, fix),)
         where = f"{source}: " if source else ""
         if len(all_issues) == 1:
-            message = f"invalid release config: {where}{all_issues[0]}"
+            message = f"invalid {subject}: {where}{all_issues[0]}"
         else:
             lines = "\n".join(f"  - {issue}" for issue in all_issues)
-            message = f"invalid release config: {where}{len(all_issues)} problems\n{lines}"
-        super().__init__(message, field=field, problem=problem, fix=fix, issues=all_issues, source=source)
+            message = f"invalid {subject}: {where}{len(all_issues)} problems\n{lines}"
+        super().__init__(
+            message,
+            field=field,
+            problem=problem,
+            fix=fix,
+            issues=all_issues,
+            source=source,
+            subject=subject,
+        )
 
     @classmethod
-    def from_issues(cls, issues: Sequence[ConfigIssue], *, source: str | None = None) -> ConfigError:
+    def from_issues(
+        cls, issues: Sequence[ConfigIssue], *, source: str | None = None, subject: str = "release config"
+    ) -> ConfigError:
         first = issues[0]
-        return cls(first.field, first.problem, first.fix, issues=issues, source=source)
+        return cls(first.field, first.problem, first.fix, issues=issues, source=source, subject=subject)
 
 
 class WaitTimeout(ReleaseError):
@@ -247,3 +260,79 @@ class PackagingFailed(ReleaseError):
     def __init__(self, path: str, problem: str, fix: str) -> None:
         message = f"PackagingFailed: {path}: {problem}; fix: {fix}"
         super().__init__(message, path=path, problem=problem, fix=fix)
+
+
+class LedgerSaveFailed(ReleaseError):
+    """The release's ledger could not be written to its store; the worker keeps a local copy."""
+
+    release_id: str
+    store: str
+    local_copy: str | None
+    reason: str
+
+    def __init__(self, release_id: str, store: str, *, reason: str, local_copy: str | None = None) -> None:
+        kept = f"; the latest copy is at {local_copy} on the worker" if local_copy else ""
+        copy_back = f"copy {local_copy} to {store}, then " if local_copy else ""
+        message = (
+            f"LedgerSaveFailed: the ledger of release {release_id} could not be saved to {store}: "
+            f"{reason}{kept}; fix: restore access to {store}, {copy_back}run "
+            f"`python -m flows.cleanup {release_id}` to remove whatever the release left"
+        )
+        super().__init__(
+            message, release_id=release_id, store=store, reason=reason, local_copy=local_copy
+        )
+
+
+class ResourceTaken(ReleaseError):
+    """A create found its name taken by a resource this release did not create (its release-id tag
+    names another release, or none)."""
+
+    resource: str
+    release_id: str
+    owner: str | None
+    fix: str
+
+    def __init__(self, resource: str, *, release_id: str, owner: str | None, fix: str) -> None:
+        whose = f"release {owner}" if owner else "no release of ours (it has no release-id tag)"
+        message = (
+            f"ResourceTaken: {resource} already exists and belongs to {whose}, not to release "
+            f"{release_id}; it was left alone; fix: {fix}"
+        )
+        super().__init__(message, resource=resource, release_id=release_id, owner=owner, fix=fix)
+
+
+class LeaseLost(ReleaseError):
+    """The release lost its hold on the endpoint lock; another release may now hold the endpoint."""
+
+    endpoint: str
+    lease_id: str
+    reason: str
+
+    def __init__(self, endpoint: str, *, lease_id: str, reason: str) -> None:
+        message = (
+            f"LeaseLost: the release of endpoint {endpoint} lost its lock (lease {lease_id}): {reason}; "
+            "it stopped before its next change and unwound what it created, since another release may "
+            "now hold the endpoint; fix: check that the Prefect API is reachable from the worker, then "
+            "release again"
+        )
+        super().__init__(message, endpoint=endpoint, lease_id=lease_id, reason=reason)
+
+
+class ReleaseRunning(ReleaseError):
+    """Cleanup was asked for a release that still holds its endpoint lock: it may still be running."""
+
+    release_id: str
+    endpoint: str
+    lease_id: str
+    expires_at: str
+
+    def __init__(self, release_id: str, *, endpoint: str, lease_id: str, expires_at: str) -> None:
+        message = (
+            f"ReleaseRunning: release {release_id} still holds the lock of endpoint {endpoint} (lease "
+            f"{lease_id}, renewed until {expires_at}); unwinding it now would race the release itself; "
+            f"fix: wait for it to end (a dead worker's lease runs out at {expires_at}), or pass "
+            "force=True (--force) if you know its worker is gone"
+        )
+        super().__init__(
+            message, release_id=release_id, endpoint=endpoint, lease_id=lease_id, expires_at=expires_at
+        )
