@@ -59,8 +59,8 @@ def guard_config(
         smoke={"payloads": payloads, "repeat": 1, "expect_dim": 4},
         rollout={
             "strategy": strategy,
-            "canary_percent": 50,
-            "linear_step_percent": 50,
+            # Only the field of the chosen strategy: the config refuses the one it would ignore.
+            ("canary_percent" if strategy == "canary" else "linear_step_percent"): 50,
             "bake_s": bake_s,
             "final_bake_s": final_bake_s,
             "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": max_p99_latency_ms, "period_s": 10},
