@@ -1,6 +1,6 @@
 """Benchmark: package and upload a 1 GiB fp16 weight file, against `tar -czf` and a single-part upload.
 
-    .venv/bin/python bench/packaging.py [--size-mib 1024] [--endpoint-url http://127.0.0.1:4566]
+    .venv/bin/python bench/package_upload.py [--size-mib 1024] [--endpoint-url http://127.0.0.1:4566]
 
 The weights are what a real checkpoint looks like to a compressor: normal(0, 0.02) values cast to
 float16 in a safetensors file (the exponent bits compress a little, the mantissa bits do not) -- not
@@ -15,8 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named packaging.py, and Python puts its folder first on sys.path, where it would shadow
-# the `packaging` distribution that prefect imports. Put the repository there instead.
+# Python puts a script's folder first on sys.path, where a script named like a distribution or package
+# would shadow it (this one was once bench/packaging.py, which hid `packaging` from prefect); bench/
+# holds scripts, not modules. Put the repository there instead, for `tasks`.
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]

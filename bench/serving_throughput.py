@@ -12,7 +12,7 @@ sentence per request) in alternating windows, so load from other work on the mac
 alike. Server CPU time per request is reported too: it does not depend on that load. The result is one
 JSON object on the last line.
 
-    .venv/bin/python bench/serving.py [--concurrency 16] [--seconds 30] [--rounds 3] [--image REF]
+    .venv/bin/python bench/serving_throughput.py [--concurrency 16] [--seconds 30] [--rounds 3] [--image REF]
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# `python bench/serving.py` puts bench/ first on sys.path, where a sibling script (bench/packaging.py)
-# would shadow the real distribution of the same name for transformers; bench/ holds no modules.
+# Running a script puts its folder first on sys.path, where a script named like a distribution (once
+# bench/packaging.py) or like container/'s `serving` package would shadow it; bench/ holds no modules.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 REPO = Path(__file__).resolve().parent.parent
