@@ -19,7 +19,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from emulator.archives import ArchiveLimits, UnreadableArchive, UnsafeArchive, unpack_tar_gz
+from emulator.archives import ArchiveLimits, UnpackFailed, UnreadableArchive, UnsafeArchive, unpack_tar_gz
+from emulator.settings import Limits
 
 S3ClientFactory = Callable[[], Any]
 
@@ -58,9 +59,13 @@ class PreparedModelData:
 
 
 class ModelDataCache:
-    def __init__(self, root: Path, s3: S3ClientFactory) -> None:
+    def __init__(self, root: Path, s3: S3ClientFactory, limits: Limits | None = None) -> None:
         self.root = root
         self._s3 = s3
+        limits = limits or Limits.from_env()
+        self.archive_limits = ArchiveLimits(
+            max_bytes=limits.archive_max_bytes, max_members=limits.archive_max_members
+        )
 
     # -- S3 ---------------------------------------------------------------------------------------
 
@@ -137,7 +142,7 @@ class ModelDataCache:
         archive = work / "model.tar.gz"
         client.download_file(bucket, base, str(archive))
         try:
-            unpack_tarball(archive, target)
+            unpack_tarball(archive, target, self.archive_limits)
         finally:
             archive.unlink(missing_ok=True)
 
@@ -181,6 +186,13 @@ def unpack_tarball(archive: Path, target: Path, limits: ArchiveLimits | None = N
     try:
         unpack_tar_gz(archive, target, limits or ArchiveLimits())
     except UnsafeArchive as error:
-        raise ModelDataError(f"model data tarball is unsafe and was not unpacked: {error}") from error
+        raise ModelDataError(
+            f"model data tarball is unsafe and was not unpacked: {error}. Repack it with regular files and "
+            "folders only, under relative names (tar -h stores the files that links point to); the "
+            "emulator's size limits are SAGEMAKER_EMULATOR_ARCHIVE_MAX_BYTES and "
+            "SAGEMAKER_EMULATOR_ARCHIVE_MAX_MEMBERS"
+        ) from error
     except UnreadableArchive as error:
         raise ModelDataError(f"model data is not a readable gzipped tarball: {error}") from error
+    except UnpackFailed as error:
+        raise ModelDataError(f"model data tarball could not be unpacked on this machine: {error}") from error

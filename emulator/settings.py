@@ -71,6 +71,32 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; set it to an integer >= {minimum}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} is too small; set it to an integer >= {minimum}")
+    return value
+
+
+def _env_optional_float(name: str, minimum: float) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; set it to a number >= {minimum}") from None
+    if not value >= minimum:
+        raise ValueError(f"{name}={raw} is too small; set it to a number >= {minimum}")
+    return value
+
+
 @dataclass(frozen=True)
 class Limits:
     """Timeouts and quotas of the emulator; AWS's values unless an environment variable overrides."""
@@ -80,6 +106,16 @@ class Limits:
     image_pull_timeout: float
     invocation_timeout: float  # real-time InvokeEndpoint: 60 s on SageMaker
     instance_quota: int  # instances per instance type across endpoints ("ml.m5.large for endpoint usage")
+    # A model.tar.gz is unpacked only up to these (decompressed bytes, headers included; members).
+    archive_max_bytes: int = 64 << 30
+    archive_max_members: int = 1_000_000
+    # A transform input object with CompressionType Gzip is held in memory decompressed.
+    input_max_bytes: int = 1 << 30
+    # Containers get their instance type's vCPUs and memory (emulator/instance_types.py), never more
+    # than the machine has, and never more than these when set (tests make an instance small).
+    container_max_memory_mib: int | None = None
+    container_max_cpus: float | None = None
+    container_pids_limit: int = 4096
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -89,4 +125,11 @@ class Limits:
             image_pull_timeout=_env_float("SAGEMAKER_EMULATOR_PULL_TIMEOUT", 900.0),
             invocation_timeout=_env_float("SAGEMAKER_EMULATOR_INVOCATION_TIMEOUT", 60.0),
             instance_quota=int(_env_float("SAGEMAKER_EMULATOR_INSTANCE_QUOTA", 10)),
+            archive_max_bytes=_env_int("SAGEMAKER_EMULATOR_ARCHIVE_MAX_BYTES", 64 << 30, minimum=512),
+            archive_max_members=_env_int("SAGEMAKER_EMULATOR_ARCHIVE_MAX_MEMBERS", 1_000_000, minimum=1),
+            input_max_bytes=_env_int("SAGEMAKER_EMULATOR_INPUT_MAX_BYTES", 1 << 30, minimum=1),
+            container_max_memory_mib=_env_int("SAGEMAKER_EMULATOR_MAX_CONTAINER_MEMORY_MB", 0, minimum=6)
+            or None,
+            container_max_cpus=_env_optional_float("SAGEMAKER_EMULATOR_MAX_CONTAINER_CPUS", 0.01),
+            container_pids_limit=_env_int("SAGEMAKER_EMULATOR_CONTAINER_PIDS_LIMIT", 4096, minimum=16),
         )

@@ -14,7 +14,6 @@ container said, or Stopping → Stopped. The containers are removed when the job
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import time
 import uuid
@@ -27,6 +26,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from emulator import arns, images
+from emulator.archives import UnreadableArchive, UnsafeArchive, gunzip
 from emulator.errors import ValidationException
 from emulator.fleet import ContainerFailed, ContainerSpec, Fleet, RunningContainer
 from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec
@@ -339,10 +339,7 @@ class TransformJobs:
         source = f"s3://{bucket}/{key}"
         data = await asyncio.to_thread(self._read, bucket, key)
         if job["TransformInput"].get("CompressionType") == "Gzip":
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError) as error:
-                raise JobFailed(f"ClientError: {source} is not gzip data (CompressionType Gzip)") from error
+            data = await asyncio.to_thread(self._gunzip, data, source)
         split = job["TransformInput"].get("SplitType", "None")
         strategy = job.get("BatchStrategy") or ("MultiRecord" if split == "Line" else "SingleRecord")
         max_mb = job.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)
@@ -405,6 +402,18 @@ class TransformJobs:
             return bytes(self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())
         except (ClientError, BotoCoreError) as error:
             raise JobFailed(f"ClientError: cannot read s3://{bucket}/{key}: {error}") from error
+
+    def _gunzip(self, data: bytes, source: str) -> bytes:
+        limit = self.limits.input_max_bytes
+        try:
+            return gunzip(data, limit, source)
+        except UnsafeArchive as error:
+            raise JobFailed(
+                f"ClientError: {source} decompresses to more than {limit} bytes (CompressionType Gzip); "
+                "split the input into smaller objects or raise SAGEMAKER_EMULATOR_INPUT_MAX_BYTES"
+            ) from error
+        except UnreadableArchive as error:
+            raise JobFailed(f"ClientError: {error} (CompressionType Gzip)") from error
 
     def _write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:

@@ -1,92 +1,141 @@
-"""Model data unpacking refuses anything that would leave /opt/ml/model (no Docker needed)."""
+"""Model data: S3 objects unpacked into the cache, or refused with a reason naming the member.
+
+No Docker and no stack: S3 is moto in-process. The attacks themselves are in tests/unit/test_archives.py;
+here, what the cache makes of them: a ModelDataError that says what to fix, and nothing left behind.
+"""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from emulator.model_data import ModelDataError, unpack_tarball
+from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec, unpack_tarball
+from emulator.settings import Limits
+
+BUCKET = "model-data-tests"
 
 
-def _archive(tmp_path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
-    path = tmp_path / "model.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
+def _tar_gz(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for info, data in members:
-            info.size = len(data) if info.isfile() else 0
-            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
-    return path
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return gzip.compress(buffer.getvalue())
 
 
-def _file(name: str, mode: int = 0o644) -> tarfile.TarInfo:
+def _file(name: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
-    info.mode = mode
-    return info
+    info.size, info.mode = len(data), mode
+    return info, data
 
 
-def _link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = target
-    return info
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, b""
 
 
-def test_ordinary_model_with_inner_links_unpacks_readable(tmp_path: Path) -> None:
-    archive = _archive(
-        tmp_path,
-        (_file("config.json", 0o600), b"{}"),
-        (_file("weights/model.safetensors"), b"w"),
-        (_link("model.safetensors", "weights/model.safetensors", tarfile.SYMTYPE), b""),
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def _spec(s3: Any, body: bytes, key: str = "m/model.tar.gz") -> ModelDataSpec:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return ModelDataSpec(f"s3://{BUCKET}/{key}", "S3Object", "Gzip")
+
+
+def _limits(**overrides: int) -> Limits:
+    return Limits(
+        startup_health_timeout=60,
+        model_download_timeout=60,
+        image_pull_timeout=60,
+        invocation_timeout=60,
+        instance_quota=10,
+        **overrides,
     )
-    target = tmp_path / "model"
-    target.mkdir()
-    unpack_tarball(archive, target)
-    assert (target / "config.json").read_text() == "{}"
-    assert (target / "model.safetensors").resolve() == (target / "weights/model.safetensors").resolve()
 
 
-def test_absolute_member_lands_inside(tmp_path: Path) -> None:
-    archive = _archive(tmp_path, (_file("/etc/evil"), b"x"))
-    target = tmp_path / "model"
-    target.mkdir()
-    unpack_tarball(archive, target)
-    assert (target / "etc" / "evil").read_bytes() == b"x"
-    assert not Path("/etc/evil").exists()
+def test_an_ordinary_tarball_is_unpacked_readable_and_cached(tmp_path: Path, s3: Any) -> None:
+    cache = ModelDataCache(tmp_path / "cache", lambda: s3, _limits())
+    spec = _spec(s3, _tar_gz(_file("config.json", b"{}", mode=0o600), _file("code/inference.py", b"x=1")))
+
+    prepared = cache.prepare(spec)
+
+    assert (prepared.path / "config.json").read_bytes() == b"{}"
+    assert (prepared.path / "config.json").stat().st_mode & 0o444 == 0o444  # any container user reads it
+    assert (prepared.path / "code" / "inference.py").read_bytes() == b"x=1"
+    assert cache.prepare(spec) == prepared
 
 
 @pytest.mark.parametrize(
-    ("member", "data"),
+    ("member", "fragment"),
     [
-        (_file("../escape.txt"), b"x"),
-        (_file("a/../../escape.txt"), b"x"),
-        (_link("passwd", "/etc/passwd", tarfile.SYMTYPE), b""),
-        (_link("up", "../../outside", tarfile.SYMTYPE), b""),
-        (_link("hard", "/etc/passwd", tarfile.LNKTYPE), b""),
+        (_symlink("passwd", "/etc/passwd"), "member 'passwd' is a symbolic link (to '/etc/passwd')"),
+        (_file("../escape.txt", b"x"), "member '../escape.txt' has '..' in its name"),
+        (_file("/etc/evil", b"x"), "member '/etc/evil' has an absolute name"),
     ],
-    ids=["dotdot", "nested-dotdot", "absolute-symlink", "symlink-up", "hardlink-out"],
+    ids=["symlink", "dotdot", "absolute"],
 )
-def test_escaping_member_is_refused(tmp_path: Path, member: tarfile.TarInfo, data: bytes) -> None:
-    archive = _archive(tmp_path, (member, data))
-    target = tmp_path / "deep" / "model"
-    target.mkdir(parents=True)
-    with pytest.raises(ModelDataError, match="unsafe and was not unpacked"):
-        unpack_tarball(archive, target)
-    assert not (tmp_path / "deep" / "escape.txt").exists()
+def test_an_unsafe_tarball_fails_naming_the_member_and_leaves_nothing(
+    tmp_path: Path, s3: Any, member: tuple[tarfile.TarInfo, bytes], fragment: str
+) -> None:
+    cache = ModelDataCache(tmp_path / "cache", lambda: s3, _limits())
+    spec = _spec(s3, _tar_gz(_file("config.json", b"{}"), member))
+
+    with pytest.raises(ModelDataError) as failed:
+        cache.prepare(spec)
+
+    message = str(failed.value)
+    assert "model data tarball is unsafe and was not unpacked" in message
+    assert fragment in message
+    assert "Repack it with regular files and folders only" in message
+    assert list((tmp_path / "cache").iterdir()) == []  # the partial unpack is gone
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_device_file_is_refused(tmp_path: Path) -> None:
-    device = tarfile.TarInfo("null")
-    device.type = tarfile.CHRTYPE
-    device.devmajor, device.devminor = 1, 3
-    archive = _archive(tmp_path, (device, b""))
-    target = tmp_path / "model"
-    target.mkdir()
-    with pytest.raises(ModelDataError, match="unsafe"):
-        unpack_tarball(archive, target)
+def test_the_byte_limit_comes_from_the_emulators_limits(tmp_path: Path, s3: Any) -> None:
+    bomb = _tar_gz(_file("weights.bin", bytes(32 << 20)))
+    assert len(bomb) < 100_000
+    small = ModelDataCache(tmp_path / "small", lambda: s3, _limits(archive_max_bytes=1 << 20))
+    roomy = ModelDataCache(tmp_path / "roomy", lambda: s3, _limits())
+    spec = _spec(s3, bomb)
+
+    with pytest.raises(ModelDataError) as failed:
+        small.prepare(spec)
+    assert "member 'weights.bin' has 33554432 bytes, which would unpack past the limit of 1048576" in str(
+        failed.value
+    )
+    assert "SAGEMAKER_EMULATOR_ARCHIVE_MAX_BYTES" in str(failed.value)
+    assert list((tmp_path / "small").iterdir()) == []
+    assert (roomy.prepare(spec).path / "weights.bin").stat().st_size == 32 << 20
+
+
+def test_the_limits_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAGEMAKER_EMULATOR_ARCHIVE_MAX_BYTES", "4096")
+    monkeypatch.setenv("SAGEMAKER_EMULATOR_ARCHIVE_MAX_MEMBERS", "3")
+    cache = ModelDataCache(Path("/nonexistent"), lambda: None)
+    assert (cache.archive_limits.max_bytes, cache.archive_limits.max_members) == (4096, 3)
+    monkeypatch.setenv("SAGEMAKER_EMULATOR_ARCHIVE_MAX_MEMBERS", "many")
+    with pytest.raises(ValueError, match="SAGEMAKER_EMULATOR_ARCHIVE_MAX_MEMBERS='many' is not a whole"):
+        Limits.from_env()
 
 
 def test_not_a_tarball(tmp_path: Path) -> None:
@@ -94,3 +143,12 @@ def test_not_a_tarball(tmp_path: Path) -> None:
     archive.write_bytes(os.urandom(64))
     with pytest.raises(ModelDataError, match="not a readable gzipped tarball"):
         unpack_tarball(archive, tmp_path)
+
+
+def test_a_name_the_disk_refuses_is_reported_as_such(tmp_path: Path) -> None:
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_tar_gz(_file("n" * 300, b"x")))
+    target = tmp_path / "model"
+    target.mkdir()
+    with pytest.raises(ModelDataError, match="could not be unpacked on this machine: member 'nnn"):
+        unpack_tarball(archive, target)
