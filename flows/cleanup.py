@@ -25,9 +25,10 @@ from typing import Any
 
 from prefect import flow
 
+from flows import cli
 from tasks import aws, naming, unwind
-from tasks.config import load_config
-from tasks.errors import ReleaseError
+from tasks.config import check_value, load_config
+from tasks.errors import ConfigError, ReleaseError
 from tasks.ledger import (
     CLOUDWATCH_ALARM,
     ECR_REPOSITORY,
@@ -228,36 +229,86 @@ def _delete(deleter: Callable[[LedgerEntry], None], entry: LedgerEntry) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.cleanup", description=__doc__.splitlines()[0])
-    parser.add_argument("release_id", nargs="?", help="the release whose ledger to unwind")
+    identity: dict[str, Any] = {"release_id": None}
+    return cli.run(lambda: _main(argv, identity), identity)
+
+
+def _main(argv: list[str] | None, identity: dict[str, Any]) -> int:
+    parser = cli.Parser(prog="python -m flows.cleanup", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "release_id", nargs="?", metavar="RELEASE_ID", help="the release whose ledger to unwind"
+    )
     parser.add_argument("--bucket", help="bucket holding the ledgers (storage.bucket of the release)")
     parser.add_argument("--prefix", help=f"key prefix of the ledgers (default {DEFAULT_PREFIX})")
     parser.add_argument("--config", help="take bucket and prefix from this release config instead")
-    parser.add_argument("--force", action="store_true", help="unwind even a release that succeeded")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="unwind even a release that succeeded, or one that still holds its endpoint lock",
+    )
     parser.add_argument(
         "--orphans", action="store_true", help="list resources of ours no release accounts for"
     )
     parser.add_argument("--delete", action="store_true", help="with --orphans: delete them too")
     args = parser.parse_args(argv)
-    bucket, prefix = args.bucket, args.prefix
-    if args.config:
-        storage = load_config(args.config).storage
-        bucket, prefix = bucket or storage.bucket, prefix or storage.prefix
-    if not bucket or (not args.release_id and not args.orphans):
-        parser.error("give a RELEASE_ID (or --orphans) and --bucket or --config")
+    identity["release_id"] = args.release_id
+    bucket, prefix = _ledger_location(args)
     use_shared_lease_storage()
     if args.orphans:
-        state = cleanup_orphans(bucket, prefix or DEFAULT_PREFIX, delete=args.delete, return_state=True)
+        state = cleanup_orphans(bucket, prefix, delete=args.delete, return_state=True)
     else:
-        state = cleanup(
-            args.release_id, bucket, prefix or DEFAULT_PREFIX, force=args.force, return_state=True
-        )
+        state = cleanup(args.release_id, bucket, prefix, force=args.force, return_state=True)
     result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        print(json.dumps({"release_id": args.release_id, "status": "failed", "error": str(result)}))
+    if isinstance(result, BaseException) or not isinstance(result, dict):
+        error = cli.error_text(result) if isinstance(result, BaseException) else str(result)
+        print(json.dumps({**identity, "status": "failed", "error": error}, default=str))
         return 1
-    print(json.dumps({"status": "done", **result}))
+    print(json.dumps({"status": "done", **result}, default=str))
     return 0
+
+
+def _ledger_location(args: argparse.Namespace) -> tuple[str, str]:
+    """(bucket, prefix) of the ledgers, after refusing flags that contradict or do nothing."""
+    line = cli.COMMAND_LINE
+    if args.orphans and args.release_id is not None:
+        raise ConfigError(
+            "RELEASE_ID",
+            "is given with --orphans, which sweeps every release",
+            "give RELEASE_ID to unwind one release, or --orphans alone",
+            subject=line,
+        )
+    if not args.orphans and args.release_id is None:
+        raise ConfigError(
+            "RELEASE_ID", "is required", "give the RELEASE_ID to unwind, or --orphans", subject=line
+        )
+    for flag, given, allowed, needs in (
+        ("--delete", args.delete, args.orphans, "--orphans"),
+        ("--force", args.force, not args.orphans, "a RELEASE_ID"),
+    ):
+        if given and not allowed:
+            raise ConfigError(
+                flag, f"only applies with {needs}", f"drop {flag}, or give {needs}", subject=line
+            )
+    if args.release_id is not None:
+        check_value("RELEASE_ID", args.release_id, "release_id", subject=line)
+    bucket, prefix = args.bucket, args.prefix
+    if bucket is not None:
+        check_value("--bucket", bucket, "bucket", subject=line)
+    if prefix is not None:
+        check_value("--prefix", prefix, "key_prefix", subject=line)
+    if args.config:
+        # Only the storage section matters here: the model folder of a dead worker need not exist.
+        storage = load_config(args.config, path_field="--config", check_folders=False).storage
+        bucket = bucket if bucket is not None else storage.bucket
+        prefix = prefix if prefix is not None else storage.prefix
+    if bucket is None:
+        raise ConfigError(
+            "--bucket",
+            "is required: no bucket was given",
+            "pass --bucket BUCKET, or --config with the release's config",
+            subject=line,
+        )
+    return bucket, prefix or DEFAULT_PREFIX
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ endpoint. Exits non-zero when it fails; the last line printed is a JSON summary.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 from prefect import flow, task
 from prefect.states import Failed, State
 
-from flows.cli import print_summary
+from flows import cli
 from tasks import rollback as rollback_tasks
+from tasks.config import check_value
 from tasks.lock import endpoint_lock, use_shared_lease_storage
 from tasks.logs import run_logger
 from tasks.retry import task_options
@@ -54,24 +54,39 @@ def rollback(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.rollback", description=__doc__.splitlines()[0])
-    parser.add_argument("endpoint", help="name of the endpoint to roll back")
+    identity: dict[str, Any] = {"endpoint_name": None}
+    return cli.run(lambda: _main(argv, identity), identity)
+
+
+def _main(argv: list[str] | None, identity: dict[str, Any]) -> int:
+    parser = cli.Parser(prog="python -m flows.rollback", description=__doc__.splitlines()[0])
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="name of the endpoint to roll back")
     parser.add_argument(
         "--to", dest="to_config", help="endpoint config to go back to (default: previous release)"
     )
     parser.add_argument(
-        "--timeout", type=int, default=3600, help="seconds to wait for the endpoint (default %(default)s)"
+        "--timeout",
+        type=cli.whole_number(30, 14400),
+        default=3600,
+        help="seconds to wait for the endpoint, 30-14400 as timeouts.endpoint_s (default %(default)s)",
     )
     parser.add_argument(
-        "--poll", type=float, default=10.0, help="seconds between status checks (default %(default)s)"
+        "--poll",
+        type=cli.number(0.1, 300),
+        default=10.0,
+        help="seconds between status checks, 0.1-300 (default %(default)s)",
     )
     parser.add_argument(
         "--wait-for-lock",
-        type=int,
+        type=cli.whole_number(0, 86400),
         default=DEFAULT_LOCK_WAIT_S,
         help="seconds to wait while a release of the endpoint runs (default %(default)s)",
     )
     args = parser.parse_args(argv)
+    identity["endpoint_name"] = args.endpoint
+    check_value("ENDPOINT", args.endpoint, "sagemaker_name", subject=cli.COMMAND_LINE)
+    if args.to_config is not None:
+        check_value("--to", args.to_config, "sagemaker_name", subject=cli.COMMAND_LINE)
     use_shared_lease_storage()
     state = rollback(
         args.endpoint,
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_lock_s=args.wait_for_lock,
         return_state=True,
     )
-    return print_summary(state, {"endpoint_name": args.endpoint})
+    return cli.print_summary(state, identity)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tasks.config import ReleaseConfig, load_config, parse_config, split_s3_uri
+from tasks.config import (
+    MAX_ALIAS_EXPANSION,
+    ReleaseConfig,
+    check_value,
+    load_config,
+    parse_config,
+    split_s3_uri,
+)
 from tasks.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -392,7 +399,8 @@ def test_release_id_is_generated_once_and_kept() -> None:
     assert config.with_release_id("r-7").release_id == "r-7"
 
 
-def test_every_example_release_loads() -> None:
+def test_every_example_release_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # their build context (container) is relative to the checkout
     files = sorted((REPO / "releases").glob("*.yaml"))
     assert files, "releases/ has no examples"
     for file in files:
@@ -468,3 +476,181 @@ def test_prefect_renders_the_config_as_a_form_and_refuses_bad_parameters() -> No
         ParameterTypeError, match=r"config.role_arn: .* fix: give the SageMaker execution role"
     ):
         release_form.validate_parameters({"config": {**MINIMAL, "role_arn": "SageMakerExecution"}})
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "problem", "fix"),
+    [
+        (
+            _with(endpoint={"name": "e", "instance_count": 1.5}),
+            "endpoint.instance_count",
+            "1.5 is not a whole number",
+            "give a whole number from 1 to 100",
+        ),
+        (
+            _with(endpoint={"name": "e", "instance_count": True}),
+            "endpoint.instance_count",
+            "true is not a whole number",
+            "give a whole number from 1 to 100",
+        ),
+        (
+            _with(endpoint={"name": "e", "container_startup_timeout_s": "90"}),
+            "endpoint.container_startup_timeout_s",
+            "'90' is not a whole number",
+            "give a whole number from 60 to 3600, or null to leave it empty",
+        ),
+        (
+            _with(smoke={"max_latency_ms": float("inf")}),
+            "smoke.max_latency_ms",
+            ".inf is not a finite number",
+            "give a number greater than 0",
+        ),
+        (
+            _with(scaling={"target_backlog_per_instance": "5"}),
+            "scaling.target_backlog_per_instance",
+            "'5' is not a number",
+            "give a number greater than 0 and at most 100000",
+        ),
+        (
+            _with(storage={"create_bucket": "yes"}),
+            "storage.create_bucket",
+            "'yes' is not true or false",
+            "true or false",
+        ),
+        (
+            _with(endpoint={"name": "e", "type": "serverless", "serverless": {"memory_mb": 2048.5}}),
+            "endpoint.serverless.memory_mb",
+            "2048.5 is not a whole number",
+            "Memory in MB: 1024, 2048",
+        ),
+        (
+            _with(smoke={"latency_percentile": "p100"}),
+            "smoke.latency_percentile",
+            "'p100' is not allowed",
+            "use one of 'p50', 'p90', 'p95', 'p99' or 'max'",
+        ),
+        (
+            _with(model={"repo_id": "a/b", "revision": 1.10}),
+            "model.revision",
+            "1.1 is not text",
+            "quote it in YAML",
+        ),
+        (_with(tags=["team"]), "tags", "['team'] is not a mapping", "give a mapping"),
+    ],
+)
+def test_type_errors_say_what_the_field_takes(
+    data: dict[str, Any], field: str, problem: str, fix: str
+) -> None:
+    error = _refused(data)
+    assert (error.field, error.problem) == (field, problem), str(error)
+    assert fix in error.fix, str(error)
+
+
+@pytest.mark.parametrize(
+    "rollout",
+    [
+        {"strategy": "canary", "canary_percent": 20, "steps": [20, 100]},
+        {"strategy": "linear", "linear_step_percent": 50},
+        {"strategy": "variant_shift", "canary_percent": 20},
+        {"strategy": "auto", "steps": [50]},
+        {"strategy": "all_at_once", "canary_percent": 10, "linear_step_percent": 25},  # the defaults
+    ],
+)
+def test_rollout_fields_are_accepted_with_a_strategy_that_reads_them(rollout: dict[str, Any]) -> None:
+    assert parse_config(_with(rollout=rollout)).rollout.strategy == rollout["strategy"]
+
+
+def test_names_close_to_the_reserved_ones_are_fine() -> None:
+    for bucket in (
+        "my-xn--bucket",
+        "s3alias-models",
+        "models-ol-s3",
+        "sthree",
+        "amzn-s3-demo",
+        "x-s3-models",
+    ):
+        assert parse_config(_with(storage={"bucket": bucket})).storage.bucket == bucket
+    for revision in ("main", "refs/pr/1", "v1.0", "release/2025-03", "a" * 40, "feature_x@2"):
+        assert parse_config(_with(model={"revision": revision})).model.revision == revision
+    for image in (
+        "python:3.11-slim",
+        "127.0.0.1:5000/sagemaker-release-base:bookworm",
+        "localhost:5000/base",
+        "public.ecr.aws/docker/library/python:3.11",
+        "python@sha256:" + "0" * 64,
+        "",
+    ):
+        assert parse_config(_with(image={"base_image": image})).image.base_image == image
+
+
+def test_a_trailing_newline_does_not_pass_a_name() -> None:
+    for data, field in (
+        (_with(endpoint={"name": "demo\n"}), "endpoint.name"),
+        (_with(release_id="r1\n"), "release_id"),
+        (_with(storage={"bucket": "my-bucket\n"}), "storage.bucket"),
+        (_with(role_arn=MINIMAL["role_arn"] + "\n"), "role_arn"),
+    ):
+        assert _refused(data).field == field
+
+
+def test_duplicate_keys_are_refused_naming_the_key_and_lines(tmp_path: Path) -> None:
+    file = tmp_path / "dup.yaml"
+    file.write_text(json.dumps(MINIMAL) + "\n")
+    assert load_config(file, check_folders=False).endpoint.name == "demo-embedder"
+    file.write_text(
+        "role_arn: arn:aws:iam::123456789012:role/x\nmodel: {repo_id: a/b}\nstorage:\n  bucket: one\n"
+        "  bucket: two\nendpoint: {name: e}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, check_folders=False)
+    assert caught.value.field == "storage.bucket" and "lines 4 and 5" in caught.value.problem
+
+
+def test_anchors_and_merge_keys_load_and_alias_bombs_do_not(tmp_path: Path) -> None:
+    file = tmp_path / "anchors.yaml"
+    file.write_text(
+        "role_arn: arn:aws:iam::123456789012:role/x\nmodel: {repo_id: a/b}\nstorage: {bucket: models}\n"
+        "endpoint: &ep {name: e, instance_type: ml.m5.large}\n"
+        "smoke:\n  payloads: &p [{inputs: a}, {inputs: b}]\n"
+        "rollout:\n  bake_traffic: {payloads: *p}\n"
+    )
+    config = load_config(file, check_folders=False)
+    assert config.rollout.bake_traffic.payloads == config.smoke.payloads
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "role_arn: arn:aws:iam::123456789012:role/x\nmodel: {repo_id: a/b}\nstorage: {bucket: models}\n"
+        "endpoint:\n  <<: {name: e, instance_type: ml.m5.large}\n  instance_type: ml.c5.large\n"
+    )
+    assert load_config(merged, check_folders=False).endpoint.instance_type == "ml.c5.large"
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(file.read_text() + "l0: &l0 [x]\n" + laughs)
+    with pytest.raises(ConfigError, match=f"more than {MAX_ALIAS_EXPANSION} added values"):
+        load_config(bomb, check_folders=False)
+
+
+def test_local_folders_must_exist_where_the_config_is_loaded(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    data = _with(model={"repo_id": None, "local_path": str(model)}, image={"context": str(context)})
+    file = tmp_path / "local.yaml"
+    file.write_text(json.dumps(data))
+    assert load_config(file).model.local_path == str(model)
+    model.rmdir()
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    assert caught.value.field == "model.local_path" and "does not exist" in caught.value.problem
+    assert load_config(file, check_folders=False).model.local_path == str(model)
+
+
+def test_a_bad_release_id_given_later_is_a_config_error() -> None:
+    config = parse_config(MINIMAL)
+    with pytest.raises(ConfigError) as caught:
+        config.with_release_id("Not Valid")
+    assert caught.value.field == "release_id" and "lowercase" in caught.value.fix
+    assert check_value("--bucket", "my-bucket", "bucket") == "my-bucket"
+    with pytest.raises(ConfigError, match=r"invalid command line: --bucket: 'xn--b' .*fix: choose a name"):
+        check_value("--bucket", "xn--b", "bucket", subject="command line")
