@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from serving.errors import ClientError, ModelLoadError, PayloadTooLarge
+from serving.errors import ClientError, ModelLoadError, PayloadTooLarge, RequestTimeout
 from serving.handlers.base import ServedModel
 from serving.loading import load_served_model
 from serving.settings import Settings
@@ -125,7 +125,7 @@ def create_app(
         request_id = _request_id(request)
         deadline = asyncio.timeout(settings.request_timeout_s)
         try:
-            body = await _read_body(request, settings.max_payload_bytes)
+            body = await _read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
             async with deadline:
                 # A request that reaches this worker while its model still loads waits for it.
                 await slot.settled.wait()
@@ -136,7 +136,9 @@ def create_app(
                 )
         except ClientError as exc:
             log.info("request %s: %d %s", request_id, exc.status, exc.message)
-            return _error(exc.status, exc.message, request_id)
+            # After a 408 the rest of the body may still come: the connection cannot carry another request.
+            close = {"Connection": "close"} if isinstance(exc, RequestTimeout) else None
+            return _error(exc.status, exc.message, request_id, close)
         except ClientDisconnect:
             # Nobody is left to answer; not the model's failure.
             log.info("request %s: the client disconnected before sending its whole body", request_id)
@@ -163,12 +165,19 @@ def create_app(
 
 
 def _model_failed(request_id: str, exc: Exception) -> Response:
+    # The exception's text may carry the request's data or the model's internals: it goes to the log,
+    # under the request id; the caller gets the id and the class to find it there.
     log.error("request %s: the model failed", request_id, exc_info=exc)
-    return _error(
+    kind = type(exc).__name__
+    return _json(
         500,
-        f"the model failed on this request: {type(exc).__name__}: {exc} "
-        f"(request id {request_id}; the traceback is in the container log)",
-        request_id,
+        {
+            "error": f"the model failed on this request with {kind} (request id {request_id}; the message "
+            "and traceback are in the container log under that id)",
+            "error_class": kind,
+            "request_id": request_id,
+        },
+        {"X-Request-Id": request_id},
     )
 
 
@@ -180,18 +189,25 @@ def _request_id(request: Request) -> str:
     return uuid.uuid4().hex
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(_too_large(int(declared), limit))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            # A chunked body without Content-Length: stop reading as soon as it passes the limit.
-            raise PayloadTooLarge(_too_large(size, limit, at_least=True))
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    # A chunked body without Content-Length: stop reading as soon as it passes the limit.
+                    raise PayloadTooLarge(_too_large(size, limit, at_least=True))
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout:g} s ({size} bytes came); send it at once "
+            "(the server waits SERVING_BODY_TIMEOUT seconds for it)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -206,5 +222,7 @@ def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None =
     return Response(json.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(status: int, message: str, request_id: str) -> Response:
-    return _json(status, {"error": message, "request_id": request_id}, {"X-Request-Id": request_id})
+def _error(status: int, message: str, request_id: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(
+        status, {"error": message, "request_id": request_id}, {"X-Request-Id": request_id, **(headers or {})}
+    )

@@ -106,10 +106,25 @@ def decode(body: bytes, content_type: str | None) -> Any:
 
 
 def _csv_rows(text: str) -> list[Any]:
-    try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
-    except csv.Error as exc:
-        raise BadRequest(f"the body is not valid CSV: {exc}") from None
+    # strict: without it an unclosed quote swallows every row after it into one field, and a batch's
+    # answers no longer line up with its rows.
+    reader = csv.reader(io.StringIO(text), strict=True)
+    rows: list[list[str]] = []
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise BadRequest(
+                    f"the CSV body has an unclosed quote in the record that starts on line {first_line}; "
+                    'close the quote, or double it ("") for a quote inside a field'
+                ) from None
+            raise BadRequest(f"the CSV body is not valid CSV on line {reader.line_num}: {exc}") from None
+        if row:
+            rows.append(row)
     if not rows:
         raise BadRequest("the CSV body has no rows; send one record per row")
     return [row[0] if len(row) == 1 else row for row in rows]

@@ -29,6 +29,10 @@ class NotAcceptable(ClientError):
     status = 406
 
 
+class RequestTimeout(ClientError):
+    status = 408
+
+
 class PayloadTooLarge(ClientError):
     status = 413
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path, PurePosixPath
 
 from serving.errors import ModelLoadError
 from serving.handlers.base import ServedModel
@@ -23,7 +24,7 @@ def load_served_model(settings: Settings) -> ServedModel:
         raise ModelLoadError(
             f"model directory {folder} does not exist; mount the model at /opt/ml/model or set MODEL_DIR"
         )
-    code = folder / "code" / settings.program
+    code = entry_point(folder, settings.program)
     model: ServedModel
     if code.is_file():
         if (folder / "code" / "requirements.txt").is_file():
@@ -44,6 +45,28 @@ def load_served_model(settings: Settings) -> ServedModel:
         )
     log.info("loaded %s from %s in %.1f s", model.description, folder, time.monotonic() - started)
     return model
+
+
+def entry_point(folder: Path, program: str) -> Path:
+    """code/<SAGEMAKER_PROGRAM>, refused unless it stays inside the model's code folder.
+
+    Joined as is, an absolute SAGEMAKER_PROGRAM replaces the folder and `../../x.py` climbs out of it:
+    either would run a script from anywhere in the image instead of the model's own code.
+    """
+    code_dir = folder / "code"
+    relative = PurePosixPath(program)
+    if not program.strip() or relative.is_absolute() or ".." in relative.parts:
+        raise ModelLoadError(
+            f"SAGEMAKER_PROGRAM={program!r} is not a file inside {code_dir}: set it to a relative name "
+            "without '..', such as inference.py"
+        )
+    path = code_dir.joinpath(*relative.parts)
+    if path.exists() and not path.resolve().is_relative_to(code_dir.resolve()):
+        raise ModelLoadError(
+            f"SAGEMAKER_PROGRAM={program!r} leads through a link to {path.resolve()}, outside {code_dir}: "
+            "put the script itself in the model's code folder"
+        )
+    return path
 
 
 def _load_predictor(settings: Settings) -> Predictor:

@@ -57,6 +57,9 @@ class Settings:
     pack_sequences: bool
     max_payload_bytes: int
     request_timeout_s: float
+    # A request body must arrive within this: a client that sends it slowly (or never finishes) would
+    # otherwise hold its connection and memory in the worker for as long as it likes.
+    body_timeout_s: float
     graceful_timeout_s: float
     default_accept: str
     program: str
@@ -82,6 +85,7 @@ class Settings:
             pack_sequences=_choice(env, "SERVING_PACK_SEQUENCES", "auto", ("auto", "off")) == "auto",
             max_payload_bytes=int(_float(env, "SERVING_MAX_PAYLOAD_MB", 6.0, minimum=0.0) * MIB),
             request_timeout_s=_float(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0.001),
+            body_timeout_s=_float(env, "SERVING_BODY_TIMEOUT", 60.0, minimum=0.001),
             graceful_timeout_s=_float(env, "SERVING_GRACEFUL_TIMEOUT", 25.0, minimum=0.0),
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
             program=env.get("SAGEMAKER_PROGRAM") or "inference.py",

@@ -151,11 +151,11 @@ def test_client_error_from_user_code_is_its_4xx(tmp_path: Path) -> None:
         ),
         (
             "def model_fn(d):\n    return 1\n",
-            "its model_fn returned a int, which is not callable; define predict_fn",
+            "TypeError: its model_fn returned a int, which is not callable; define predict_fn",
         ),
         (
             "def model_fn(d):\n    return len\n\ndef output_fn(prediction, accept):\n    return 42\n",
-            "output_fn returned a int",
+            "TypeError: output_fn returned a int",
         ),
     ],
     ids=["predict_fn raises", "model not callable", "output_fn returns a number"],
@@ -168,10 +168,14 @@ def test_user_code_failures_are_500_with_the_request_id_logged(
         response = client.post("/invocations", json={"inputs": "x"})
 
     assert response.status_code == 500
-    assert fragment in response.json()["error"]
     request_id = response.headers["x-request-id"]
+    assert response.json()["request_id"] == request_id
+    kind, _, detail = fragment.partition(": ")
+    assert response.json()["error_class"] == kind
+    assert detail not in response.text  # the exception's text stays in the log
     logged = [r for r in caplog.records if r.levelno == logging.ERROR and request_id in r.getMessage()]
     assert logged and logged[0].exc_info is not None
+    assert detail in str(logged[0].exc_info[1])
 
 
 def test_default_output_fn_refuses_an_unwritable_accept_before_running_the_model(tmp_path: Path) -> None:
