@@ -8,7 +8,12 @@ learning container looked up with the SageMaker SDK) replaces build and push.
 Pushes go to `$SAGEMAKER_RELEASE_REGISTRY/<repo>:<tag>` when that variable is set, else to the ECR host.
 SageMaker always gets the ECR `repositoryUri:tag`. When the data plane is such a separate registry, the
 pushed manifest is also put into the ECR API (PutImage) so DescribeImages, the skip check and cleanup
-see the image there as they would after a push to ECR itself.
+see the image there as they would after a push to ECR itself, and an unwind deletes it from both.
+
+Every endpoint built from the same context shares the tag, and a repository holds the images of many
+releases; only the release that pushed a tag (or created the repository) records it. Given the
+release's storage, the release first writes a reference to the tag (tasks/image_refs.py), so an unwind
+keeps what other releases use.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,10 +37,11 @@ import docker
 import docker.errors
 from prefect import task
 
-from tasks import aws
-from tasks.config import ImageConfig
+from tasks import aws, image_refs
+from tasks.config import ImageConfig, StorageConfig
 from tasks.errors import ResourceFailed, WaitTimeout
-from tasks.ledger import Ledger
+from tasks.image_refs import HeldImage
+from tasks.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger
 from tasks.logs import run_logger
 from tasks.retry import task_options
 
@@ -166,11 +173,14 @@ def fill_wheelhouse(context: Path, *, timeout_s: float = 1800) -> None:
 # --- ECR -------------------------------------------------------------------------------------------------
 
 
-def ensure_repository(name: str, tags: list[dict[str, str]], ledger: Ledger) -> Repository:
+def ensure_repository(
+    name: str, tags: list[dict[str, str]], ledger: Ledger, *, held: HeldImage | None = None
+) -> Repository:
     """The ECR repository `name`, created with scan-on-push and immutable tags when absent.
 
     Only a repository this call created goes into the ledger: one that existed before is shared and
-    must survive the release's cleanup.
+    must survive the release's cleanup. Even one it created may come to hold other releases' images;
+    `held` (this release's image reference) lets the unwind see who else refers to it.
     """
     ecr = aws.client("ecr")
     try:
@@ -192,7 +202,8 @@ def ensure_repository(name: str, tags: list[dict[str, str]], ledger: Ledger) -> 
         # Another release created it between our describe and create: it is theirs, not ours.
         found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
         return Repository(name, found["repositoryUri"], found["registryId"], created=False)
-    ledger.record("ecr:repository", name, uri=made["repositoryUri"], registry_id=made["registryId"])
+    refs = held.repository_attrs() if held is not None else {}
+    ledger.record(ECR_REPOSITORY, name, uri=made["repositoryUri"], registry_id=made["registryId"], **refs)
     return Repository(name, made["repositoryUri"], made["registryId"], created=True)
 
 
@@ -206,6 +217,30 @@ def image_digest_in_ecr(repository: str, tag: str) -> str | None:
         raise
     images = details.get("imageDetails", [])
     return str(images[0]["imageDigest"]) if images else None
+
+
+def digest_in_ecr(repository: str, digest: str) -> bool:
+    """Whether ECR holds the image `digest` in `repository` under any tag."""
+    try:
+        details = aws.client("ecr").describe_images(
+            repositoryName=repository, imageIds=[{"imageDigest": digest}]
+        )
+    except Exception as exc:
+        if aws.error_code(exc) in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            return False
+        raise
+    return bool(details.get("imageDetails"))
+
+
+def repository_has_images(name: str) -> bool:
+    """Whether the repository holds any image, tagged or not (a missing repository holds none)."""
+    try:
+        listed = aws.client("ecr").list_images(repositoryName=name, maxResults=1)
+    except Exception as exc:
+        if aws.error_code(exc) == "RepositoryNotFoundException":
+            return False
+        raise
+    return bool(listed.get("imageIds"))
 
 
 def registry_auth() -> RegistryAuth:
@@ -372,6 +407,46 @@ def register_in_ecr(repository: Repository, tag: str, manifest: bytes, media_typ
             raise
 
 
+def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> None:
+    """Delete the manifest `digest`, pushed as `repository:tag`, from the separate registry at `host`.
+
+    Only while the tag still names that digest there: that registry's tags are mutable, and a tag
+    pushed again since is not the release's to delete. A missing tag or manifest is fine.
+    """
+    auth = registry_auth()
+    scheme = "http" if _is_loopback(host) else "https"
+    headers = {
+        "Accept": ", ".join(MANIFEST_MEDIA_TYPES),
+        "Authorization": "Basic " + base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode(),
+    }
+    base = f"{scheme}://{host}/v2/{repository}/manifests/"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + tag, headers=headers, method="HEAD"), timeout=30
+        ) as response:
+            current = response.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise
+    if current != digest:
+        return
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + digest, headers=headers, method="DELETE"), timeout=30
+        ):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise ResourceFailed(
+            f"image {host}/{repository}@{digest}",
+            "DeleteFailed",
+            f"the registry answered {exc.code} {exc.reason} to deleting the manifest; fix: enable deletes "
+            "in the registry (storage: delete: enabled: true) or delete the image there by hand",
+        ) from exc
+
+
 # --- the step ----------------------------------------------------------------------------------------------
 
 
@@ -387,12 +462,18 @@ def build_and_push(
     build_timeout_s: float = 3600,
     push_timeout_s: float = 1800,
     client: docker.DockerClient | None = None,
+    storage: StorageConfig | None = None,
 ) -> ServingImage:
-    """Make sure ECR holds the serving image of `context`, building and pushing only what is missing."""
+    """Make sure ECR holds the serving image of `context`, building and pushing only what is missing.
+
+    With `storage`, the release's reference to the tag is written first (tasks/image_refs.py): from
+    then on no other release's unwind deletes the image or its repository.
+    """
     log = run_logger()
     fill_wheelhouse(context)
     tag = context_tag(context, base_image, dockerfile=dockerfile, build_args=build_args)
-    repository = ensure_repository(repository_name, tags, ledger)
+    held = image_refs.hold(storage, repository_name, tag, ledger) if storage is not None else None
+    repository = ensure_repository(repository_name, tags, ledger, held=held)
     uri = f"{repository.uri}:{tag}"
     existing = image_digest_in_ecr(repository.name, tag)
     if existing is not None:
@@ -443,7 +524,12 @@ def build_and_push(
             "DigestMismatch",
             f"ECR holds {in_ecr or 'nothing'} under tag {tag} after pushing {pushed}",
         )
-    ledger.record("ecr:image", f"{repository.name}:{tag}", repository=repository.name, tag=tag, digest=pushed)
+    extra: dict[str, str] = held.image_attrs() if held is not None else {}
+    if host != repository.host:
+        extra["registry"] = host  # the unwind deletes the image where it was pushed, too
+    ledger.record(
+        ECR_IMAGE, f"{repository.name}:{tag}", repository=repository.name, tag=tag, digest=pushed, **extra
+    )
     log.info("pushed %s (%s)", uri, pushed)
     return ServingImage(uri, pushed, built=built, pushed=True, source="build")
 
@@ -474,9 +560,17 @@ def huggingface_image_uri(
 
 @task(name="build-and-push-image", **task_options(retries=2))
 def serving_image(
-    image: ImageConfig, *, instance_type: str, tags: list[dict[str, str]], ledger: Ledger
+    image: ImageConfig,
+    *,
+    instance_type: str,
+    tags: list[dict[str, str]],
+    ledger: Ledger,
+    storage: StorageConfig | None = None,
 ) -> ServingImage:
-    """The image the release serves: built and pushed from the context, prebuilt, or a Hugging Face DLC."""
+    """The image the release serves: built and pushed from the context, prebuilt, or a Hugging Face DLC.
+
+    `storage` is where the release keeps its references to shared data; a built image is referenced
+    there (tasks/image_refs.py)."""
     if image.source == "prebuilt":
         assert image.image_uri is not None  # the config requires it for this source
         return ServingImage(image.image_uri, None, built=False, pushed=False, source="prebuilt")
@@ -499,4 +593,5 @@ def serving_image(
         ledger=ledger,
         dockerfile=image.dockerfile,
         build_args=image.build_args,
+        storage=storage,
     )

@@ -11,7 +11,8 @@ So every release that uses model data first writes a small reference object,
 data while another release holds a reference to it. Writing the reference before the lookup closes the
 race in the order that matters: a release that found the data already there is visible to every unwind
 that starts after it looked. A release's reference is its own ledger entry (removed when it fails) and
-is deleted when retention retires the release (tasks/retention.py).
+is deleted when retention retires the release (tasks/retention.py). Images are shared the same way
+and use the same kind of reference (tasks/image_refs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from tasks.ledger import S3_OBJECT, Ledger, LedgerEntry
 # Ledger entry attributes of model data: where its references are, and which one is the release's own.
 REFS_PREFIX_ATTR = "refs_prefix"
 OWN_REF_ATTR = "own_ref"
+# Marks on the ledger entries of a release's own reference objects: to model data, and to images.
+MODEL_REF_MARK = "model_ref"
+IMAGE_REF_MARK = "image_ref"
+_REF_MARKS = (MODEL_REF_MARK, IMAGE_REF_MARK)
 
 
 def ref_prefix(prefix: str, digest: str) -> str:
@@ -34,19 +39,25 @@ def ref_prefix(prefix: str, digest: str) -> str:
 def hold(storage: StorageConfig, digest: str, ledger: Ledger) -> str:
     """Write this release's reference to the model data named `digest`; return its key."""
     key = ref_prefix(storage.prefix, digest) + ledger.release_id
+    put_ref(storage.bucket, key, ledger, mark=MODEL_REF_MARK)
+    return key
+
+
+def put_ref(bucket: str, key: str, ledger: Ledger, *, mark: str) -> None:
+    """Write the empty reference object `key` and record it as the release's own (`mark` says of what)."""
     tags = {naming.MANAGED_BY_KEY: naming.MANAGED_BY_VALUE, naming.RELEASE_ID_KEY: ledger.release_id}
     aws.client("s3").put_object(
-        Bucket=storage.bucket, Key=key, Body=b"", ContentType="text/plain", Tagging=urlencode(tags)
+        Bucket=bucket, Key=key, Body=b"", ContentType="text/plain", Tagging=urlencode(tags)
     )
-    ledger.record(S3_OBJECT, f"s3://{storage.bucket}/{key}", bucket=storage.bucket, key=key, model_ref=True)
-    return key
+    ledger.record(S3_OBJECT, f"s3://{bucket}/{key}", bucket=bucket, key=key, **{mark: True})
 
 
 def let_go(ledger: Ledger) -> None:
     """Drop the release's references now: a release that deploys nothing (the endpoint already serves
-    this model) uses no model data, and would otherwise leave a reference behind on every rerun."""
+    this model and image) uses no model data or image, and would otherwise leave references behind on
+    every rerun."""
     for entry in ledger.entries:
-        if entry.attrs.get("model_ref") and entry.pending:
+        if any(entry.attrs.get(mark) for mark in _REF_MARKS) and entry.pending:
             ledger.undo(entry)
 
 

@@ -3,8 +3,8 @@
 The endpoint keeps the release that now serves and, with `rollout.keep_previous` (the default), the
 release it replaced, so that `python -m flows.rollback ENDPOINT` is one UpdateEndpoint away. Endpoint
 configs of older releases of the same endpoint (found by their release tags) are deleted, with the
-models only they use, and their references to model data. Model data in S3 stays: it is
-content-addressed and may be shared by releases.
+models only they use, and their references to model data and to images. Model data in S3 and images
+in ECR stay: they are content-addressed and may be shared by releases.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from tasks import aws, hosting, model_refs, naming
+from tasks import aws, hosting, image_refs, in_use, model_refs, naming
 from tasks.config import StorageConfig
 from tasks.logs import run_logger
 from tasks.rollback import ReleaseConfigRef, release_configs
@@ -61,7 +62,8 @@ def retire_older_releases(
     storage: StorageConfig | None = None,
 ) -> Retired:
     """Delete the configs (and their own models) of releases older than the ones kept, and, given the
-    `storage` their model data is in, those releases' references to it (tasks/model_refs.py).
+    `storage` their model data is in, those releases' references to it and to their images
+    (tasks/model_refs.py, tasks/image_refs.py).
 
     Call it once the release has succeeded: with keep_previous False it deletes the config an unwind
     would put the endpoint back on.
@@ -107,31 +109,42 @@ def retire_older_releases(
 def _held_refs(
     storage: StorageConfig, retired: list[ReleaseConfigRef]
 ) -> list[tuple[str, Callable[[], object]]]:
-    """(what, delete) for the model data reference of each retired release."""
+    """(what, delete) for the model data and image references of each retired release."""
     found: dict[tuple[str, str], None] = {}
+    images: dict[tuple[str, str, str], None] = {}
     for ref in retired:
         if ref.release_id is None:
             continue
         for model in _models_of(ref.name):
-            for url in _data_urls(model):
-                digest = naming.model_digest(storage.prefix, url)
+            containers = _containers(model)
+            for data in map(hosting.model_data_of, containers):
+                digest = naming.model_digest(storage.prefix, data.url) if data is not None else None
                 if digest is not None:
                     found[(digest, ref.release_id)] = None
+            for container in containers:
+                name = in_use.ImageName.parse(str(container.get("Image", "")))
+                if name.is_ecr and name.tag is not None:
+                    images[(name.repository, name.tag, ref.release_id)] = None
     return [
-        (f"model data reference {digest[:12]}/{rid}", partial(model_refs.release, storage, digest, rid))
-        for digest, rid in found
+        *(
+            (f"model data reference {digest[:12]}/{rid}", partial(model_refs.release, storage, digest, rid))
+            for digest, rid in found
+        ),
+        *(
+            (f"image reference {repo}:{tag}/{rid}", partial(image_refs.release, storage, repo, tag, rid))
+            for repo, tag, rid in images
+        ),
     ]
 
 
-def _data_urls(model_name: str) -> list[str]:
+def _containers(model_name: str) -> list[dict[str, Any]]:
     try:
         described = aws.client("sagemaker").describe_model(ModelName=model_name)
     except Exception as exc:
         if aws.is_not_found(exc):
             return []
         raise
-    containers = [described.get("PrimaryContainer") or {}, *described.get("Containers", [])]
-    return [data.url for data in map(hosting.model_data_of, containers) if data is not None]
+    return [dict(c) for c in (described.get("PrimaryContainer"), *described.get("Containers", [])) if c]
 
 
 def _deleter(*, config: str | None = None, model: str | None = None) -> Callable[[], object]:

@@ -5,13 +5,18 @@ Undoing is not always deleting: an endpoint that served before the release (entr
 (`previous` snapshot) is registered again as it was. Anything the live endpoint still uses after the
 endpoint itself was handled (its config, its models, their model data) is kept, never deleted, and so
 is model data another release still references.
+
+Images are shared across endpoints (the tag is the hash of the build context), so an image, or a
+repository, is kept while another release references it (tasks/image_refs.py) and, whatever the
+references say, while any endpoint's model names it (tasks/in_use.py). A repository is deleted only
+once it is empty: whatever is left in it is someone else's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks import aws, hosting, model_refs, scaling
+from tasks import aws, hosting, image, image_refs, in_use, model_refs, scaling
 from tasks.config import split_s3_uri
 from tasks.ledger import (
     AUTOSCALING_POLICY,
@@ -29,6 +34,7 @@ from tasks.ledger import (
     Deleter,
     LedgerEntry,
 )
+from tasks.logs import run_logger
 
 
 def deleters(*, endpoint_timeout_s: float = 1800, poll_interval_s: float = 10.0) -> dict[str, Deleter]:
@@ -96,17 +102,23 @@ def delete_s3_prefix(entry: LedgerEntry) -> None:
 
 
 def delete_repository(entry: LedgerEntry) -> None:
-    """The release created this repository, so it goes with every image in it."""
-    aws.client("ecr").delete_repository(repositoryName=entry.resource_id, force=True)
+    """The release created this repository; it goes only when empty (never with force): an image
+    pushed into it since belongs to another release, and ECR refuses the delete rather than take it."""
+    aws.client("ecr").delete_repository(repositoryName=entry.resource_id)
 
 
 def delete_image(entry: LedgerEntry) -> None:
-    answer = aws.client("ecr").batch_delete_image(
-        repositoryName=str(entry.attrs["repository"]), imageIds=[{"imageTag": str(entry.attrs["tag"])}]
-    )
+    """Untag the image in ECR and, when it was pushed to a separate registry, delete it there too
+    (unless another tag of the repository still names the same digest)."""
+    repository, tag = str(entry.attrs["repository"]), str(entry.attrs["tag"])
+    ecr = aws.client("ecr")
+    answer = ecr.batch_delete_image(repositoryName=repository, imageIds=[{"imageTag": tag}])
     problems = [f for f in answer.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
     if problems:
         raise RuntimeError(f"could not delete image {entry.resource_id}: {problems[0].get('failureReason')}")
+    registry, digest = entry.attrs.get("registry"), entry.attrs.get("digest")
+    if registry and digest and not image.digest_in_ecr(repository, str(digest)):
+        image.delete_from_registry(str(registry), repository, tag, str(digest))
 
 
 def undo_target(entry: LedgerEntry) -> None:
@@ -128,8 +140,9 @@ def delete_policy(entry: LedgerEntry) -> None:
 
 
 def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
-    """`keep` for Ledger.unwind: spare what `endpoint_name` serves right now, and model data another
-    release holds a reference to (tasks/model_refs.py).
+    """`keep` for Ledger.unwind: spare what `endpoint_name` serves right now, model data another
+    release holds a reference to (tasks/model_refs.py), and images and repositories any endpoint
+    uses or another release references (`keep_image`).
 
     The endpoint's own entry is unwound before its config and models (last in, first out), so by then
     the endpoint is back on its old config or gone; if putting it back failed, the new config, model
@@ -139,6 +152,8 @@ def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
     def keep(entry: LedgerEntry) -> bool:
         if entry.kind in (S3_OBJECT, S3_PREFIX) and model_refs.other_holders(entry):
             return True
+        if entry.kind in (ECR_IMAGE, ECR_REPOSITORY):
+            return keep_image(entry)
         if endpoint_name is None or entry.kind not in _SERVED_KINDS:
             return False
         live = hosting.live_endpoint(endpoint_name)
@@ -152,6 +167,50 @@ def keep_in_use(endpoint_name: str | None) -> Callable[[LedgerEntry], bool]:
         return _s3_uri_of(entry) in served_urls
 
     return keep
+
+
+def keep_image(entry: LedgerEntry) -> bool:
+    """Whether an ecr:image or ecr:repository entry must stay: another release references it, a model
+    of any endpoint names it (or an image in the repository), or the repository is not empty.
+
+    When that cannot be told (S3, SageMaker or ECR refuse to answer), the entry stays: a leaked
+    image costs storage, a deleted one costs a live endpoint its next instance.
+    """
+    try:
+        reason = _image_keep_reason(entry)
+    except Exception as exc:
+        run_logger().warning(
+            "keeping %s: could not tell whether anything else uses it (%s: %s); fix: once S3, "
+            "SageMaker and ECR answer, delete it by hand if no endpoint uses it",
+            entry.describe(),
+            type(exc).__name__,
+            exc,
+        )
+        return True
+    if reason is not None:
+        run_logger().info("keeping %s: %s", entry.describe(), reason)
+    return reason is not None
+
+
+def _image_keep_reason(entry: LedgerEntry) -> str | None:
+    holders = image_refs.other_holders(entry)
+    if holders:
+        return "referenced by " + ", ".join(sorted(holders)[:5])
+    usage = in_use.endpoint_usage(scaling=False)
+    if entry.kind == ECR_IMAGE:
+        name = in_use.ImageName(
+            str(entry.attrs.get("repository", "")),
+            str(entry.attrs["tag"]) if entry.attrs.get("tag") else None,
+            str(entry.attrs["digest"]) if entry.attrs.get("digest") else None,
+        )
+        user = usage.image_user(name)
+    else:
+        user = usage.repository_user(entry.resource_id)
+    if user is not None:
+        return f"endpoint {user} uses it"
+    if entry.kind == ECR_REPOSITORY and image.repository_has_images(entry.resource_id):
+        return "it holds images of other releases"
+    return None
 
 
 _SERVED_KINDS = frozenset({SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, S3_OBJECT, S3_PREFIX})

@@ -73,10 +73,12 @@ def test_second_release_of_the_same_commit_uploads_nothing_and_builds_nothing(
     assert summary["model_data_url"] == serving["model_data_url"]
     assert summary["smoke"]["passed"] is True
     assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
-    # It created nothing: only its reference to the model data, dropped as soon as nothing was to deploy.
+    # It created nothing: only its references to the model data and to the image, dropped as soon as
+    # nothing was to deploy.
     entries = ledger(e2e.bucket, summary["release_id"])["entries"]
-    assert [(e["kind"], "/model-refs/" in e["resource_id"], e["status"]) for e in entries] == [
-        ("s3:object", True, "deleted")
+    assert [(e["kind"], e["resource_id"].split("/")[4], e["status"]) for e in entries] == [
+        ("s3:object", "model-refs", "deleted"),
+        ("s3:object", "image-refs", "deleted"),
     ]
 
 
