@@ -11,19 +11,16 @@ One release per endpoint at a time.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
-import yaml
 from prefect import flow
 from prefect.states import Failed, State
 
-from flows.cli import print_summary
+from flows import cli
 from tasks import hosting, model_refs, naming, unwind
-from tasks.config import ReleaseConfig, load_config
+from tasks.config import ReleaseConfig, check_value, load_config, parse_override
 from tasks.deploy import (
     apply_scaling,
     create_endpoint,
@@ -267,36 +264,54 @@ def nightly_redeploy(
 # --- command line ------------------------------------------------------------------------------------
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. endpoint.instance_count=2)")
-    return key.strip(), yaml.safe_load(value)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.release", description=__doc__.splitlines()[0])
+    identity: dict[str, Any] = {"release_id": None}
+    return cli.run(lambda: _main(argv, identity), identity)
+
+
+def _main(argv: list[str] | None, identity: dict[str, Any]) -> int:
+    parser = cli.Parser(prog="python -m flows.release", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="release YAML, e.g. releases/demo.yaml")
     parser.add_argument("--release-id", help="id of this release (default: generated, time-sortable)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="KEY=VALUE"
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace one config value; VALUE is YAML (e.g. endpoint.instance_count=2)",
     )
     parser.add_argument(
         "--wait-for-lock",
-        type=int,
+        type=cli.whole_number(0, 86400),
         default=DEFAULT_LOCK_WAIT_S,
         help="seconds to wait while another release of the same endpoint runs (default %(default)s)",
     )
     args = parser.parse_args(argv)
+    identity["release_id"] = args.release_id
+    if args.release_id is not None:
+        check_value("--release-id", args.release_id, "release_id", subject=cli.COMMAND_LINE)
+    overrides = _overrides(args.overrides)
+    config = load_config(args.config, overrides, path_field="--config").with_release_id(args.release_id)
+    identity["release_id"] = config.release_id
     use_shared_lease_storage()
-    try:
-        config = load_config(args.config, dict(args.overrides)).with_release_id(args.release_id)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        print(json.dumps({"release_id": args.release_id, "status": "invalid", "error": str(exc)}))
-        return 2
     state = release(config, wait_for_lock_s=args.wait_for_lock, return_state=True)
-    return print_summary(state, {"release_id": config.release_id})
+    return cli.print_summary(state, identity)
+
+
+def _overrides(given: list[str]) -> dict[str, Any]:
+    """The --set values by field; a field set twice is refused, as a duplicate key in the file is."""
+    overrides: dict[str, Any] = {}
+    for text in given:
+        key, value = parse_override(text)
+        if key in overrides:
+            raise ConfigError(
+                key,
+                f"is set twice by --set ({overrides[key]!r}, then {value!r})",
+                f"give --set {key}=... once",
+            )
+        overrides[key] = value
+    return overrides
 
 
 if __name__ == "__main__":
