@@ -395,12 +395,23 @@ def _main(argv: list[str] | None, identity: dict[str, Any]) -> int:
         "--orphans", action="store_true", help="list resources of ours no release accounts for"
     )
     parser.add_argument("--delete", action="store_true", help="with --orphans: delete them too")
+    parser.add_argument(
+        "--include-endpoints",
+        action="store_true",
+        help="with --orphans --delete: delete orphan endpoints too (only Failed or OutOfService ones)",
+    )
     args = parser.parse_args(argv)
     identity["release_id"] = args.release_id
     bucket, prefix = _ledger_location(args)
     use_shared_lease_storage()
     if args.orphans:
-        state = cleanup_orphans(bucket, prefix, delete=args.delete, return_state=True)
+        state = cleanup_orphans(
+            bucket,
+            prefix,
+            delete=args.delete,
+            include_endpoints=args.include_endpoints,
+            return_state=True,
+        )
     else:
         state = cleanup(args.release_id, bucket, prefix, force=args.force, return_state=True)
     result = state.result(raise_on_failure=False)
@@ -428,6 +439,7 @@ def _ledger_location(args: argparse.Namespace) -> tuple[str, str]:
         )
     for flag, given, allowed, needs in (
         ("--delete", args.delete, args.orphans, "--orphans"),
+        ("--include-endpoints", args.include_endpoints, args.orphans and args.delete, "--orphans --delete"),
         ("--force", args.force, not args.orphans, "a RELEASE_ID"),
     ):
         if given and not allowed:

@@ -303,3 +303,24 @@ def test_alarms_in_use_are_those_an_endpoint_names_watches_or_scales_by() -> Non
         usage.alarm_user({"AlarmName": "z", "Dimensions": [{"Name": "EndpointName", "Value": "other"}]})
         is None
     )
+
+
+def test_the_command_line_passes_include_endpoints_to_the_sweep(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--orphans", "--bucket", "ledgers", "--prefix", "sr", "--delete", "--include-endpoints"]
+    _delete_ledger()
+    assert cleanup.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    endpoint = next(o for o in summary["orphans"] if o["resource_id"] == "ep")
+    assert endpoint["action"] == "keep" and endpoint["reason"].startswith("unknown: no ledger")
+    assert summary["deleted"] == [] and live.still_there()["endpoint"] == "InService"
+
+
+def test_include_endpoints_without_delete_is_refused_naming_the_flag(
+    mocked_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cleanup.main(["--orphans", "--bucket", "ledgers", "--include-endpoints"]) == 2
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "invalid" and "--include-endpoints" in summary["error"]
+    assert "--orphans --delete" in summary["error"]
