@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from tasks.config import ReleaseConfig
+from tasks import aws
+from tasks.config import ReleaseConfig, check_local_folders
 from tasks.deploy import inspect_endpoint
+from tasks.errors import ConfigError
 from tasks.hosting import LiveEndpoint
 from tasks.progressive import plan_traffic_shift
 from tasks.retry import task_options
@@ -40,7 +42,22 @@ def preflight(config: ReleaseConfig) -> Preflight:
     Run it while holding the endpoint's lock, so the endpoint it judged is the one the release updates.
     A Failed endpoint raises ResourceFailed (it accepts only DeleteEndpoint): a state to fix, not input.
     """
+    require_region()
+    # Again here, not only on load: a release started from a deployment gets its config as parameters.
+    check_local_folders(config)
     if config.endpoint.type == "batch":
         return Preflight(None, None)
     live = inspect_endpoint.fn(config.endpoint.name)
     return Preflight(live, plan_traffic_shift.fn(config, live))
+
+
+def require_region() -> None:
+    """Refuse a release whose AWS clients have no region, before any call fails three steps later."""
+    if not aws.session().region_name:
+        raise ConfigError(
+            "AWS_DEFAULT_REGION",
+            "no AWS region is configured, so no AWS client can be made",
+            "set AWS_DEFAULT_REGION (e.g. us-east-1) or a profile with a region; on the local stack run "
+            'eval "$(make env)" first',
+            subject="environment",
+        )

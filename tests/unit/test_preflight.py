@@ -8,6 +8,8 @@ import boto3
 import pytest
 from deploy_helpers import ROLE, make_config
 
+from tasks import aws
+from tasks.config import ModelSourceConfig
 from tasks.errors import ConfigError, ResourceFailed
 from tasks.preflight import preflight as preflight_task
 
@@ -98,3 +100,28 @@ def test_a_failed_endpoint_is_a_resource_problem_not_bad_input(
     monkeypatch.setattr(hosting, "describe_endpoint", failed)
     with pytest.raises(ResourceFailed, match="container crashed"):
         preflight(_config(2, strategy="canary"))
+
+
+def test_no_region_is_refused_as_bad_input_before_any_call(
+    mocked_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    aws.reset_clients()
+    with pytest.raises(ConfigError) as refused:
+        preflight(_config(strategy="canary"))
+    assert refused.value.field == "AWS_DEFAULT_REGION"
+    assert 'eval "$(make env)"' in refused.value.fix
+
+
+def test_a_model_folder_gone_since_the_config_was_made_is_refused(mocked_aws: None, tmp_path: Any) -> None:
+    # A deployment hands the flow its config as parameters: nothing loaded it from a file on this worker.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = make_config().model_copy(update={"model": ModelSourceConfig(local_path=str(folder))})
+    folder.rmdir()
+    with pytest.raises(ConfigError) as refused:
+        preflight(config)
+    assert refused.value.field == "model.local_path"
+    assert "does not exist" in refused.value.problem
