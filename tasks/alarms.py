@@ -96,9 +96,13 @@ def create_guard_alarms(
     names = []
     for request in guard_alarm_requests(config, release_id, endpoint=endpoint, variant=variant):
         name = str(request["AlarmName"])
+        # Intent first: a put whose answer is lost still leaves the alarm where an unwind looks.
+        entry = None
+        if not ledger.holds(CLOUDWATCH_ALARM, name):
+            entry = ledger.intend(CLOUDWATCH_ALARM, name, purpose=ROLLOUT_GUARD, endpoint=endpoint)
         cloudwatch.put_metric_alarm(**request)
-        if not ledger.find(CLOUDWATCH_ALARM, name):
-            ledger.record(CLOUDWATCH_ALARM, name, purpose=ROLLOUT_GUARD, endpoint=endpoint)
+        if entry is not None:
+            ledger.confirm(entry)
         names.append(name)
     run_logger().info("guard alarms on %s/%s: %s", endpoint, variant, ", ".join(names))
     return names

@@ -2,12 +2,15 @@
 tasks/hosting.py or tasks/scaling.py, records what it created, and returns plain values.
 
 A task that finds its resource already in the ledger (a rerun of the same release id) returns it
-instead of creating it again, so a retried flow continues where it stopped.
+instead of creating it again, so a retried flow continues where it stopped. A create whose earlier
+attempt left only an intent (no answer came back) is sent again and adopts what the first attempt
+made (tasks/ownership.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -25,6 +28,7 @@ from tasks.endpoint_spec import (
 from tasks.errors import ResourceFailed
 from tasks.hosting import LiveEndpoint, ModelData
 from tasks.ledger import SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, SNS_TOPIC, Ledger
+from tasks.ownership import create_once
 from tasks.retry import task_options
 
 
@@ -85,15 +89,26 @@ def create_topics(config: ReleaseConfig, release_id: str, ledger: Ledger) -> Top
     if wanted is not None:
         return wanted
     sns = aws.client("sns")
+    region = aws.region_name()
+    # The ARN follows from the name, so the intent can carry the id the deleter needs.
+    arn_prefix = f"arn:{aws.session().get_partition_for_region(region)}:sns:{region}:{aws.account_id()}:"
     arns: dict[str, str] = {}
     for what in ("success", "error"):
         name = naming.topic_name(config, release_id, what)
-        recorded = [e for e in ledger.find(SNS_TOPIC) if e.attrs.get("name") == name]
-        if recorded:
-            arns[what] = str(recorded[0].attrs["arn"])
-            continue
-        arn = str(sns.create_topic(Name=name, Tags=naming.tags(config, release_id))["TopicArn"])
-        ledger.record(SNS_TOPIC, arn, arn=arn, name=name)
+        arn = arn_prefix + name
+        if not ledger.holds(SNS_TOPIC, arn):
+            create_once(
+                ledger,
+                SNS_TOPIC,
+                arn,
+                partial(sns.create_topic, Name=name, Tags=naming.tags(config, release_id)),
+                arn_key="TopicArn",
+                fix=(
+                    f"topic names carry the release id; release again with a new release_id (leave it "
+                    f"empty), or delete topic {arn} (aws sns delete-topic) if nothing uses it"
+                ),
+                name=name,
+            )
         arns[what] = arn
     return Topics(arns["success"], arns["error"])
 
@@ -104,7 +119,7 @@ def create_model(
 ) -> str:
     """The SageMaker model of this release: the serving image over the uploaded model data."""
     name = naming.model_name(config, release_id)
-    if ledger.find(SAGEMAKER_MODEL, name):
+    if ledger.holds(SAGEMAKER_MODEL, name):
         return name
     hosting.create_model(
         name,
@@ -126,7 +141,7 @@ def create_endpoint_config(
         config, release_id, [production_variant(config, model_name)], topics=topics
     )
     name = str(request["EndpointConfigName"])
-    if not ledger.find(SAGEMAKER_ENDPOINT_CONFIG, name):
+    if not ledger.holds(SAGEMAKER_ENDPOINT_CONFIG, name):
         hosting.create_endpoint_config(request, ledger, endpoint=config.endpoint.name)
     return name
 
@@ -138,7 +153,7 @@ def create_endpoint(
     """A new endpoint on the release's config, waited on until InService."""
     name = config.endpoint.name
     timeouts = config.timeouts
-    if ledger.find(SAGEMAKER_ENDPOINT, name):
+    if ledger.holds(SAGEMAKER_ENDPOINT, name):
         described = hosting.wait_for_endpoint(
             name,
             expect_config=config_name,

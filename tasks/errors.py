@@ -278,9 +278,7 @@ class LedgerSaveFailed(ReleaseError):
             f"{reason}{kept}; fix: restore access to {store}, {copy_back}run "
             f"`python -m flows.cleanup {release_id}` to remove whatever the release left"
         )
-        super().__init__(
-            message, release_id=release_id, store=store, reason=reason, local_copy=local_copy
-        )
+        super().__init__(message, release_id=release_id, store=store, reason=reason, local_copy=local_copy)
 
 
 class ResourceTaken(ReleaseError):

@@ -1,8 +1,10 @@
 """SageMaker hosting: model, endpoint config, endpoint (create or update), batch transform job.
 
-Every create is recorded in the ledger right after it succeeds. Updating an endpoint that served
-before this release is recorded *before* the UpdateEndpoint call, with the config it served, so an
-unwind (or `flows/cleanup.py` after a crash) puts it back on that config instead of deleting it.
+Every create is recorded in the ledger as an intent before it is sent and confirmed when it answers
+(tasks/ownership.py `create_once`): a create re-sent after a lost answer finds its own resource and
+adopts it, one whose name another release holds is refused. Updating an endpoint that served before
+this release is recorded *before* the UpdateEndpoint call, with the config it served, so an unwind (or
+`flows/cleanup.py` after a crash) puts it back on that config instead of deleting it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tasks.ledger import (
     Ledger,
 )
 from tasks.logs import run_logger
+from tasks.ownership import create_once
 from tasks.retry import call_with_retries
 from tasks.waiting import Clock, poll_until
 
@@ -144,6 +147,13 @@ def model_data_of(container: Mapping[str, Any]) -> ModelData | None:
 
 # --- creating ---------------------------------------------------------------------------------------------
 
+# Models and endpoint configs are named after the release: one that exists under the name and is not
+# this release's is a leftover of an earlier use of the same release id, or someone else's resource.
+_NAMED_BY_RELEASE_FIX = (
+    "release again with a new release_id (leave it empty to get one), or, if nothing uses {what}, "
+    "delete it (aws sagemaker {delete}) and release again"
+)
+
 
 def create_model(
     name: str,
@@ -164,22 +174,36 @@ def create_model(
         request["InferenceExecutionConfig"] = {"Mode": "Serial"}
     if vpc_config:
         request["VpcConfig"] = dict(vpc_config)
-    arn = aws.client("sagemaker").create_model(**request)["ModelArn"]
-    ledger.record(SAGEMAKER_MODEL, name, arn=arn, endpoint=endpoint)
+    arn = create_once(
+        ledger,
+        SAGEMAKER_MODEL,
+        name,
+        lambda: aws.client("sagemaker").create_model(**request),
+        arn_key="ModelArn",
+        fix=_NAMED_BY_RELEASE_FIX.format(what=f"model {name}", delete=f"delete-model --model-name {name}"),
+        endpoint=endpoint,
+    )
     run_logger().info("created model %s", arn)
-    return str(arn)
+    return arn
 
 
 def create_endpoint_config(request: Mapping[str, Any], ledger: Ledger, *, endpoint: str | None = None) -> str:
     """CreateEndpointConfig from a complete request (tasks/endpoint_spec.py builds it)."""
     name = str(request["EndpointConfigName"])
-    # The model was created a moment ago; SageMaker may not see it yet ("Could not find model").
-    arn = call_with_retries(lambda: aws.client("sagemaker").create_endpoint_config(**request))[
-        "EndpointConfigArn"
-    ]
-    ledger.record(SAGEMAKER_ENDPOINT_CONFIG, name, arn=arn, endpoint=endpoint)
+    arn = create_once(
+        ledger,
+        SAGEMAKER_ENDPOINT_CONFIG,
+        name,
+        # The model was created a moment ago; SageMaker may not see it yet ("Could not find model").
+        lambda: call_with_retries(lambda: aws.client("sagemaker").create_endpoint_config(**request)),
+        arn_key="EndpointConfigArn",
+        fix=_NAMED_BY_RELEASE_FIX.format(
+            what=f"endpoint config {name}", delete=f"delete-endpoint-config --endpoint-config-name {name}"
+        ),
+        endpoint=endpoint,
+    )
     run_logger().info("created endpoint config %s", arn)
-    return str(arn)
+    return arn
 
 
 def create_endpoint(
@@ -194,11 +218,22 @@ def create_endpoint(
 ) -> dict[str, Any]:
     """CreateEndpoint and wait until it is InService; returns the last DescribeEndpoint."""
     sagemaker = aws.client("sagemaker")
-    # Right after CreateEndpointConfig, SageMaker can answer "Could not find endpoint configuration".
-    arn = call_with_retries(
-        lambda: sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
-    )["EndpointArn"]
-    ledger.record(SAGEMAKER_ENDPOINT, name, arn=arn, config=config_name, created=True)
+    create_once(
+        ledger,
+        SAGEMAKER_ENDPOINT,
+        name,
+        # Right after CreateEndpointConfig, SageMaker can answer "Could not find endpoint configuration".
+        lambda: call_with_retries(
+            lambda: sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
+        ),
+        arn_key="EndpointArn",
+        fix=(
+            f"another release or tool created endpoint {name} after this release found none; release "
+            f"again (it will update the endpoint), or choose another endpoint.name"
+        ),
+        config=config_name,
+        created=True,
+    )
     run_logger().info("creating endpoint %s on %s", name, config_name)
     return wait_for_endpoint(
         name, expect_config=config_name, timeout_s=timeout_s, interval_s=interval_s, clock=clock
@@ -293,8 +328,17 @@ def create_transform_job(
     """CreateTransformJob and wait until it Completed; returns the last DescribeTransformJob."""
     name = str(request["TransformJobName"])
     sagemaker = aws.client("sagemaker")
-    arn = call_with_retries(lambda: sagemaker.create_transform_job(**request))["TransformJobArn"]
-    ledger.record(SAGEMAKER_TRANSFORM_JOB, name, arn=arn)
+    arn = create_once(
+        ledger,
+        SAGEMAKER_TRANSFORM_JOB,
+        name,
+        lambda: call_with_retries(lambda: sagemaker.create_transform_job(**request)),
+        arn_key="TransformJobArn",
+        fix=(
+            "transform job names are never reused; release again with a new release_id (leave it "
+            "empty) so the job gets a new name"
+        ),
+    )
     run_logger().info("started transform job %s", arn)
 
     def describe() -> dict[str, Any]:

@@ -37,7 +37,7 @@ import docker
 import docker.errors
 from prefect import task
 
-from tasks import aws, image_refs
+from tasks import aws, image_refs, ownership
 from tasks.config import ImageConfig, StorageConfig
 from tasks.errors import ResourceFailed, WaitTimeout
 from tasks.image_refs import HeldImage
@@ -189,6 +189,7 @@ def ensure_repository(
     except Exception as exc:
         if aws.error_code(exc) != "RepositoryNotFoundException":
             raise
+    entry = ledger.intend(ECR_REPOSITORY, name)
     try:
         made = ecr.create_repository(
             repositoryName=name,
@@ -199,11 +200,17 @@ def ensure_repository(
     except Exception as exc:
         if aws.error_code(exc) != "RepositoryAlreadyExistsException":
             raise
-        # Another release created it between our describe and create: it is theirs, not ours.
         found = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-        return Repository(name, found["repositoryUri"], found["registryId"], created=False)
+        owner = ownership.release_tag(
+            ecr.list_tags_for_resource(resourceArn=found["repositoryArn"]).get("tags")
+        )
+        if owner != ledger.release_id:
+            # Another release created it between our describe and create: it is theirs, not ours.
+            ledger.disown(entry, "created by another release or tool meanwhile; shared, not this release's")
+            return Repository(name, found["repositoryUri"], found["registryId"], created=False)
+        made = found  # this release's own create, sent again after its answer was lost
     refs = held.repository_attrs() if held is not None else {}
-    ledger.record(ECR_REPOSITORY, name, uri=made["repositoryUri"], registry_id=made["registryId"], **refs)
+    ledger.confirm(entry, uri=made["repositoryUri"], registry_id=made["registryId"], **refs)
     return Repository(name, made["repositoryUri"], made["registryId"], created=True)
 
 

@@ -270,6 +270,8 @@ def _put_step_policy(plan: ScalingPlan, ledger: Ledger) -> str:
 def _put_no_capacity_alarm(
     plan: ScalingPlan, step_policy_arn: str, tags: Sequence[Mapping[str, str]], ledger: Ledger
 ) -> None:
+    # Intent first: a put whose answer is lost still leaves the alarm where an unwind looks.
+    entry = ledger.intend(CLOUDWATCH_ALARM, plan.alarm_name, purpose="scale-from-zero")
     aws.client("cloudwatch").put_metric_alarm(
         AlarmName=plan.alarm_name,
         AlarmDescription=f"Start an instance of {plan.endpoint} when requests wait and none is running",
@@ -285,7 +287,7 @@ def _put_no_capacity_alarm(
         AlarmActions=[step_policy_arn],
         Tags=[{"Key": t["Key"], "Value": t["Value"]} for t in tags],
     )
-    ledger.record(CLOUDWATCH_ALARM, plan.alarm_name, purpose="scale-from-zero")
+    ledger.confirm(entry)
 
 
 def suspend_for_update(
