@@ -209,6 +209,7 @@ class AlarmsAlreadyFiring(ReleaseError):
     """Rollback alarms were in ALARM before the update began: SageMaker would roll it back at once."""
 
     alarms: tuple[str, ...]
+    reasons: tuple[str, ...]
     endpoint: str
 
     def __init__(self, endpoint: str, alarms: Sequence[str], reasons: Sequence[str]) -> None:
@@ -218,7 +219,7 @@ class AlarmsAlreadyFiring(ReleaseError):
             "changed. The endpoint may be failing now, or the alarms still judge errors of a release that "
             "just rolled back; fix: check the alarms' metrics, and release again once they are OK"
         )
-        super().__init__(message, alarms=tuple(alarms), endpoint=endpoint)
+        super().__init__(message, alarms=tuple(alarms), reasons=tuple(reasons), endpoint=endpoint)
 
 
 class UnwindFailed(ReleaseError):

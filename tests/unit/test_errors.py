@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import importlib
+import inspect
 import pickle
+from pathlib import Path
+from typing import Any
 
 from tasks.errors import (
     AlarmFired,
     ConfigError,
     ConfigIssue,
     EndpointRolledBack,
+    ReleaseError,
     ResourceFailed,
     SmokeFailed,
     UnwindFailed,
@@ -58,3 +63,63 @@ def test_timeout_and_alarm_messages_name_the_resource_and_the_fix() -> None:
     )
     fired = str(AlarmFired(["e-5xx", "e-p99"], ["5 > 0"], endpoint="e"))
     assert "e-5xx: 5 > 0" in fired and "e-p99" in fired
+
+
+def _every_release_error() -> list[type[ReleaseError]]:
+    # Import every module that may define one, so subclasses anywhere in flows/ and tasks/ are found.
+    for root in ("tasks", "flows"):
+        repo = Path(__file__).resolve().parents[2]
+        for path in sorted((repo / root).rglob("*.py")):
+            module = ".".join(path.relative_to(repo).with_suffix("").parts)
+            importlib.import_module(module.removesuffix(".__init__"))
+    found: list[type[ReleaseError]] = []
+    pending = [ReleaseError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def _sample(annotation: str, name: str) -> Any:
+    """A plausible value for a constructor parameter, from its annotation text (the modules use
+    `from __future__ import annotations`, so annotations are strings)."""
+    text = annotation.replace(" ", "")
+    if text.startswith(("Sequence", "list", "tuple", "Iterable")):
+        return ("a", "b") if "str" in text else ()
+    if text.startswith(("dict", "Mapping")):
+        return {"k": "v"}
+    if text.startswith("float"):
+        return 12.5
+    if text.startswith("int"):
+        return 3
+    if text.startswith("bool"):
+        return True
+    return f"{name}-value"
+
+
+def test_every_release_error_survives_pickling_with_its_fields() -> None:
+    # Prefect persists a failed task's exception and re-raises it in the flow: one that cannot be
+    # rebuilt turns the release's real error into a pickling error.
+    classes = _every_release_error()
+    assert len(classes) > 15, [c.__name__ for c in classes]
+    for cls in classes:
+        if cls is ReleaseError:
+            continue
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        args, kwargs = [], {}
+        for p in parameters:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty:
+                continue
+            value = _sample(str(p.annotation), p.name)
+            if p.kind is p.KEYWORD_ONLY:
+                kwargs[p.name] = value
+            else:
+                args.append(value)
+        if cls.__name__ == "AlarmsAlreadyFiring":
+            args[-1] = ("Threshold Crossed: 1 datapoint", "Threshold Crossed: 2 datapoints")
+        err = cls(*args, **kwargs)
+        clone = pickle.loads(pickle.dumps(err))
+        assert type(clone) is cls
+        assert str(clone) == str(err), cls.__name__
+        assert vars(clone) == vars(err), cls.__name__
