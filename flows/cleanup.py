@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from tasks.ledger import (
     SAGEMAKER_ENDPOINT_CONFIG,
     SAGEMAKER_MODEL,
     SNS_TOPIC,
+    Deleter,
     Ledger,
     LedgerEntry,
     S3LedgerStore,
@@ -286,80 +287,75 @@ def cleanup_orphans(
     """List (and with `delete`, remove) orphans.
 
     Only resources whose ledger exists and says their release was unwound are deleted; without a
-    ledger a resource is "unknown" and only listed. Whatever an endpoint uses is never an orphan, and
-    is checked again, from SageMaker, right before each delete. Endpoints are deleted only with
-    `include_endpoints`, and only when Failed or OutOfService.
+    ledger a resource is "unknown" and only listed. Whatever an endpoint uses is never an orphan.
+    Endpoints are deleted only with `include_endpoints`, and only when Failed or OutOfService; the
+    rest is judged again after them, against what the endpoints use then, so the config and models of
+    a deleted endpoint go in the same sweep.
     """
-    usage = in_use.endpoint_usage()
-    orphans = find_orphans(bucket, prefix, include_endpoints=include_endpoints, usage=usage)
-    log = run_logger()
     deleters = unwind.deleters(endpoint_timeout_s=endpoint_timeout_s, poll_interval_s=poll_interval_s)
     removed: list[str] = []
     kept: list[str] = []
-    fresh_after_endpoints = False
-    for orphan in orphans:
-        log.info(
-            "orphan %s %s of release %s (ledger %s): %s%s",
-            orphan.kind,
-            orphan.resource_id,
-            orphan.release_id,
-            orphan.ledger_state,
-            orphan.action,
-            f" ({orphan.reason})" if orphan.action == "keep" else "",
-        )
-        if not delete:
-            continue
-        if orphan.action != "delete":
-            kept.append(orphan.resource_id)
-            continue
-        if orphan.kind == SAGEMAKER_ENDPOINT:
-            status = _endpoint_status(orphan.resource_id)
-            if status is not None and status not in DELETABLE_ENDPOINT_STATUSES:
-                log.info("kept endpoint %s: it is %s now", orphan.resource_id, status)
-                kept.append(orphan.resource_id)
-                continue
-        else:
-            if not fresh_after_endpoints:
-                # Endpoints change under a sweep (releases run meanwhile; the sweep deleted some):
-                # judge the rest against what they use now.
-                usage, fresh_after_endpoints = in_use.endpoint_usage(), True
-            user = _user(usage, _as_tagged(orphan))
-            if user is not None:
-                log.info("kept %s %s: endpoint %s uses it", orphan.kind, orphan.resource_id, user)
-                kept.append(orphan.resource_id)
-                continue
-        entry = LedgerEntry(
-            seq=0, kind=orphan.kind, resource_id=orphan.resource_id, attrs={"arn": orphan.arn}
-        )
-        try:
-            _delete(deleters[orphan.kind], entry)
-        except Exception as exc:
-            if aws.error_code(exc) != "RepositoryNotEmptyException":
-                raise
-            # An image was pushed into it since the sweep looked: it is someone's now.
-            log.info("kept repository %s: it is not empty any more", orphan.resource_id)
-            kept.append(orphan.resource_id)
-            continue
-        removed.append(orphan.resource_id)
+    usage = in_use.endpoint_usage()
+    found = find_orphans(bucket, prefix, include_endpoints=include_endpoints, usage=usage)
+    endpoints = [o for o in found if o.kind == SAGEMAKER_ENDPOINT]
+    for orphan in endpoints:
+        _sweep_one(orphan, delete, deleters, removed, kept)
+    rest = [o for o in found if o.kind != SAGEMAKER_ENDPOINT]
+    if delete:
+        # Endpoints change under a sweep (releases run meanwhile, and it may have deleted some).
+        usage = in_use.endpoint_usage()
+        fresh = find_orphans(bucket, prefix, include_endpoints=include_endpoints, usage=usage)
+        rest = [o for o in fresh if o.kind != SAGEMAKER_ENDPOINT]
+    for orphan in rest:
+        _sweep_one(orphan, delete, deleters, removed, kept)
     return {
-        "orphans": [asdict(o) for o in orphans],
+        "orphans": [asdict(o) for o in (*endpoints, *rest)],
         "deleted": removed,
         "kept": kept,
         "in_use": usage.summary(),
     }
 
 
+def _sweep_one(
+    orphan: Orphan, delete: bool, deleters: Mapping[str, Deleter], removed: list[str], kept: list[str]
+) -> None:
+    log = run_logger()
+    log.info(
+        "orphan %s %s of release %s (ledger %s): %s%s",
+        orphan.kind,
+        orphan.resource_id,
+        orphan.release_id,
+        orphan.ledger_state,
+        orphan.action,
+        f" ({orphan.reason})" if orphan.action == "keep" else "",
+    )
+    if not delete:
+        return
+    if orphan.action != "delete":
+        kept.append(orphan.resource_id)
+        return
+    if orphan.kind == SAGEMAKER_ENDPOINT:
+        status = _endpoint_status(orphan.resource_id)
+        if status is not None and status not in DELETABLE_ENDPOINT_STATUSES:
+            log.info("kept endpoint %s: it is %s now", orphan.resource_id, status)
+            kept.append(orphan.resource_id)
+            return
+    entry = LedgerEntry(seq=0, kind=orphan.kind, resource_id=orphan.resource_id, attrs={"arn": orphan.arn})
+    try:
+        _delete(deleters[orphan.kind], entry)
+    except Exception as exc:
+        if aws.error_code(exc) != "RepositoryNotEmptyException":
+            raise
+        # An image was pushed into it since the sweep looked: it is someone's now.
+        log.info("kept repository %s: it is not empty any more", orphan.resource_id)
+        kept.append(orphan.resource_id)
+        return
+    removed.append(orphan.resource_id)
+
+
 def _endpoint_status(name: str) -> str | None:
     described = hosting.describe_endpoint(name)
     return str(described["EndpointStatus"]) if described is not None else None
-
-
-def _as_tagged(orphan: Orphan) -> Tagged:
-    details: dict[str, Any] = {}
-    if orphan.kind == CLOUDWATCH_ALARM:
-        found = aws.client("cloudwatch").describe_alarms(AlarmNames=[orphan.resource_id])["MetricAlarms"]
-        details = dict(found[0]) if found else {}
-    return Tagged(orphan.kind, orphan.resource_id, orphan.arn, {}, details)
 
 
 def _delete(deleter: Callable[[LedgerEntry], None], entry: LedgerEntry) -> None:
