@@ -40,6 +40,7 @@ from emulator.fleet import (
     Fleet,
     RunningContainer,
 )
+from emulator.instance_types import instance_size
 from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec
 from emulator.settings import Limits
 from emulator.store import Record, Store
@@ -494,6 +495,7 @@ class EndpointEngine:
                         LABEL_INSTANCE: str(index),
                         LABEL_STEP: str(step_index),
                     },
+                    size=instance_size(variant.instance_type, variant.serverless),
                 )
                 started.append(await self._run(spec, step))
             async with asyncio.TaskGroup() as group:

@@ -4,13 +4,20 @@ Each container runs `IMAGE serve` with the model's Environment, its model data m
 /opt/ml/model and port 8080 published on an ephemeral loopback port, and carries labels naming its
 endpoint, deployment, variant and instance so a restarted emulator can find it again and `down`
 can remove every container the emulator made.
+
+It is sized as its instance: the instance type's vCPUs and memory (emulator/instance_types.py), capped
+to the machine and to SAGEMAKER_EMULATOR_MAX_CONTAINER_CPUS / _MEMORY_MB, no swap, and a pids limit.
+A model that outgrows the memory is killed by the kernel as on SageMaker; the engine records it
+(State.OOMKilled once the container exits, an `oom` event at once), and the messages here say so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,8 @@ import docker.models.containers
 import httpx
 
 from emulator import settings
+from emulator.instance_types import DEFAULT_SIZE, InstanceSize
+from emulator.settings import Limits
 
 LABEL_ENDPOINT = "sagemaker-release.endpoint"
 LABEL_DEPLOYMENT = "sagemaker-release.deployment"
@@ -31,6 +40,9 @@ LABEL_STEP = "sagemaker-release.step"
 LABEL_OWNER = "sagemaker-release.owner"
 CONTAINER_PORT = "8080/tcp"
 LOG_LINES = 20
+# The kernel kills the process, the connection drops, then the engine reports the oom event: wait
+# this long for the event before calling a dropped connection anything else.
+OOM_EVENT_WAIT_S = 2.0
 
 
 class ContainerFailed(Exception):
@@ -48,6 +60,13 @@ class ContainerSpec:
     environment: dict[str, str]
     model_dir: Path | None
     labels: dict[str, str]
+    size: InstanceSize = field(default=DEFAULT_SIZE)  # the instance it stands for, before the caps
+
+
+@dataclass(frozen=True)
+class Machine:
+    vcpus: int
+    memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -62,9 +81,29 @@ class RunningContainer:
 
 
 class Fleet:
-    def __init__(self, client: docker.DockerClient, owner: str) -> None:
+    def __init__(self, client: docker.DockerClient, owner: str, limits: Limits | None = None) -> None:
         self.client = client
         self.owner = owner
+        self.limits = limits or Limits.from_env()
+
+    @cached_property
+    def machine(self) -> Machine:
+        """What the engine's machine has: no container may be given more (the engine refuses CPUs)."""
+        info = self.client.info()
+        return Machine(vcpus=int(info["NCPU"]), memory_mib=int(info["MemTotal"]) // (1 << 20))
+
+    def resources(self, size: InstanceSize) -> dict[str, Any]:
+        """docker run options that make a container the size of its instance, within the caps."""
+        cpus = min(size.vcpus, self.machine.vcpus, self.limits.container_max_cpus or math.inf)
+        memory = min(
+            size.memory_mib, self.machine.memory_mib, self.limits.container_max_memory_mib or math.inf
+        )
+        return {
+            "nano_cpus": int(cpus * 1e9),
+            "mem_limit": f"{int(memory)}m",
+            "memswap_limit": f"{int(memory)}m",  # SageMaker instances have no swap to grow into
+            "pids_limit": self.limits.container_pids_limit,
+        }
 
     def run(self, spec: ContainerSpec) -> RunningContainer:
         volumes = {str(spec.model_dir): {"bind": "/opt/ml/model", "mode": "ro"}} if spec.model_dir else {}
@@ -77,6 +116,7 @@ class Fleet:
             labels={settings.CONTAINER_LABEL: "1", LABEL_OWNER: self.owner, **spec.labels},
             ports={CONTAINER_PORT: (settings.HOST, None)},
             volumes=volumes,
+            **self.resources(spec.size),
         )
         container.reload()
         port = _host_port(container.attrs)
@@ -116,7 +156,49 @@ class Fleet:
     def exit_summary(self, container_id: str) -> str:
         code = self.exit_code(container_id)
         state = f"exited with code {code}" if code is not None else "is not running"
+        oom = self._oom_killed(container_id)
+        if oom is not None:
+            state += f" after it ran out of memory: {oom}"
         return f"{state}. Last log lines:\n{self.logs_tail(container_id)}"
+
+    def _oom_killed(self, container_id: str) -> str | None:
+        try:
+            attrs = self.client.containers.get(container_id).attrs
+        except docker.errors.NotFound:
+            return None
+        if not attrs.get("State", {}).get("OOMKilled"):
+            return None
+        return _out_of_memory(attrs)
+
+    def ran_out_of_memory(
+        self, container_id: str, since: float, wait: float = OOM_EVENT_WAIT_S
+    ) -> str | None:
+        """Why the container's process died after `since` (epoch s) if memory ran out, else None.
+
+        A worker the kernel killed leaves the container running, so State.OOMKilled stays false until
+        it exits; the engine's `oom` event is there at once, or within `wait` seconds.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                container = self.client.containers.get(container_id)
+                events = self.client.events(
+                    since=f"{since:.3f}",
+                    until=f"{time.time():.3f}",
+                    filters={"container": container_id, "event": "oom"},
+                    decode=True,
+                )
+                try:
+                    killed = bool(list(events)) or bool(container.attrs.get("State", {}).get("OOMKilled"))
+                finally:
+                    events.close()
+            except docker.errors.NotFound:
+                return None
+            if killed:
+                return _out_of_memory(container.attrs)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
     def remove(self, container_id: str, grace_seconds: int = 5) -> None:
         """Stop with SIGTERM (the serving app drains), then remove; a container already gone is fine."""
@@ -169,6 +251,15 @@ class Fleet:
                     f"{timeout:g} s ({last}). Last log lines:\n{logs}"
                 )
             await asyncio.sleep(0.5)
+
+
+def _out_of_memory(attrs: dict[str, Any]) -> str:
+    limit = int(attrs.get("HostConfig", {}).get("Memory") or 0) // (1 << 20)
+    memory = f"{limit} MiB of its memory" if limit else "its memory"
+    return (
+        f"the kernel killed a process of the container when it used all {memory} (OOM). Use an "
+        "instance type with more memory, or a smaller model, batch or number of workers"
+    )
 
 
 def _host_port(attrs: dict[str, Any]) -> int | None:

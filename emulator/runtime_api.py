@@ -162,6 +162,7 @@ class Runtime:
             remaining = deadline - time.monotonic()
             watch.reached = True
             started = time.perf_counter()
+            sent = time.time()
             try:
                 response = await self.containers.post(
                     settings.HOST, container.port, "/invocations", payload, headers, max(remaining, 0.001)
@@ -171,12 +172,15 @@ class Runtime:
                 raise _timed_out(endpoint_name, step.hostname) from None
             except ContainerConnectionError as error:
                 watch.add_model_time(time.perf_counter() - started)
+                # A dropped connection is most often the kernel killing the model for memory: say so.
+                oom = await asyncio.to_thread(self.engine.fleet.ran_out_of_memory, container.id, sent)
+                message = f"{type(error).__name__}: {error}" if oom is None else f"Out of memory: {oom}"
                 raise ModelError(
-                    f'Received server error (0) from {step.hostname} with message "{type(error).__name__}: '
-                    f'{error}". {_see_logs(endpoint_name)}',
+                    f'Received server error (0) from {step.hostname} with message "{message}". '
+                    f"{_see_logs(endpoint_name)}",
                     ErrorCode="SERVER_ERROR_FROM_MODEL",
                     OriginalStatusCode=0,
-                    OriginalMessage=str(error),
+                    OriginalMessage=message if oom is not None else str(error),
                     LogStreamArn=arns.log_stream_arn(endpoint_name),
                 ) from error
             watch.add_model_time(time.perf_counter() - started)

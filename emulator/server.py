@@ -67,11 +67,11 @@ async def build(state: Path) -> Emulator:
     limits = settings.Limits.from_env()
     store = Store.open(state / "emulator")
     owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
-    fleet = Fleet(docker.from_env(timeout=300), owner)
+    fleet = Fleet(docker.from_env(timeout=300), owner, limits)
     session = boto3.session.Session(region_name=settings.region())
     s3 = session.client("s3", config=_client_config())
     sns = session.client("sns", config=_client_config())
-    model_data = ModelDataCache(state / "emulator" / "model-data", lambda: s3)
+    model_data = ModelDataCache(state / "emulator" / "model-data", lambda: s3, limits)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
     engine = EndpointEngine(store, fleet, model_data, http, limits)
     invocations = InvocationLog()

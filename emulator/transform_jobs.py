@@ -29,6 +29,7 @@ from emulator import arns, images
 from emulator.archives import UnreadableArchive, UnsafeArchive, gunzip
 from emulator.errors import ValidationException
 from emulator.fleet import ContainerFailed, ContainerSpec, Fleet, RunningContainer
+from emulator.instance_types import instance_size
 from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec
 from emulator.settings import Limits
 from emulator.store import Record, Store
@@ -270,6 +271,7 @@ class TransformJobs:
                 environment=environment,
                 model_dir=model_dir,
                 labels={LABEL_TRANSFORM_JOB: key},
+                size=instance_size(job["TransformResources"].get("InstanceType")),
             )
             try:
                 started.append(await asyncio.to_thread(self.fleet.run, spec))
@@ -368,6 +370,7 @@ class TransformJobs:
         what = f"{batch.source} ({batch.records} record(s), {len(batch.body)} bytes)"
         last = "no answer"
         for _ in range(attempts):
+            sent = time.time()
             try:
                 answer = await self.http.post(
                     f"{container.url}/invocations", content=batch.body, headers=headers, timeout=timeout
@@ -377,6 +380,9 @@ class TransformJobs:
                 continue
             except httpx.HTTPError as error:
                 last = f"the request failed: {type(error).__name__}: {error}"
+                oom = await asyncio.to_thread(self.fleet.ran_out_of_memory, container.id, sent)
+                if oom is not None:
+                    last = f"the container ran out of memory on it: {oom}"
                 continue
             if answer.status_code == 200:
                 return answer.content, answer.headers.get("content-type")
