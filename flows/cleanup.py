@@ -33,7 +33,7 @@ from prefect import flow
 from flows import cli
 from tasks import aws, hosting, image, in_use, naming, unwind
 from tasks.config import check_value, load_config
-from tasks.errors import ConfigError, ReleaseError
+from tasks.errors import ConfigError, ReleaseError, ReleaseRunning
 from tasks.ledger import (
     CLOUDWATCH_ALARM,
     ECR_REPOSITORY,
@@ -46,7 +46,7 @@ from tasks.ledger import (
     LedgerEntry,
     S3LedgerStore,
 )
-from tasks.lock import release_lease, use_shared_lease_storage
+from tasks.lock import live_lease, release_lease, use_shared_lease_storage
 from tasks.logs import run_logger
 
 DEFAULT_PREFIX = "sagemaker-release"
@@ -78,7 +78,11 @@ def cleanup(
     endpoint_timeout_s: int = 1800,
     poll_interval_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Unwind the persisted ledger of release `release_id` and free its endpoint lock."""
+    """Unwind the persisted ledger of release `release_id` and free its endpoint lock.
+
+    Refused without `force` while the release still holds its lock (its lease, renewed into the
+    ledger, has not run out): the release may still be running.
+    """
     ledger = Ledger.load(
         ledger_store(release_id, bucket, prefix),
         deleters=unwind.deleters(endpoint_timeout_s=endpoint_timeout_s, poll_interval_s=poll_interval_s),
@@ -86,6 +90,14 @@ def cleanup(
     endpoint = ledger.meta.get("endpoint")
     if ledger.state == "succeeded" and not force:
         raise ReleaseSucceeded(release_id, str(endpoint))
+    held = live_lease(ledger.meta) if ledger.state in ("running", "unwinding") else None
+    if held is not None and not force:
+        raise ReleaseRunning(
+            release_id,
+            endpoint=str(endpoint),
+            lease_id=held[0],
+            expires_at=held[1].isoformat(timespec="seconds"),
+        )
     ledger.keep = unwind.keep_in_use(
         str(endpoint) if endpoint and ledger.meta.get("endpoint_type") != "batch" else None
     )

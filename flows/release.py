@@ -6,13 +6,15 @@ Exits non-zero when the release fails; the last line printed is the JSON summary
 release created is recorded in a ledger persisted in S3 and unwound when any step fails; an endpoint
 that served before the release is put back on its previous config. Traffic moves to the new model by
 the config's rollout strategy under the release's alarms (tasks/progressive.py); an alarm rolls it back.
-One release per endpoint at a time.
+One release per endpoint at a time: a release that loses its endpoint lock stops before its next change
+and unwinds (LeaseLost).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from prefect import flow
@@ -34,7 +36,7 @@ from tasks.errors import ConfigError, SmokeFailed
 from tasks.hosting import LiveEndpoint, ModelData
 from tasks.image import serving_image
 from tasks.ledger import Ledger, S3LedgerStore
-from tasks.lock import endpoint_lock, use_shared_lease_storage
+from tasks.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_shared_lease_storage
 from tasks.logs import run_logger
 from tasks.model_source import download_model
 from tasks.packaging import package_model
@@ -48,11 +50,12 @@ from tasks.storage import ensure_bucket, upload_model
 DEFAULT_LOCK_WAIT_S = 900
 
 
-def open_ledger(config: ReleaseConfig, release_id: str, *, lock_lease: str) -> Ledger:
+def open_ledger(config: ReleaseConfig, release_id: str, *, lease: Lease) -> Ledger:
     """The release's ledger in S3 beside its model data, unwinding with the standard deleters.
 
-    Its meta names the endpoint and the lease of the endpoint lock, which is all `flows/cleanup.py`
-    needs to clean up after a release whose worker died."""
+    Its meta names the endpoint and the lease of the endpoint lock with its expiry, which is all
+    `flows/cleanup.py` needs to clean up after a release whose worker died (and to refuse one that
+    still runs). Every record checks the lease: a lost one stops the release at that point."""
     storage = config.storage
     store = S3LedgerStore(storage.bucket, naming.ledger_key(storage.prefix, release_id))
     return Ledger.open(
@@ -61,13 +64,28 @@ def open_ledger(config: ReleaseConfig, release_id: str, *, lock_lease: str) -> L
         meta={
             "endpoint": config.endpoint.name,
             "endpoint_type": config.endpoint.type,
-            "lock_lease": lock_lease,
+            LEASE_META: lease.id,
+            LEASE_EXPIRY_META: _timestamp(lease.expires_at),
         },
+        guard=lease.check,
         deleters=unwind.deleters(
             endpoint_timeout_s=config.timeouts.endpoint_s, poll_interval_s=config.timeouts.poll_interval_s
         ),
         keep=unwind.keep_in_use(config.endpoint.name if config.endpoint.type != "batch" else None),
     )
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _note_lease_expiry(ledger: Ledger) -> Callable[[datetime], None]:
+    """A renewal listener: keep the lease's expiry in the ledger, where cleanup reads it."""
+
+    def note(expires_at: datetime) -> None:
+        ledger.set_meta(**{LEASE_EXPIRY_META: _timestamp(expires_at)})
+
+    return note
 
 
 @flow(name="release-model", log_prints=True)
@@ -84,18 +102,30 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
                 checked = preflight(config)
             except ConfigError as exc:
                 return _refused(report, exc)
+            lease.check()
             ensure_bucket(config.storage)
-            ledger = open_ledger(config, release_id, lock_lease=lease)
+            ledger = open_ledger(config, release_id, lease=lease)
+            stop_noting = lease.on_renewed(_note_lease_expiry(ledger))
             try:
                 with ledger:
-                    _release(config, release_id, checked, ledger, report)
+                    _release(config, release_id, checked, ledger, report, lease.check)
             finally:
+                stop_noting()
                 report.absorb_ledger(ledger)
             if report.action in ("created", "updated"):
                 # Only once the release stands: with keep_previous off it deletes the unwind's target,
                 # and the earlier release's guard alarms must still watch it if this one is unwound.
-                retired = retire_previous_releases(config, release_id, previous_config=report.previous_config)
-                report.retired = retired.deleted
+                if lease.lost:
+                    # The release stands; deleting older releases' resources without the lock could race
+                    # the next release, which retires them instead.
+                    log.warning(
+                        "release %s: lock lost after it finished; earlier releases not retired", release_id
+                    )
+                else:
+                    retired = retire_previous_releases(
+                        config, release_id, previous_config=report.previous_config
+                    )
+                    report.retired = retired.deleted
     except Exception as exc:
         if isinstance(exc, SmokeFailed) and not _failed_before_traffic(report):
             report.smoke = _failed_smoke(exc)
@@ -144,17 +174,26 @@ def _refused(report: ReleaseReport, exc: ConfigError) -> State:
 
 
 def _release(
-    config: ReleaseConfig, release_id: str, checked: Preflight, ledger: Ledger, report: ReleaseReport
+    config: ReleaseConfig,
+    release_id: str,
+    checked: Preflight,
+    ledger: Ledger,
+    report: ReleaseReport,
+    safe_point: Callable[[], None],
 ) -> None:
+    """The steps of a release; `safe_point()` runs before each step that creates or changes something
+    (it raises LeaseLost once the endpoint lock is lost, and the ledger unwinds)."""
     tags = naming.tags(config, release_id)
     live, plan = checked.live, checked.plan
     snapshot = download_model(config.model)
     report.model_source, report.model_commit = config.model.describe(), snapshot.commit
     artifact = package_model(snapshot, config.packaging)
     report.package_reused = artifact.reused
+    safe_point()
     uploaded = upload_model(artifact, config.storage, ledger)
     model_data = ModelData(uploaded.model_data_url, uploaded.compression)
     report.model_data_url, report.uploaded_bytes = uploaded.model_data_url, uploaded.uploaded_bytes
+    safe_point()
     image = serving_image(
         config.image,
         instance_type=config.endpoint.instance_type,
@@ -166,9 +205,11 @@ def _release(
     report.image_built, report.image_pushed = image.built, image.pushed
 
     if config.endpoint.type == "batch":
+        safe_point()
         report.model_name = create_model(
             config, release_id, image_uri=image.uri, model_data=model_data, ledger=ledger
         )
+        safe_point()
         job = run_transform_job(config, release_id, model_name=report.model_name, ledger=ledger)
         report.action, report.transform_output = (
             "transformed",
@@ -177,12 +218,14 @@ def _release(
         return
 
     assert plan is not None
+    safe_point()
     if serves_release(live, config, image_uri=image.uri, model_data=model_data):
         assert live is not None
         _note_unchanged(report, live)
         model_refs.let_go(ledger)
     else:
-        deploy(config, release_id, live, plan, model_data, image.uri, ledger, report)
+        deploy(config, release_id, live, plan, model_data, image.uri, ledger, report, safe_point=safe_point)
+    safe_point()
     report.smoke = smoke_test(config, release_id, ledger)
 
 
@@ -195,24 +238,30 @@ def deploy(
     image_uri: str,
     ledger: Ledger,
     report: ReleaseReport,
+    *,
+    safe_point: Callable[[], None] = lambda: None,
 ) -> None:
     """Model, endpoint config, a new endpoint when there is none, the traffic shift, autoscaling.
 
     `shift_traffic` bakes a new endpoint, or moves a serving one to the release's config by the plan,
     under the release's alarms, recording the update in the ledger; an alarm sends the traffic back
-    and raises AlarmFired naming it.
+    and raises AlarmFired naming it. `safe_point()` runs before each step (the lease check).
     """
     topics = create_topics(config, release_id, ledger)
+    safe_point()
     report.model_name = create_model(
         config, release_id, image_uri=image_uri, model_data=model_data, ledger=ledger
     )
+    safe_point()
     config_name = create_endpoint_config(
         config, release_id, model_name=report.model_name, topics=topics, ledger=ledger
     )
     report.endpoint_config_name = config_name
+    safe_point()
     if live is None:
         state = create_endpoint(config, release_id, config_name=config_name, ledger=ledger)
         report.action, report.endpoint_arn = state.action, state.arn
+        safe_point()
     else:
         report.previous_config = live.config_name
     shift_traffic(
@@ -229,6 +278,7 @@ def deploy(
     if live is not None:
         described = hosting.describe_endpoint(config.endpoint.name) or {}
         report.action, report.endpoint_arn = "updated", described.get("EndpointArn")
+    safe_point()
     applied = apply_scaling(config, release_id, ledger)
     if applied is not None:
         report.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"
