@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from deploy_helpers import ROLE, kinds, local_ledger
 
 from tasks import hosting
-from tasks.errors import EndpointRolledBack, ResourceFailed, WaitTimeout
+from tasks.errors import EndpointRolledBack, ResourceFailed, ResourceTaken, WaitTimeout
 from tasks.hosting import ModelData
 from tasks.waiting import FakeClock
 
@@ -200,3 +200,57 @@ def test_delete_endpoint_waits_until_it_is_gone(mocked_aws: None, tmp_path: Path
     hosting.delete_endpoint("ep", timeout_s=10, interval_s=0.01)
     assert hosting.describe_endpoint("ep") is None
     hosting.delete_endpoint("ep", timeout_s=10, interval_s=0.01)  # already gone: nothing to do
+
+
+def _already_exists(kind: str, name: str) -> tuple[str, str]:
+    return "ValidationException", f'Cannot create already existing {kind} "{ARN.rsplit("/", 1)[0]}/{name}".'
+
+
+def test_create_endpoint_adopts_the_endpoint_its_retry_finds_when_it_carries_this_release(
+    stubbed: Stubber, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first CreateEndpoint went through but answered 500; call_with_retries sends it again.
+    monkeypatch.setattr("tasks.retry.SystemClock.sleep", lambda self, seconds: None)
+    tags = [{"Key": "release-id", "Value": "r1"}]
+    stubbed.add_client_error("create_endpoint", "InternalFailure", "try again", http_status_code=500)
+    code, message = _already_exists("endpoint", "ep")
+    stubbed.add_client_error("create_endpoint", code, message, http_status_code=400)
+    stubbed.add_response("describe_endpoint", _describe("Creating", "c"), {"EndpointName": "ep"})
+    stubbed.add_response("list_tags", {"Tags": tags}, {"ResourceArn": ARN})
+    stubbed.add_response("describe_endpoint", _describe("InService", "c"))
+    ledger = local_ledger(tmp_path)
+    hosting.create_endpoint(
+        "ep", "c", tags=tags, ledger=ledger, timeout_s=60, interval_s=1, clock=FakeClock()
+    )
+    (entry,) = ledger.entries
+    assert (entry.resource_id, entry.status, entry.attrs["arn"], entry.attrs["created"]) == (
+        "ep",
+        "created",
+        ARN,
+        True,
+    )
+
+
+def test_create_endpoint_refuses_an_endpoint_another_release_created_and_leaves_it(
+    stubbed: Stubber, tmp_path: Path
+) -> None:
+    code, message = _already_exists("endpoint", "ep")
+    stubbed.add_client_error("create_endpoint", code, message, http_status_code=400)
+    stubbed.add_response("describe_endpoint", _describe("InService", "theirs"), {"EndpointName": "ep"})
+    stubbed.add_response("list_tags", {"Tags": [{"Key": "release-id", "Value": "r0"}]}, {"ResourceArn": ARN})
+    ledger = local_ledger(tmp_path)
+    with pytest.raises(ResourceTaken) as caught:
+        hosting.create_endpoint(
+            "ep",
+            "c",
+            tags=[{"Key": "release-id", "Value": "r1"}],
+            ledger=ledger,
+            timeout_s=60,
+            clock=FakeClock(),
+        )
+    assert caught.value.owner == "r0" and "choose another endpoint.name" in caught.value.fix
+    assert [(e.resource_id, e.status) for e in ledger.entries] == [("ep", "foreign")]
+    # Nothing of it is unwound: the unwind sees the entry is not this release's.
+    deleted: list[str] = []
+    ledger.unwind({"sagemaker:endpoint": lambda e: deleted.append(e.resource_id)})
+    assert deleted == []
