@@ -180,7 +180,7 @@ class Ledger:
             entry = ledger.intend(kind, id)      # before a create is sent
             ...                                  # the create
             ledger.confirm(entry, arn=...)       # once it answered
-            ledger.record(kind, id, **attrs)     # or: after a create that cannot be re-sent
+            ledger.record(kind, id, **attrs)     # or, for a create safe to repeat (an S3 put), after it
         # on success the ledger is marked "succeeded"; on an exception it is unwound and the
         # exception propagates (with notes listing what could not be deleted or saved, if anything).
 
