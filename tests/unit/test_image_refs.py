@@ -4,6 +4,9 @@ through another release's unwind; an image nobody uses still goes (moto in-proce
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from deploy_helpers import ROLE, kinds
 
 from tasks import image, image_refs, in_use, model_refs, naming, unwind
 from tasks.config import StorageConfig
+from tasks.errors import ResourceFailed
 from tasks.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger, LedgerEntry, LocalLedgerStore
 from tasks.retention import retire_older_releases
 
@@ -263,3 +267,96 @@ def test_retired_releases_drop_their_image_references(bucket: None, tmp_path: Pa
     )
     assert f"image reference {REPOSITORY}:{TAG}/r1" in retired.deleted
     assert _refs() == [f"sr/image-refs/{REPOSITORY}:{TAG}/r2"]
+
+
+class _Registry:
+    """An OCI registry's manifest endpoints, as far as an unwind uses them: HEAD by tag, DELETE by
+    digest (answering `delete_status`), with the requests it saw."""
+
+    def __init__(self, tags: dict[str, str], delete_status: int) -> None:
+        self.tags, self.delete_status = tags, delete_status
+        self.seen: list[tuple[str, str]] = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_HEAD(self) -> None:
+                registry.seen.append(("HEAD", self.path))
+                digest = registry.tags.get(self.path.rsplit("/", 1)[-1])
+                self.send_response(200 if digest else 404)
+                if digest:
+                    self.send_header("Docker-Content-Digest", digest)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_DELETE(self) -> None:
+                registry.seen.append(("DELETE", self.path))
+                self.send_response(registry.delete_status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def registry() -> Iterator[Callable[[dict[str, str], int], _Registry]]:
+    made: list[_Registry] = []
+
+    def start(tags: dict[str, str], delete_status: int = 202) -> _Registry:
+        made.append(_Registry(tags, delete_status))
+        return made[-1]
+
+    yield start
+    for one in made:
+        one.server.shutdown()
+        one.server.server_close()
+
+
+def _pushed_entry(host: str, digest: str) -> LedgerEntry:
+    return LedgerEntry(
+        seq=1,
+        kind=ECR_IMAGE,
+        resource_id=f"{REPOSITORY}:{TAG}",
+        attrs={"repository": REPOSITORY, "tag": TAG, "digest": digest, "registry": host},
+    )
+
+
+def test_an_unwound_image_is_deleted_from_the_registry_it_was_pushed_to(
+    mocked_aws: None, registry: Callable[[dict[str, str], int], _Registry]
+) -> None:
+    boto3.client("ecr").create_repository(repositoryName=REPOSITORY)
+    digest = _push()
+    served = registry({TAG: digest}, 202)
+    unwind.delete_image(_pushed_entry(served.host, digest))
+    assert _images() == []
+    assert served.seen == [
+        ("HEAD", f"/v2/{REPOSITORY}/manifests/{TAG}"),
+        ("DELETE", f"/v2/{REPOSITORY}/manifests/{digest}"),
+    ]
+
+
+def test_a_tag_pushed_again_since_is_not_deleted_from_the_registry(
+    mocked_aws: None, registry: Callable[[dict[str, str], int], _Registry]
+) -> None:
+    boto3.client("ecr").create_repository(repositoryName=REPOSITORY)
+    digest = _push()
+    served = registry({TAG: "sha256:" + "f" * 64}, 202)
+    unwind.delete_image(_pushed_entry(served.host, digest))
+    assert [method for method, _ in served.seen] == ["HEAD"]
+
+
+def test_a_registry_refusing_deletes_fails_the_entry_naming_the_fix(
+    mocked_aws: None, registry: Callable[[dict[str, str], int], _Registry]
+) -> None:
+    boto3.client("ecr").create_repository(repositoryName=REPOSITORY)
+    digest = _push()
+    served = registry({TAG: digest}, 405)
+    with pytest.raises(ResourceFailed, match=r"405 .*fix: enable deletes in the registry"):
+        unwind.delete_image(_pushed_entry(served.host, digest))
