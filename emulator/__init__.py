@@ -5,5 +5,11 @@ notebook) runs with no AWS account and no internet: a Docker Engine, an OCI regi
 ECR, moto's server, a SageMaker + SageMaker Runtime emulator that runs the real serving container, and
 a Hub-compatible file server. `python -m emulator up | down | env | status` manages it.
 
-Nothing in flows/ or tasks/ imports this package.
+Rooms by service, as moto and LocalStack lay out theirs: sagemaker/ (the control plane), runtime/
+(invocations), cloudwatch/ (metrics and alarms moto does not evaluate), fleet/ (Docker: containers,
+images, model data), hub/ (the Hugging Face Hub file server), stack/ (up, down, env, status of every
+part); server.py wires the SageMaker process together, settings.py holds the fixed addresses and limits.
+
+Nothing in flows/ or tasks/ imports this package, and it imports nothing of theirs (`make lint` checks
+both, and the rooms' own boundaries, with import-linter).
 """

@@ -26,19 +26,19 @@ import uvicorn
 from botocore.config import Config
 
 from emulator import settings
-from emulator.async_inference import AsyncInference
-from emulator.container_http import ContainerClient
-from emulator.endpoints import EndpointEngine
-from emulator.fleet import Fleet
-from emulator.invocations import InvocationLog
-from emulator.model_data import ModelDataCache
-from emulator.monitoring import Monitoring
-from emulator.runtime_api import Runtime
-from emulator.runtime_api import build_app as build_runtime_app
-from emulator.sagemaker_api import SageMakerApi, service_model
-from emulator.sagemaker_api import build_app as build_control_app
-from emulator.store import Store
-from emulator.transform_jobs import TransformJobs
+from emulator.cloudwatch.monitoring import Monitoring
+from emulator.fleet.container_http import ContainerClient
+from emulator.fleet.containers import Fleet
+from emulator.fleet.model_data import ModelDataCache
+from emulator.runtime.async_inference import AsyncInference
+from emulator.runtime.invocations import InvocationLog
+from emulator.runtime.responses import Runtime
+from emulator.runtime.responses import build_app as build_runtime_app
+from emulator.sagemaker.endpoints import EndpointEngine
+from emulator.sagemaker.responses import SageMakerApi, service_model
+from emulator.sagemaker.responses import build_app as build_control_app
+from emulator.sagemaker.store import Store
+from emulator.sagemaker.transform_jobs import TransformJobs
 
 log = logging.getLogger("emulator.server")
 
@@ -128,7 +128,7 @@ async def serve(
     await emulator.transforms.restore()
     # CloudWatch metrics from real invocations, and alarms evaluated on them (moto does neither).
     monitoring = Monitoring.from_env()
-    monitoring.start(emulator.invocations)
+    monitoring.start(emulator.runtime.invocations)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30)
     server = uvicorn.Server(config)
     log.info(

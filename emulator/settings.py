@@ -111,7 +111,7 @@ class Limits:
     archive_max_members: int = 1_000_000
     # A transform input object with CompressionType Gzip is held in memory decompressed.
     input_max_bytes: int = 1 << 30
-    # Containers get their instance type's vCPUs and memory (emulator/instance_types.py), never more
+    # Containers get their instance type's vCPUs and memory (emulator/fleet/instance_types.py), never more
     # than the machine has, and never more than these when set (tests make an instance small).
     container_max_memory_mib: int | None = None
     container_max_cpus: float | None = None

@@ -1,7 +1,7 @@
 """The CloudWatch alarm evaluator moto lacks: reads alarms and datapoints, sets alarm states.
 
 Every `interval_s` it lists the metric alarms (DescribeAlarms), fetches each one's evaluation range
-of datapoints, judges it with `emulator.alarm_rules` and calls SetAlarmState when the state changes,
+of datapoints, judges it with `emulator.cloudwatch.rules` and calls SetAlarmState when the state changes,
 with a StateReason worded as CloudWatch words it. Periods are aligned to multiples of Period since the
 epoch, as CloudWatch aligns them; only periods that ended at least `settle_s` ago are evaluated, so a
 datapoint still in the publisher's queue is not mistaken for a missing one. High-resolution periods
@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.alarm_rules import (
+from emulator.cloudwatch.metrics import CloudWatchClientFactory, SampleWindow, percentile
+from emulator.cloudwatch.periodic import Periodic
+from emulator.cloudwatch.rules import (
     INSUFFICIENT_DATA,
     AlarmRule,
     Datapoint,
@@ -37,10 +39,8 @@ from emulator.alarm_rules import (
     evaluate,
     parse_percentile,
 )
-from emulator.metrics import CloudWatchClientFactory, SampleWindow, percentile
-from emulator.periodic import Periodic
 
-log = logging.getLogger("emulator.alarms")
+log = logging.getLogger("emulator.cloudwatch.alarms")
 
 UNCHECKED_REASON = "Unchecked: Initial alarm creation"
 STANDARD_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")

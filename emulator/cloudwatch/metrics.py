@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from emulator.periodic import Periodic
+from emulator.cloudwatch.periodic import Periodic
 
-log = logging.getLogger("emulator.metrics")
+log = logging.getLogger("emulator.cloudwatch.metrics")
 
 NAMESPACE = "AWS/SageMaker"
 INVOCATIONS = "Invocations"
@@ -48,7 +48,7 @@ Dimensions = tuple[tuple[str, str], ...]
 
 
 class InvocationLike(Protocol):
-    """What the publisher needs from one invocation (emulator.invocations.Invocation has it)."""
+    """What the publisher needs from one invocation (emulator.runtime.invocations.Invocation has it)."""
 
     @property
     def endpoint_name(self) -> str: ...

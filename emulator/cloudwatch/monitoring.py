@@ -21,9 +21,9 @@ import boto3
 from botocore.config import Config
 
 from emulator import settings
-from emulator.alarms import AlarmEvaluator
-from emulator.invocations import InvocationLog
-from emulator.metrics import MetricsPublisher, SampleWindow
+from emulator.cloudwatch.alarms import AlarmEvaluator
+from emulator.cloudwatch.metrics import MetricsPublisher, SampleWindow
+from emulator.runtime.invocations import InvocationLog
 
 
 def _env_float(name: str, default: float) -> float:

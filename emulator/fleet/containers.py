@@ -5,7 +5,7 @@ Each container runs `IMAGE serve` with the model's Environment, its model data m
 endpoint, deployment, variant and instance so a restarted emulator can find it again and `down`
 can remove every container the emulator made.
 
-It is sized as its instance: the instance type's vCPUs and memory (emulator/instance_types.py), capped
+It is sized as its instance: the instance type's vCPUs and memory (emulator/fleet/instance_types.py), capped
 to the machine and to SAGEMAKER_EMULATOR_MAX_CONTAINER_CPUS / _MEMORY_MB, no swap, and a pids limit.
 A model that outgrows the memory is killed by the kernel as on SageMaker; the engine records it
 (State.OOMKilled once the container exits, an `oom` event at once), and the messages here say so.
@@ -27,7 +27,7 @@ import docker.models.containers
 import httpx
 
 from emulator import settings
-from emulator.instance_types import DEFAULT_SIZE, InstanceSize
+from emulator.fleet.instance_types import DEFAULT_SIZE, InstanceSize
 from emulator.settings import Limits
 
 LABEL_ENDPOINT = "sagemaker-release.endpoint"

@@ -15,7 +15,7 @@ import docker.errors
 import httpx
 
 from emulator import settings
-from emulator.errors import ServiceUnavailable
+from emulator.sagemaker.exceptions import ServiceUnavailable
 
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _MANIFEST_TYPES = ", ".join(

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("emulator.instance_types")
+log = logging.getLogger("emulator.fleet.instance_types")
 
 # family, then size:vCPUs:memory GiB for each size of it
 _TABLE = """
@@ -112,7 +112,8 @@ def instance_size(instance_type: str | None, serverless: dict[str, Any] | None =
     size = INSTANCE_SIZES.get(instance_type)
     if size is None:
         log.warning(
-            "instance type %s is not in emulator/instance_types.py; its containers get %g vCPU and %d MiB",
+            "instance type %s is not in emulator/fleet/instance_types.py; its containers get %g vCPU "
+            "and %d MiB",
             instance_type,
             DEFAULT_SIZE.vcpus,
             DEFAULT_SIZE.memory_mib,

@@ -1,6 +1,6 @@
 """Model data: fetched from S3 (moto here), unpacked safely, cached by content, mounted read-only.
 
-A tarball is unpacked member by member by emulator/archives.py (no links, devices, absolute or
+A tarball is unpacked member by member by emulator/fleet/archives.py (no links, devices, absolute or
 `..` names, bounded size and member count); an S3 prefix may not hold keys that escape it. Each
 unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the same data reuses it
 and re-creating containers after a restart does not need S3 at all.
@@ -19,7 +19,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from emulator.archives import ArchiveLimits, UnpackFailed, UnreadableArchive, UnsafeArchive, unpack_tar_gz
+from emulator.fleet.archives import (
+    ArchiveLimits,
+    UnpackFailed,
+    UnreadableArchive,
+    UnsafeArchive,
+    unpack_tar_gz,
+)
 from emulator.settings import Limits
 
 S3ClientFactory = Callable[[], Any]

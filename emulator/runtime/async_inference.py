@@ -20,17 +20,37 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from emulator import arns, settings
-from emulator.errors import AwsError
-
-if TYPE_CHECKING:
-    from emulator.runtime_api import Runtime
+from emulator import settings
+from emulator.runtime.results import InvokeResult
+from emulator.sagemaker import arns
+from emulator.sagemaker.endpoints import EndpointEngine
+from emulator.sagemaker.exceptions import AwsError
 
 log = logging.getLogger("emulator.async")
+
+
+class Runtime(Protocol):
+    """What the queue needs of the runtime (emulator/runtime/responses.py): its engine, and one
+    invocation as InvokeEndpoint makes it."""
+
+    engine: EndpointEngine
+
+    async def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        target_variant: str | None,
+        timeout: float,
+        kind: str,
+    ) -> InvokeResult: ...
+
 
 ClientFactory = Callable[[], Any]
 DEFAULT_CONCURRENCY_PER_INSTANCE = 4

@@ -14,20 +14,21 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator import arns, settings
-from emulator.async_inference import AsyncInference, AsyncJob
-from emulator.container_http import ContainerClient, ContainerConnectionError, ContainerResponse
-from emulator.deployments import Deployment, NoRoute, VariantDeployment, choose_variant
-from emulator.endpoints import EndpointEngine
-from emulator.errors import AwsError, InternalFailure, ModelError, RuntimeValidationError
-from emulator.invocations import Invocation, InvocationLog, Stopwatch
+from emulator import settings
+from emulator.fleet.container_http import ContainerClient, ContainerConnectionError, ContainerResponse
+from emulator.runtime.async_inference import AsyncInference, AsyncJob
+from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch
+from emulator.runtime.results import InvokeResult
+from emulator.sagemaker import arns
+from emulator.sagemaker.deployments import Deployment, NoRoute, VariantDeployment, choose_variant
+from emulator.sagemaker.endpoints import EndpointEngine
+from emulator.sagemaker.exceptions import AwsError, InternalFailure, ModelError, RuntimeValidationError
 
 log = logging.getLogger("emulator.runtime")
 
@@ -36,14 +37,6 @@ SERVERLESS_PAYLOAD_LIMIT = 4 * 1024 * 1024
 ASYNC_INLINE_LIMIT = 128_000
 ASYNC_DEFAULT_TIMEOUT = 900.0
 ASYNC_DEFAULT_TTL = 6 * 3600.0
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    variant_name: str
-    body: bytes
-    content_type: str
-    custom_attributes: str | None
 
 
 class Runtime:

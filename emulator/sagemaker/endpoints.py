@@ -21,15 +21,8 @@ from typing import Any
 import docker.errors
 import httpx
 
-from emulator import arns, guardrails, images
-from emulator.deployments import (
-    ContainerRecord,
-    Deployment,
-    InstanceRecord,
-    StepPlan,
-    VariantDeployment,
-)
-from emulator.fleet import (
+from emulator.fleet import images
+from emulator.fleet.containers import (
     LABEL_DEPLOYMENT,
     LABEL_ENDPOINT,
     LABEL_INSTANCE,
@@ -40,12 +33,20 @@ from emulator.fleet import (
     Fleet,
     RunningContainer,
 )
-from emulator.instance_types import instance_size
-from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec
+from emulator.fleet.instance_types import instance_size
+from emulator.fleet.model_data import ModelDataCache, ModelDataError, ModelDataSpec
+from emulator.sagemaker import arns, guardrails
+from emulator.sagemaker.deployments import (
+    ContainerRecord,
+    Deployment,
+    InstanceRecord,
+    StepPlan,
+    VariantDeployment,
+)
+from emulator.sagemaker.store import Record, Store
 from emulator.settings import Limits
-from emulator.store import Record, Store
 
-log = logging.getLogger("emulator.endpoints")
+log = logging.getLogger("emulator.sagemaker.endpoints")
 
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 

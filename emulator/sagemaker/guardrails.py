@@ -11,7 +11,8 @@ naming the alarm. Otherwise blue is kept TerminationWaitInSeconds longer and the
 
 While it runs, DescribeEndpoint reports the phase as the PendingDeploymentSummary's VariantStatus
 (ActivatingTraffic, Baking), which is how a caller follows the steps. Routing is by the fleets'
-shares (emulator/deployments.py); both fleets publish metrics under the same variant name, as on AWS.
+shares (emulator/sagemaker/deployments.py); both fleets publish metrics under the same variant name,
+as on AWS.
 """
 
 from __future__ import annotations
@@ -22,16 +23,30 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from emulator.deployments import Deployment
-from emulator.errors import ValidationException
-from emulator.store import Record
+from emulator.sagemaker.deployments import Deployment
+from emulator.sagemaker.exceptions import ValidationException
+from emulator.sagemaker.store import Record, Store
 
-if TYPE_CHECKING:
-    from emulator.endpoints import EndpointEngine
+log = logging.getLogger("emulator.sagemaker.guardrails")
 
-log = logging.getLogger("emulator.guardrails")
+
+class EndpointEngine(Protocol):
+    """What a blue/green update drives of the endpoint engine (emulator/sagemaker/endpoints.py), named
+    here so the engine can import this module without this module importing the engine."""
+
+    store: Store
+    deployments: dict[str, list[Deployment]]
+
+    def _set(self, key: str, drop: tuple[str, ...] = (), **fields: Any) -> None: ...
+
+    def _persist_deployments(self, key: str) -> None: ...
+
+    async def _remove_containers(self, ids: list[str]) -> None: ...
+
+    def _prune_model_data(self) -> None: ...
+
 
 POLL_S = 1.0
 ALARM_STATE = "ALARM"
@@ -237,7 +252,7 @@ def _default_reader() -> AlarmReader:
     def client() -> Any:
         global _cloudwatch
         if _cloudwatch is None:
-            from emulator.monitoring import cloudwatch_client
+            from emulator.cloudwatch.monitoring import cloudwatch_client
 
             _cloudwatch = cloudwatch_client()
         return _cloudwatch

@@ -25,10 +25,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator import arns, guardrails, images
 from emulator.code_version import code_version
-from emulator.endpoints import IN_PROGRESS, EndpointEngine, config_instances, endpoint_fields_from_config
-from emulator.errors import (
+from emulator.fleet import images
+from emulator.fleet.model_data import ModelDataCache, ModelDataSpec
+from emulator.sagemaker import arns, guardrails
+from emulator.sagemaker.endpoints import (
+    IN_PROGRESS,
+    EndpointEngine,
+    config_instances,
+    endpoint_fields_from_config,
+)
+from emulator.sagemaker.exceptions import (
     AwsError,
     InternalFailure,
     ResourceLimitExceeded,
@@ -36,10 +43,9 @@ from emulator.errors import (
     UnknownOperation,
     ValidationException,
 )
-from emulator.model_data import ModelDataCache, ModelDataSpec
-from emulator.store import Record
-from emulator.transform_jobs import TransformJobs
-from emulator.validation import validate_input
+from emulator.sagemaker.store import Record
+from emulator.sagemaker.transform_jobs import TransformJobs
+from emulator.sagemaker.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
 

@@ -25,14 +25,15 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from emulator import arns, images
-from emulator.archives import UnreadableArchive, UnsafeArchive, gunzip
-from emulator.errors import ValidationException
-from emulator.fleet import ContainerFailed, ContainerSpec, Fleet, RunningContainer
-from emulator.instance_types import instance_size
-from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec
+from emulator.fleet import images
+from emulator.fleet.archives import UnreadableArchive, UnsafeArchive, gunzip
+from emulator.fleet.containers import ContainerFailed, ContainerSpec, Fleet, RunningContainer
+from emulator.fleet.instance_types import instance_size
+from emulator.fleet.model_data import ModelDataCache, ModelDataError, ModelDataSpec
+from emulator.sagemaker import arns
+from emulator.sagemaker.exceptions import ValidationException
+from emulator.sagemaker.store import Record, Store
 from emulator.settings import Limits
-from emulator.store import Record, Store
 
 log = logging.getLogger("emulator.transform")
 

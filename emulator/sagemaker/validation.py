@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
-from emulator.errors import SerializationException, ValidationException
+from emulator.sagemaker.exceptions import SerializationException, ValidationException
 
 
 @cache

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
 INSTANCES = 2
 ONE_INSTANCE = {"Type": "INSTANCE_COUNT", "Value": 1}  # canary / linear step: half of 2 instances
-# The emulator's labels on the containers it runs (emulator/fleet.py).
+# The emulator's labels on the containers it runs (emulator/fleet/containers.py).
 ENDPOINT_LABEL = "sagemaker-release.endpoint"
 DEPLOYMENT_LABEL = "sagemaker-release.deployment"
 

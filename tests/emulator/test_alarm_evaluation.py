@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from local_moto import cloudwatch_client, moto_server
 
-from emulator.alarm_rules import ALARM, INSUFFICIENT_DATA, OK, AlarmRule, Datapoint, evaluate
-from emulator.alarms import AlarmEvaluator, period_starts
-from emulator.invocations import Invocation
-from emulator.metrics import MetricsPublisher, SampleWindow
+from emulator.cloudwatch.alarms import AlarmEvaluator, period_starts
+from emulator.cloudwatch.metrics import MetricsPublisher, SampleWindow
+from emulator.cloudwatch.rules import ALARM, INSUFFICIENT_DATA, OK, AlarmRule, Datapoint, evaluate
+from emulator.runtime.invocations import Invocation
 
 PERIOD = 10
 NAMESPACE = "Tests/Alarms"

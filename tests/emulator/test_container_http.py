@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from emulator.container_http import ContainerClient, ContainerConnectionError
+from emulator.fleet.container_http import ContainerClient, ContainerConnectionError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

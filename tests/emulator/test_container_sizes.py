@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
 
-from emulator.instance_types import INSTANCE_SIZES
+from emulator.fleet.instance_types import INSTANCE_SIZES
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

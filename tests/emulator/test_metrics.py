@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from local_moto import cloudwatch_client, moto_server
 
-from emulator.invocations import Invocation, InvocationLog
-from emulator.metrics import (
+from emulator.cloudwatch.metrics import (
     MODEL_LATENCY,
     NAMESPACE,
     MetricsPublisher,
@@ -19,6 +18,7 @@ from emulator.metrics import (
     percentile,
     variant_dimensions,
 )
+from emulator.runtime.invocations import Invocation, InvocationLog
 
 
 @pytest.fixture(scope="module")

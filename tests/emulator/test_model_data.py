@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from emulator.model_data import ModelDataCache, ModelDataError, ModelDataSpec, unpack_tarball
+from emulator.fleet.model_data import ModelDataCache, ModelDataError, ModelDataSpec, unpack_tarball
 from emulator.settings import Limits
 
 BUCKET = "model-data-tests"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from emulator.periodic import Periodic
+from emulator.cloudwatch.periodic import Periodic
 
 
 def test_a_failing_round_does_not_stop_the_loop() -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from emulator import settings
 from emulator import stack as local_stack
+from emulator.stack import parts as stack_parts
+from emulator.stack import processes as stack_processes
 
 pytestmark = [pytest.mark.stack]
 
@@ -41,14 +43,20 @@ def _emulator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_up_again_starts_nothing_and_prints_only_exports(stack: dict[str, str]) -> None:
     result = _emulator("up")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == EXPORTS
+    *exports, base = result.stdout.splitlines()
+    assert exports == EXPORTS
+    # The base image the serving image builds FROM, so a release by hand needs no public registry.
+    assert base.startswith(f"export {settings.BASE_IMAGE_ENV}=") and len(base) > 40
     for name in local_stack.PART_NAMES:
         assert f"{name} is already up" in result.stderr
 
 
 def test_env_prints_the_same_exports(stack: dict[str, str]) -> None:
     result = _emulator("env")
-    assert (result.returncode, result.stdout.splitlines()) == (0, EXPORTS)
+    assert result.returncode == 0, result.stderr
+    *exports, base = result.stdout.splitlines()
+    assert exports == EXPORTS
+    assert base == _emulator("up").stdout.splitlines()[-1]
     assert {line.split("=", 1)[0].removeprefix("export ") for line in EXPORTS} == set(stack)
 
 
@@ -98,9 +106,9 @@ def test_part_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> Non
         marker="never",
         command=lambda state: [sys.executable, "-c", "print('cannot bind, giving up'); raise SystemExit(3)"],
     )
-    process = local_stack._spawn(broken, tmp_path, {})
+    process = stack_processes.spawn(broken, tmp_path, {})
     with pytest.raises(local_stack.StackError) as raised:
-        local_stack._wait_healthy(broken, tmp_path, process, timeout=30)
+        stack_processes.wait_healthy(broken, tmp_path, process, timeout=30)
     assert "broken exited with code 3" in str(raised.value)
     assert "cannot bind, giving up" in str(raised.value)
 
@@ -113,18 +121,18 @@ def test_up_restarts_an_emulator_it_started_from_other_code(
 
     sagemaker = local_stack.part("sagemaker")
     state = settings.state_dir()
-    before = local_stack._read_pid(sagemaker.pid_file(state))
+    before = stack_processes.read_pid(sagemaker.pid_file(state))
     if before is None:
         pytest.skip("the running emulator was not started from this checkout's state folder")
-    running = local_stack.reported_code_version(sagemaker)
+    running = stack_processes.reported_code_version(sagemaker)
     assert running is not None and len(running) == 16
     # The checkout "moved on": it would start other code than the running emulator reports.
     moved_on = dataclasses.replace(sagemaker, code_version=lambda: "0" * 16)
     monkeypatch.setattr(
-        local_stack, "PARTS", tuple(moved_on if p.name == "sagemaker" else p for p in local_stack.PARTS)
+        stack_parts, "PARTS", tuple(moved_on if p.name == "sagemaker" else p for p in local_stack.PARTS)
     )
     assert local_stack.up(["sagemaker"]) == ["sagemaker"]
-    after = local_stack._read_pid(sagemaker.pid_file(state))
+    after = stack_processes.read_pid(sagemaker.pid_file(state))
     assert after is not None and after != before
-    assert local_stack.healthy(sagemaker)
+    assert stack_processes.healthy(sagemaker)
     assert "ran other code" in capfd.readouterr().err

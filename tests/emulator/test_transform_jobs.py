@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
 from test_response_shapes import WireRecorder
 
-from emulator.transform_jobs import JobFailed, assemble, batches, output_key, split_records
+from emulator.sagemaker.transform_jobs import JobFailed, assemble, batches, output_key, split_records
 
 # --- pure: splitting, batching, assembling, naming -----------------------------------------------
 

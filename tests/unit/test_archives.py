@@ -1,4 +1,4 @@
-"""emulator/archives.py: model archives a user uploaded, unpacked member by member by our own reader.
+"""emulator/fleet/archives.py: model archives a user uploaded, unpacked member by member by our own reader.
 
 Each attack gets its own crafted archive, built by hand with tarfile.TarInfo; each must be refused
 naming the member, with nothing written outside the folder. No stack needed.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.archives import (
+from emulator.fleet.archives import (
     HEADER_LIMIT,
     ArchiveLimits,
     UnpackFailed,

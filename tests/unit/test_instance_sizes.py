@@ -8,8 +8,8 @@ from typing import Any, cast
 import docker
 import pytest
 
-from emulator.fleet import Fleet
-from emulator.instance_types import DEFAULT_SIZE, INSTANCE_SIZES, InstanceSize, instance_size
+from emulator.fleet.containers import Fleet
+from emulator.fleet.instance_types import DEFAULT_SIZE, INSTANCE_SIZES, InstanceSize, instance_size
 from emulator.settings import Limits
 
 GIB = 1024
@@ -43,9 +43,9 @@ def test_the_table_covers_the_hosting_families() -> None:
 
 
 def test_an_unknown_type_gets_the_documented_default_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="emulator.instance_types")
+    caplog.set_level(logging.WARNING, logger="emulator.fleet.instance_types")
     assert instance_size("ml.m99.large") == DEFAULT_SIZE == InstanceSize(vcpus=2, memory_mib=8 * GIB)
-    assert "ml.m99.large is not in emulator/instance_types.py" in caplog.text
+    assert "ml.m99.large is not in emulator/fleet/instance_types.py" in caplog.text
     assert instance_size(None) == DEFAULT_SIZE
 
 
