@@ -21,8 +21,8 @@ from prefect import flow
 from prefect.states import Failed, State
 
 from flows import cli
-from tasks import hosting, model_refs, naming, unwind
-from tasks.config import ReleaseConfig, check_value, load_config, parse_override
+from tasks import hosting, model_refs, naming, secret_values, unwind
+from tasks.config import ReleaseConfig, check_value, load_config, parse_override, shown_value
 from tasks.deploy import (
     apply_scaling,
     create_endpoint,
@@ -127,6 +127,7 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
                     )
                     report.retired = retired.deleted
     except Exception as exc:
+        secret_values.scrub(exc)  # before its text reaches the report, the log and the state message
         if isinstance(exc, SmokeFailed) and not _failed_before_traffic(report):
             report.smoke = _failed_smoke(exc)
         report.status = "failed"
@@ -357,7 +358,7 @@ def _overrides(given: list[str]) -> dict[str, Any]:
         if key in overrides:
             raise ConfigError(
                 key,
-                f"is set twice by --set ({overrides[key]!r}, then {value!r})",
+                f"is set twice by --set ({shown_value(key, overrides[key])}, then {shown_value(key, value)})",
                 f"give --set {key}=... once",
             )
         overrides[key] = value

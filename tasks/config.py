@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -259,15 +267,22 @@ def _hub_revision(value: str) -> str:
     return value
 
 
-def _environment(value: dict[str, str]) -> dict[str, str]:
+# SageMaker's limit on one environment value; a secret's value is held to it once resolved.
+MAX_ENVIRONMENT_VALUE = 1024
+
+
+def _environment(value: dict[str, str | SecretReference]) -> dict[str, str | SecretReference]:
     for key, item in value.items():
         if not _ENV_KEY.match(key):
             raise _invalid(
                 f"{key!r} is not a valid environment variable name",
                 "use letters, digits and underscores, not starting with a digit",
             )
-        if len(item) > 1024:
-            raise _invalid(f"the value of {key} is {len(item)} characters", "keep each value within 1024")
+        if isinstance(item, str) and len(item) > MAX_ENVIRONMENT_VALUE:
+            raise _invalid(
+                f"the value of {key} is {len(item)} characters",
+                f"keep each value within {MAX_ENVIRONMENT_VALUE}",
+            )
     if len(value) > 100:
         raise _invalid(f"{len(value)} environment variables", "SageMaker accepts at most 100")
     return value
@@ -308,7 +323,6 @@ KeyPrefix = Annotated[str, AfterValidator(_s3_prefix)]
 ImageUri = Annotated[str, AfterValidator(_image_uri)]
 ImageReference = Annotated[str, AfterValidator(_image_reference)]
 HubRevision = Annotated[str, AfterValidator(_hub_revision)]
-Environment = Annotated[dict[str, str], AfterValidator(_environment)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 AlarmNames = Annotated[list[str], AfterValidator(_alarm_names)]
 
@@ -361,9 +375,134 @@ class _Section(BaseModel):
     # strict: YAML's `true` must not pass as the number 1 (nor 1.5 or "2" as a count); floats still take
     # ints. allow_inf_nan off: `.inf` would switch a bound off (smoke.max_latency_ms) and `.nan` every
     # comparison with it.
+    # hide_input_in_errors: pydantic's own error text (which Prefect may show for flow parameters) would
+    # otherwise quote the values given, and an environment value may be a secret.
     model_config = ConfigDict(
-        extra="forbid", validate_default=True, frozen=False, strict=True, allow_inf_nan=False
+        extra="forbid",
+        validate_default=True,
+        frozen=False,
+        strict=True,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
     )
+
+
+# -- secret references --------------------------------------------------------------------------------
+
+PREFECT_SECRET_PREFIX = "prefect:"
+# Prefect's rule for block document names.
+_PREFECT_BLOCK_NAME = re.compile(r"^[a-z0-9-]{1,255}\Z")
+_SECRETS_MANAGER_ARN = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}\Z"
+)
+_REFERENCE_FIX = (
+    "give prefect:<block-name> (a Prefect Secret block, e.g. prefect:demo-api-key) or a Secrets Manager "
+    "ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)"
+)
+# Where a value may be a secret given literally: errors about these fields never quote the value.
+SENSITIVE_FIELDS = ("endpoint.environment", "image.build_args")
+
+
+def _secret_reference(value: str) -> str:
+    if value.startswith(PREFECT_SECRET_PREFIX):
+        if _PREFECT_BLOCK_NAME.match(value[len(PREFECT_SECRET_PREFIX) :]):
+            return value
+        raise _invalid(
+            "names no valid Prefect block (block names are lowercase letters, digits and hyphens)",
+            "give prefect:<block-name>, e.g. prefect:demo-api-key",
+        )
+    if _SECRETS_MANAGER_ARN.match(value):
+        return value
+    # Not quoted: whoever wrote the secret itself here instead of a reference must not see it echoed.
+    raise _invalid(
+        "is not a secret reference (the text is not shown, in case it is the secret)", _REFERENCE_FIX
+    )
+
+
+class SecretReference(_Section):
+    """A value kept out of the config: it is fetched when the release needs it, and never logged, stored
+    or shown."""
+
+    secret: Annotated[str, AfterValidator(_secret_reference)] = Field(
+        description="prefect:<block-name> for a Prefect Secret block, or the ARN of an AWS Secrets Manager "
+        "secret (its SecretString is used).",
+    )
+
+    @property
+    def prefect_block(self) -> str | None:
+        """The Prefect Secret block's name, or None for a Secrets Manager secret."""
+        if self.secret.startswith(PREFECT_SECRET_PREFIX):
+            return self.secret[len(PREFECT_SECRET_PREFIX) :]
+        return None
+
+    @property
+    def region(self) -> str | None:
+        """The region of a Secrets Manager ARN, or None for a Prefect block."""
+        match = _SECRETS_MANAGER_ARN.match(self.secret)
+        return match.group("region") if match else None
+
+
+_KIND_WORDS: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    date: "a date",
+}
+
+
+def _text_or_secret(value: Any) -> Any:
+    """One value of a mapping that takes text or a secret reference: a `{secret: ...}` mapping becomes a
+    SecretReference here, so the union below never reports one error per alternative (and pydantic
+    never quotes the value)."""
+    if isinstance(value, str | SecretReference):
+        return value
+    if isinstance(value, dict):
+        if set(value) != {"secret"} or not isinstance(value["secret"], str):
+            # Keys not quoted either: YAML reads `{s3cr3t}` as a mapping whose key is the text.
+            raise _invalid(
+                "is a mapping but not a secret reference, which has the one key secret",
+                "write it as {secret: <reference>}, where a reference is prefect:<block-name> or a "
+                "Secrets Manager ARN; or give text",
+            )
+        return SecretReference(secret=_secret_reference(value["secret"]))
+    kind = _KIND_WORDS.get(type(value), "a value of another type")
+    raise _invalid(
+        f"is {kind}, not text (the value is not shown: it may be a secret)",
+        "quote it in YAML (e.g. '12345'), or give a secret reference: {secret: prefect:<block-name>} or "
+        "{secret: arn:aws:secretsmanager:...}",
+    )
+
+
+TextOrSecret = Annotated[str | SecretReference, BeforeValidator(_text_or_secret)]
+Environment = Annotated[dict[str, TextOrSecret], AfterValidator(_environment)]
+
+
+def is_sensitive(dotted: str) -> bool:
+    """Whether a value at this dotted field may be a secret given literally (never quote it)."""
+    return any(dotted == f or dotted.startswith(f + ".") for f in SENSITIVE_FIELDS)
+
+
+def shown_value(dotted: str, value: Any) -> str:
+    """`value` as an error may quote it: repr, or a placeholder for fields that may hold secrets."""
+    return "(a value not shown)" if is_sensitive(dotted) else repr(value)
+
+
+def secret_references(config: ReleaseConfig) -> list[tuple[str, SecretReference]]:
+    """Every secret reference of the config with its dotted field, in the order the release uses them."""
+    found = [
+        (f"endpoint.environment.{key}", value)
+        for key, value in config.endpoint.environment.items()
+        if isinstance(value, SecretReference)
+    ]
+    if config.image.source == "build":
+        found += [
+            (f"image.build_args.{key}", value)
+            for key, value in config.image.build_args.items()
+            if isinstance(value, SecretReference)
+        ]
+    return found
 
 
 # -- sections -----------------------------------------------------------------------------------------
@@ -484,7 +623,13 @@ class ImageConfig(_Section):
         description=f"Base image passed as BASE_IMAGE; empty uses ${BASE_IMAGE_ENV}, "
         f"else {DEFAULT_BASE_IMAGE}.",
     )
-    build_args: dict[str, str] = Field(default_factory=dict, description="Extra docker build arguments.")
+    build_args: dict[str, TextOrSecret] = Field(
+        default_factory=dict,
+        description="Extra docker build arguments. A value given as {secret: <reference>} is no build "
+        "argument: it is a BuildKit secret with the argument's name as its id (RUN "
+        "--mount=type=secret,id=<name> reads it at /run/secrets/<name>), so it never enters the image or "
+        "its history; such builds run the docker CLI with BuildKit.",
+    )
     repository: EcrRepository = Field(
         "sagemaker-release-serving",
         description="ECR repository for built images; created (scan on push, immutable tags) when absent.",
@@ -610,7 +755,11 @@ class EndpointConfig(_Section):
     )
     instance_count: int = Field(1, ge=1, le=100, description="Initial instances (1-100).")
     environment: Environment = Field(
-        default_factory=dict, description="Environment variables of the serving container."
+        default_factory=dict,
+        description="Environment variables of the serving container. A value given as {secret: "
+        "<reference>} (prefect:<block-name> or a Secrets Manager ARN) is fetched when the model is "
+        "created; only the reference is in the config, the flow run's parameters and the release's "
+        "outputs.",
     )
     container_startup_timeout_s: int | None = Field(
         None, ge=60, le=3600, description="Health check timeout for a starting container (60-3600 s)."
@@ -1243,7 +1392,8 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 def _problem_and_fix(error: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     kind: str = error["type"]
     ctx = error.get("ctx") or {}
-    given = _shown(error.get("input"))
+    # A field that may hold a secret is named, its value never quoted.
+    given = "the value" if is_sensitive(_format_loc(loc)) else _shown(error.get("input"))
     info, item = _field_at(loc)
     if kind == "missing":
         return "is required", f"add {_format_loc(loc)} (see releases/demo.yaml)"

@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks import aws, hosting, naming, scaling
+from tasks import aws, hosting, naming, scaling, secret_values
 from tasks.config import ReleaseConfig
 from tasks.endpoint_spec import (
     Topics,
@@ -121,14 +121,17 @@ def create_model(
     name = naming.model_name(config, release_id)
     if ledger.holds(SAGEMAKER_MODEL, name):
         return name
-    hosting.create_model(
-        name,
-        containers=[hosting.container_definition(image_uri, model_data, model_environment(config))],
-        role_arn=config.role_arn,
-        tags=naming.tags(config, release_id),
-        ledger=ledger,
-        endpoint=config.endpoint.name,
-    )
+    # Secret references are fetched here, as late as they can be; a refusal that quotes the request
+    # (an AWS validation error) leaves with the values masked.
+    with secret_values.scrubbed():
+        hosting.create_model(
+            name,
+            containers=[hosting.container_definition(image_uri, model_data, model_environment(config))],
+            role_arn=config.role_arn,
+            tags=naming.tags(config, release_id),
+            ledger=ledger,
+            endpoint=config.endpoint.name,
+        )
     return name
 
 
@@ -186,10 +189,11 @@ def run_transform_job(
     config: ReleaseConfig, release_id: str, *, model_name: str, ledger: Ledger
 ) -> dict[str, Any]:
     """Score the dataset with a transform job; returns the final DescribeTransformJob."""
-    request = transform_job_request(config, release_id, model_name)
-    return hosting.create_transform_job(
-        request,
-        ledger=ledger,
-        timeout_s=config.timeouts.transform_job_s,
-        interval_s=config.timeouts.poll_interval_s,
-    )
+    with secret_values.scrubbed():
+        request = transform_job_request(config, release_id, model_name)
+        return hosting.create_transform_job(
+            request,
+            ledger=ledger,
+            timeout_s=config.timeouts.transform_job_s,
+            interval_s=config.timeouts.poll_interval_s,
+        )

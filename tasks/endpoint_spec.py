@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks import naming
-from tasks.config import ReleaseConfig
+from tasks import naming, secret_values
+from tasks.config import MAX_ENVIRONMENT_VALUE, ReleaseConfig
 from tasks.hosting import LiveEndpoint, ModelData
 
 
@@ -24,8 +24,13 @@ class Topics:
 
 
 def model_environment(config: ReleaseConfig) -> dict[str, str]:
-    """The serving container's environment: the config's, plus HF_TASK when the model source names one."""
-    environment = dict(config.endpoint.environment)
+    """The serving container's environment: the config's, plus HF_TASK when the model source names one.
+
+    Secret references are fetched here (tasks/secret_values.py), so call it only where the values are
+    handed on or compared, never to show them."""
+    environment = secret_values.resolve_all(
+        config.endpoint.environment, field="endpoint.environment", max_chars=MAX_ENVIRONMENT_VALUE
+    )
     if config.model.task and "HF_TASK" not in environment:
         environment["HF_TASK"] = config.model.task
     return environment

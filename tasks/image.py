@@ -10,6 +10,13 @@ SageMaker always gets the ECR `repositoryUri:tag`. When the data plane is such a
 pushed manifest is also put into the ECR API (PutImage) so DescribeImages, the skip check and cleanup
 see the image there as they would after a push to ECR itself, and an unwind deletes it from both.
 
+Build arguments given as secret references are BuildKit secrets (`RUN --mount=type=secret,id=<name>`),
+never `--build-arg`s, which stay in the image's history. The docker SDK's build API has no BuildKit
+session to carry them, so a build with secrets runs the docker CLI (`docker buildx build`, or a pre-23
+`docker build` with DOCKER_BUILDKIT=1), handing each value over in the CLI's environment only. Registry
+credentials go only to the registry they belong to: ECR's token to the ECR host, and a separate registry
+($SAGEMAKER_RELEASE_REGISTRY) gets the engine's own credentials for that host (docker login), or none.
+
 Every endpoint built from the same context shares the tag, and a repository holds the images of many
 releases; only the release that pushed a tag (or created the repository) records it. Given the
 release's storage, the release first writes a reference to the tag (tasks/image_refs.py), so an unwind
@@ -19,12 +26,16 @@ keeps what other releases use.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import ipaddress
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,11 +45,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import docker
+import docker.auth
 import docker.errors
 from prefect import task
 
-from tasks import aws, image_refs, ownership
-from tasks.config import ImageConfig, StorageConfig
+from tasks import aws, image_refs, ownership, secret_values
+from tasks.config import ImageConfig, SecretReference, StorageConfig
 from tasks.errors import ResourceFailed, WaitTimeout
 from tasks.image_refs import HeldImage
 from tasks.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger
@@ -46,6 +58,7 @@ from tasks.logs import run_logger
 from tasks.retry import task_options
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
+DOCKER_CLI_ENV = "SAGEMAKER_RELEASE_DOCKER_CLI"
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
@@ -94,17 +107,22 @@ def context_tag(
     base_image: str,
     *,
     dockerfile: str = "Dockerfile",
-    build_args: Mapping[str, str] | None = None,
+    build_args: Mapping[str, str | SecretReference] | None = None,
 ) -> str:
     """12 hex characters identifying the build: the base image name plus every file of the context.
 
     Byte-for-byte the digest `scripts/build-image.sh` computes (`sha256sum` lines of the sorted files,
     `__pycache__` and `*.pyc` left out), so `make image` and a release agree on the tag. A Dockerfile
-    other than the default, or extra build args, also go into the hash: they change the image.
+    other than the default, or extra build args, also go into the hash: they change the image. A secret
+    build arg counts by its reference: its value is not in the image, and a tag must not hash it.
     """
     head = f"{base_image}\n"
     if dockerfile != "Dockerfile" or build_args:
-        head += json.dumps({"dockerfile": dockerfile, "build_args": dict(build_args or {})}, sort_keys=True)
+        hashed = {
+            key: value if isinstance(value, str) else {"secret": value.secret}
+            for key, value in (build_args or {}).items()
+        }
+        head += json.dumps({"dockerfile": dockerfile, "build_args": hashed}, sort_keys=True)
     outer = hashlib.sha256(head.encode())
     for relative in _context_files(context):
         inner = hashlib.sha256()
@@ -262,6 +280,29 @@ def push_host(repository: Repository) -> str:
     return os.environ.get(REGISTRY_ENV, "").strip().rstrip("/") or repository.host
 
 
+def engine_auth(host: str) -> RegistryAuth | None:
+    """The engine's own credentials for `host` (docker login, credential helpers), or None."""
+    found = docker.auth.resolve_authconfig(docker.auth.load_config(), host)
+    if not found or not found.get("username") or not found.get("password"):
+        return None
+    return RegistryAuth(str(found["username"]), str(found["password"]))
+
+
+def auth_for(host: str, repository: Repository) -> RegistryAuth | None:
+    """Credentials for `host` only: ECR's token for the repository's ECR host, and for a separate
+    registry the engine's own credentials for it (never ECR's token, which is not that registry's)."""
+    if host == repository.host:
+        return registry_auth()
+    return engine_auth(host)
+
+
+def _basic(auth: RegistryAuth | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+    return {"Authorization": "Basic " + token}
+
+
 # --- docker ----------------------------------------------------------------------------------------------
 
 
@@ -287,8 +328,22 @@ def build_image(
     timeout_s: float,
     dockerfile: str = "Dockerfile",
     build_args: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> None:
-    """`docker build --build-arg BASE_IMAGE=… -t ref context`, streaming its output to the run log."""
+    """`docker build --build-arg BASE_IMAGE=… -t ref context`, streaming its output to the run log.
+
+    With `secrets` (id -> value) the build runs through the docker CLI with BuildKit instead."""
+    if secrets:
+        build_with_buildkit(
+            context,
+            base_image,
+            ref,
+            timeout_s=timeout_s,
+            dockerfile=dockerfile,
+            build_args=build_args,
+            secrets=secrets,
+        )
+        return
     log = run_logger()
     log.info("building %s from %s (FROM %s)", ref, context, base_image)
     events = client.api.build(
@@ -303,12 +358,129 @@ def build_image(
     _follow(events, f"image build {ref}", "BuildFailed", timeout_s=timeout_s, log_key="stream")
 
 
+def buildkit_command() -> tuple[list[str], dict[str, str]] | None:
+    """The docker CLI command that builds with BuildKit on this worker and the environment it needs, or
+    None. `docker buildx build` where the buildx plugin is installed; a docker CLI older than 23 builds
+    with BuildKit by itself under DOCKER_BUILDKIT=1 (23 and newer need buildx for that). Every docker
+    on PATH is tried in order, or only $SAGEMAKER_RELEASE_DOCKER_CLI when set."""
+    override = os.environ.get(DOCKER_CLI_ENV, "").strip()
+    for binary in [override] if override else _docker_binaries():
+        if _succeeds([binary, "buildx", "version"]):
+            return [binary, "buildx", "build", "--load"], {}
+        major = _cli_major_version(binary)
+        if major is not None and major < 23:
+            return [binary, "build"], {"DOCKER_BUILDKIT": "1"}
+    return None
+
+
+def _docker_binaries() -> list[str]:
+    found: list[str] = []
+    real: set[str] = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which("docker", path=folder) if folder else None
+        if candidate and os.path.realpath(candidate) not in real:
+            found.append(candidate)
+            real.add(os.path.realpath(candidate))
+    return found
+
+
+def _succeeds(command: list[str]) -> bool:
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _cli_major_version(binary: str) -> int | None:
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"version (\d+)\.", done.stdout)
+    return int(match.group(1)) if done.returncode == 0 and match else None
+
+
+def build_with_buildkit(
+    context: Path,
+    base_image: str,
+    ref: str,
+    *,
+    timeout_s: float,
+    dockerfile: str = "Dockerfile",
+    build_args: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str],
+) -> None:
+    """The docker CLI's BuildKit build, each secret handed over as `--secret id=<name>,env=<variable>`:
+    the value is in the CLI's environment only, not on its command line (visible to every user of the
+    machine) nor in the image. Output goes to the run log with secret values masked."""
+    found = buildkit_command()
+    if found is None:
+        raise ResourceFailed(
+            f"image build {ref}",
+            "BuildFailed",
+            "secret build arguments need a docker CLI that builds with BuildKit and none was found; "
+            "fix: install the buildx plugin (Debian: apt-get install docker-buildx) or set "
+            f"{DOCKER_CLI_ENV} to a docker CLI that has it",
+        )
+    command, extra_env = found
+    env = {**os.environ, **extra_env}
+    command = [*command, "--progress=plain", "-f", str(context / dockerfile), "-t", ref]
+    for key, value in (build_args or {}).items():
+        command += ["--build-arg", f"{key}={value}"]
+    command += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    for index, (name, value) in enumerate(sorted(secrets.items())):
+        variable = f"SAGEMAKER_RELEASE_BUILD_SECRET_{index}"
+        env[variable] = value
+        command += ["--secret", f"id={name},env={variable}"]
+    command.append(str(context))
+    log = run_logger()
+    log.info(
+        "building %s from %s (FROM %s) with BuildKit secrets %s", ref, context, base_image, sorted(secrets)
+    )
+    _run_build(command, env, ref, timeout_s=timeout_s, log=log)
+
+
+def _run_build(command: list[str], env: dict[str, str], ref: str, *, timeout_s: float, log: Any) -> None:
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    tail: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = secret_values.redact(raw.rstrip())
+            if line:
+                tail.append(line)
+                del tail[:-20]
+                log.info("%s", line)
+
+    # The run logger is bound to this run; the copied context keeps Prefect's run context for the thread.
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        reader.join(timeout=10)
+        raise WaitTimeout(
+            f"image build {ref}", tail[-1] if tail else "started", timeout_s, timeout_s=timeout_s
+        ) from None
+    reader.join(timeout=60)
+    if code != 0:
+        raise ResourceFailed(
+            f"image build {ref}", "BuildFailed", f"docker build exited {code}: " + " | ".join(tail[-5:])
+        )
+
+
 def push_image(
     client: docker.DockerClient,
     local_ref: str,
     target_repo: str,
     tag: str,
-    auth: RegistryAuth,
+    auth: RegistryAuth | None,
     *,
     timeout_s: float,
 ) -> str:
@@ -320,7 +492,11 @@ def push_image(
     run_logger().info("pushing %s:%s", target_repo, tag)
     try:
         events = client.api.push(
-            target_repo, tag=tag, stream=True, decode=True, auth_config=auth.as_docker_auth()
+            target_repo,
+            tag=tag,
+            stream=True,
+            decode=True,
+            auth_config=auth.as_docker_auth() if auth is not None else None,
         )
         aux = _follow(
             events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
@@ -362,25 +538,24 @@ def _follow(
     return aux
 
 
-def registry_digest(client: docker.DockerClient, ref: str, auth: RegistryAuth) -> str:
+def registry_digest(client: docker.DockerClient, ref: str, auth: RegistryAuth | None) -> str:
     """The manifest digest the registry serves for `ref` (the engine's distribution inspect)."""
-    data = client.images.get_registry_data(ref, auth_config=auth.as_docker_auth())
+    data = client.images.get_registry_data(
+        ref, auth_config=auth.as_docker_auth() if auth is not None else None
+    )
     return str(data.id)
 
 
 # --- registering a push made to a separate registry ------------------------------------------------------
 
 
-def fetch_manifest(host: str, repository: str, tag: str, auth: RegistryAuth) -> tuple[bytes, str]:
-    """The raw manifest and its media type from the registry at `host` (OCI distribution API)."""
+def fetch_manifest(host: str, repository: str, tag: str, auth: RegistryAuth | None) -> tuple[bytes, str]:
+    """The raw manifest and its media type from the registry at `host` (OCI distribution API), with
+    `auth` (which must be `host`'s own credentials) when given."""
     scheme = "http" if _is_loopback(host) else "https"
     request = urllib.request.Request(
         f"{scheme}://{host}/v2/{repository}/manifests/{tag}",
-        headers={
-            "Accept": ", ".join(MANIFEST_MEDIA_TYPES),
-            "Authorization": "Basic "
-            + base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode(),
-        },
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(auth)},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         body: bytes = response.read()
@@ -420,12 +595,9 @@ def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> N
     Only while the tag still names that digest there: that registry's tags are mutable, and a tag
     pushed again since is not the release's to delete. A missing tag or manifest is fine.
     """
-    auth = registry_auth()
+    # This registry's own credentials: ECR's token is not for it.
     scheme = "http" if _is_loopback(host) else "https"
-    headers = {
-        "Accept": ", ".join(MANIFEST_MEDIA_TYPES),
-        "Authorization": "Basic " + base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode(),
-    }
+    headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(host))}
     base = f"{scheme}://{host}/v2/{repository}/manifests/"
     try:
         with urllib.request.urlopen(
@@ -465,7 +637,7 @@ def build_and_push(
     tags: list[dict[str, str]],
     ledger: Ledger,
     dockerfile: str = "Dockerfile",
-    build_args: Mapping[str, str] | None = None,
+    build_args: Mapping[str, str | SecretReference] | None = None,
     build_timeout_s: float = 3600,
     push_timeout_s: float = 1800,
     client: docker.DockerClient | None = None,
@@ -491,20 +663,26 @@ def build_and_push(
     local_ref = f"{repository.name}:{tag}"
     built = not local_image_exists(client, local_ref)
     if built:
-        build_image(
-            client,
-            context,
-            base_image,
-            local_ref,
-            timeout_s=build_timeout_s,
-            dockerfile=dockerfile,
-            build_args=build_args,
-        )
+        given = dict(build_args or {})
+        plain = {key: value for key, value in given.items() if isinstance(value, str)}
+        references = {key: value for key, value in given.items() if isinstance(value, SecretReference)}
+        # Fetched only when a build runs; a failing build's output leaves with the values masked.
+        with secret_values.scrubbed():
+            build_image(
+                client,
+                context,
+                base_image,
+                local_ref,
+                timeout_s=build_timeout_s,
+                dockerfile=dockerfile,
+                build_args=plain,
+                secrets=secret_values.resolve_all(references, field="image.build_args"),
+            )
     else:
         log.info("%s is already built locally; pushing it", local_ref)
 
-    auth = registry_auth()
     host = push_host(repository)
+    auth = auth_for(host, repository)
     target_repo = f"{host}/{repository.name}"
     pushed = push_image(client, local_ref, target_repo, tag, auth, timeout_s=push_timeout_s)
     served = registry_digest(client, f"{target_repo}:{tag}", auth)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from tasks import aws
+from tasks import aws, secret_values
 from tasks.errors import ConfigError, LedgerSaveFailed, UnwindFailed
 from tasks.retry import call_with_retries
 from tasks.state_dir import state_dir
@@ -332,7 +332,8 @@ class Ledger:
         """Write the local copy, then the store. A store failure raises LedgerSaveFailed while the
         release runs, and is only remembered (for `flush`) while it unwinds."""
         with self._lock:
-            document = self.to_document()
+            # An entry's error text may quote a failed call's request; no secret value is ever stored.
+            document = secret_values.redact_any(self.to_document())
             self._write_local_copy(document)
             try:
                 self.store.save(document)

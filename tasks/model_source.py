@@ -3,7 +3,9 @@
 The branch or tag in the config is resolved to a commit first and exactly that commit is downloaded, so
 a branch moving mid-download cannot mix two versions, and the release reports what it shipped. The
 token comes from the environment (HF_TOKEN by default), the Hub address from HF_ENDPOINT, read at call
-time so the same code serves huggingface.co and the local hub.
+time so the same code serves huggingface.co and the local hub. The token goes to that host only:
+huggingface_hub keeps it for redirects to any "Hub origin" (huggingface.co, hf.co) whatever HF_ENDPOINT
+says, so a request hook on its session drops it from every request to another host.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import filter_repo_objects, get_session
 from prefect import task
 
 from tasks.config import ModelSourceConfig
@@ -67,13 +71,43 @@ class ModelSnapshot:
         return f"local folder {self.path}"
 
 
+DEFAULT_HUB = "https://huggingface.co"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def hub_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
+
+
+def token_allowed(url: str) -> bool:
+    """Whether a request to `url` may carry the Hub token: the host of HF_ENDPOINT (huggingface.co when
+    unset), on its own port, or over HTTPS on the default port (an upgrade of the same host)."""
+    hub, target = urlsplit(hub_endpoint() or DEFAULT_HUB), urlsplit(url)
+    if not hub.hostname or (target.hostname or "").lower() != hub.hostname.lower():
+        return False
+    port = target.port or _DEFAULT_PORTS.get(target.scheme)
+    hub_port = hub.port or _DEFAULT_PORTS.get(hub.scheme)
+    return (target.scheme, port) == (hub.scheme, hub_port) or (target.scheme, port) == ("https", 443)
+
+
+def _keep_token_on_hub(request: Any) -> None:
+    if "authorization" in request.headers and not token_allowed(str(request.url)):
+        del request.headers["authorization"]
+
+
+def guard_hub_token() -> None:
+    """Install the hook that keeps the token to the Hub's host on huggingface_hub's shared session
+    (again after a fork or reset made a new session)."""
+    session = get_session()
+    hooks = session.event_hooks
+    if _keep_token_on_hub not in hooks["request"]:
+        session.event_hooks = {**hooks, "request": [*hooks["request"], _keep_token_on_hub]}
 
 
 def resolve_commit(source: ModelSourceConfig, token: str | None) -> str:
     """The commit the configured revision points to now; ConfigError when repo or revision is unknown."""
     assert source.repo_id is not None
+    guard_hub_token()
     try:
         info = HfApi(endpoint=hub_endpoint(), token=token).model_info(
             source.repo_id, revision=source.revision
@@ -153,6 +187,7 @@ def fetch_snapshot(source: ModelSourceConfig, cache_dir: Path | None = None) -> 
     cache = cache_dir or state_subdir("hf-cache")
     log = run_logger()
     log.info("downloading %s@%s (resolved from %s)", source.repo_id, commit, source.revision)
+    guard_hub_token()
     folder = Path(
         snapshot_download(
             source.repo_id,

@@ -6,6 +6,9 @@ and the live variant's name. `preflight` describes the endpoint and plans the tr
 release creates a bucket, a ledger or any resource, so a strategy that cannot work on this endpoint is
 refused as bad input (ConfigError naming the field and the fix; the CLI exits 2), not as a failed
 release that had to unwind.
+
+Secret references must name secrets that exist (their values are read only when the release hands them
+on), and secret build arguments need a docker CLI that builds with BuildKit.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from tasks import aws
-from tasks.config import ReleaseConfig, check_local_folders
+from tasks import aws, image, secret_values
+from tasks.config import ReleaseConfig, SecretReference, check_local_folders, secret_references
 from tasks.deploy import inspect_endpoint
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, ConfigIssue
 from tasks.hosting import LiveEndpoint
 from tasks.progressive import plan_traffic_shift
 from tasks.retry import task_options
@@ -45,6 +48,7 @@ def preflight(config: ReleaseConfig) -> Preflight:
     require_region()
     # Again here, not only on load: a release started from a deployment gets its config as parameters.
     check_local_folders(config)
+    check_secrets(config)
     if config.endpoint.type == "batch":
         return Preflight(None, None)
     live = inspect_endpoint.fn(config.endpoint.name)
@@ -61,3 +65,32 @@ def require_region() -> None:
             'eval "$(make env)" first',
             subject="environment",
         )
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def check_secrets(config: ReleaseConfig) -> None:
+    """Every secret reference names a secret that exists; secret build arguments have a BuildKit CLI."""
+    issues: list[ConfigIssue] = []
+    references = secret_references(config)
+    for field, reference in references:
+        try:
+            secret_values.check_available(reference, field=field)
+        except ConfigError as exc:
+            issues += exc.issues
+    building_with_secrets = any(
+        isinstance(value, SecretReference) for value in config.image.build_args.values()
+    )
+    if config.image.source == "build" and building_with_secrets and image.buildkit_command() is None:
+        issues.append(
+            ConfigIssue(
+                "image.build_args",
+                "secret build arguments are BuildKit secrets, and no docker CLI on this worker builds "
+                "with BuildKit (no buildx plugin, and the docker CLI is 23 or newer)",
+                "install the buildx plugin (Debian: apt-get install docker-buildx), or set "
+                f"{image.DOCKER_CLI_ENV} to a docker CLI that has it, or remove the secret build arguments",
+            )
+        )
+    if issues:
+        raise ConfigError.from_issues(issues)

@@ -15,7 +15,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 
-from tasks import rollout_report
+from tasks import rollout_report, secret_values
 from tasks.ledger import Ledger, LedgerEntry
 from tasks.rollout import RolloutReport
 from tasks.smoke import SmokeResult
@@ -86,7 +86,8 @@ class ReleaseReport:
             "retired": list(self.retired),
             "duration_s": round(time.monotonic() - self.started, 1),
             "ledger": self.ledger_location,
-            "error": self.error,
+            # Masked again here, the last stop before stdout and the flow's result.
+            "error": secret_values.redact(self.error) if self.error else self.error,
         }
 
     def markdown(self) -> str:
@@ -95,7 +96,7 @@ class ReleaseReport:
             "",
         ]
         if self.error:
-            lines += [f"> {self.error}", ""]
+            lines += [f"> {secret_values.redact(self.error)}", ""]
         lines += ["## Where traffic stands", "", *self._traffic(), ""]
         lines += ["## Model and image", ""]
         lines += [
