@@ -40,7 +40,7 @@ from tasks.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_
 from tasks.logs import run_logger
 from tasks.model_source import download_model
 from tasks.packaging import package_model
-from tasks.preflight import Preflight, preflight
+from tasks.preflight import Preflight, check_confined_path, preflight
 from tasks.progressive import retire_previous_releases, shift_traffic
 from tasks.report import ReleaseReport
 from tasks.rollout_plan import RolloutPlan
@@ -304,6 +304,8 @@ def nightly_redeploy(
 
     When nothing changed this costs seconds: 0 bytes uploaded, no image built, no new endpoint config.
     """
+    # The deployment's parameter: whoever runs it must not point it at any file of the worker.
+    check_confined_path("config_path", config_path)
     config = load_config(config_path)
     state = release(config, wait_for_lock_s=wait_for_lock_s, return_state=True)
     summary = state.result(raise_on_failure=False)

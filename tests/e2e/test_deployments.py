@@ -49,7 +49,12 @@ def worker(e2e: E2E, tmp_path: Path) -> Iterator[None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
         cwd=REPO_ROOT,
-        env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+        env={
+            **os.environ,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            # The session's build context and the nightly config are copies outside the repository.
+            "SAGEMAKER_RELEASE_ALLOWED_ROOTS": f"{e2e.context}:{tmp_path}",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
