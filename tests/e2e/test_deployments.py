@@ -43,7 +43,7 @@ def _prefect(*args: str, timeout_s: float = 300) -> str:
 @pytest.fixture
 def worker(e2e: E2E, tmp_path: Path) -> Iterator[None]:
     """The work pool, the deployments of deployments.yaml, and a process worker polling the pool."""
-    _prefect("work-pool", "create", POOL, "--type", "process")
+    _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
     _prefect("--no-prompt", "deploy", "--prefect-file", "deployments.yaml", "--all")
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
@@ -116,3 +116,21 @@ def test_deployments_run_releases_through_a_process_worker(
     assert run.state is not None and run.state.is_completed(), run.state
     # Nothing changed: the endpoint still serves the config of the first release.
     assert serving_config(endpoint) == f"InService {serving['endpoint_config_name']}"
+
+
+def test_a_deployment_run_may_not_read_folders_outside_the_allowed_roots(e2e: E2E, worker: None) -> None:
+    # Whoever may run the deployment chooses the config; the worker refuses /etc as the model folder
+    # (its roots are the repository and the test's copies) before anything is created.
+    config = e2e.config_data(
+        e2e.endpoint("confined"),
+        release_id=f"e2e-{e2e.token}-confined",
+        model={"repo_id": None, "local_path": "/etc", "task": None, "ignore_patterns": None},
+    )
+    run = _run_deployment("release-model/release", "--params", json.dumps({"config": config}))
+    assert run.state is not None and run.state.is_failed(), run.state
+    assert "model.local_path" in (run.state.message or "") and "outside the folders" in (
+        run.state.message or ""
+    )
+    run = _run_deployment("nightly-redeploy/nightly-redeploy", "--param", "config_path=/etc/passwd")
+    assert run.state is not None and run.state.is_failed(), run.state
+    assert "config_path" in (run.state.message or "")

@@ -183,7 +183,9 @@ def test_a_secret_build_arg_is_used_by_the_build_and_kept_out_of_the_image(
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG PLAIN\n"
+        # NONCE, used by a RUN before the secret's, keeps BuildKit from reusing an earlier test's layer:
+        # a secret's content is not part of the cache key.
+        'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG PLAIN\nARG NONCE\nRUN echo "$NONCE" > /nonce\n'
         "RUN --mount=type=secret,id=TOKEN sha256sum /run/secrets/TOKEN | cut -c1-64 > /token.sha256\n"
         'RUN echo "$PLAIN" > /plain\n'
     )
@@ -196,7 +198,7 @@ def test_a_secret_build_arg_is_used_by_the_build_and_kept_out_of_the_image(
             base_image,
             ref,
             timeout_s=600,
-            build_args={"PLAIN": "p"},
+            build_args={"PLAIN": "p", "NONCE": uuid.uuid4().hex},
             secrets={"TOKEN": value},
         )
         seen = client.containers.run(ref, ["cat", "/token.sha256", "/plain"], remove=True).decode()
