@@ -22,8 +22,10 @@ class ReleaseError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception's default pickling calls cls(*args) with the formatted message, which the
-        # subclasses' keyword-only constructors cannot take.
-        return (_rebuild, (type(self), self._fields))
+        # subclasses' keyword-only constructors cannot take. Notes (a ledger that could not be saved,
+        # say) travel as state: they are the second half of what the release reports.
+        notes = getattr(self, "__notes__", None)
+        return (_rebuild, (type(self), self._fields), {"__notes__": list(notes)} if notes else None)
 
 
 def _rebuild(cls: type[ReleaseError], fields: dict[str, Any]) -> ReleaseError:

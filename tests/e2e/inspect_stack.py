@@ -66,12 +66,13 @@ def ledger(bucket: str, release_id: str) -> dict[str, Any]:
 
 
 def unresolved_entries(bucket: str, release_id: str) -> list[str]:
-    """Ledger entries an unwind did not settle (every entry must end deleted, gone or kept)."""
+    """Ledger entries an unwind did not settle (every entry must end deleted, gone or kept; `foreign`
+    marks a name another release owns, which this one never created)."""
     document = ledger(bucket, release_id)
     return [
         f"{e['kind']} {e['resource_id']}: {e['status']} {e.get('error') or ''}"
         for e in document["entries"]
-        if e["status"] not in ("deleted", "gone", "kept")
+        if e["status"] not in ("deleted", "gone", "kept", "foreign")
     ]
 
 

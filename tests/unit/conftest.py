@@ -11,6 +11,12 @@ from moto import mock_aws
 from tasks import aws
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local ledger copies, package caches and model snapshots of unit tests stay out of the checkout."""
+    monkeypatch.setenv("SAGEMAKER_RELEASE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's in-process AWS, with the local stack's endpoint variables removed so nothing escapes."""

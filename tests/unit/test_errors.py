@@ -123,3 +123,10 @@ def test_every_release_error_survives_pickling_with_its_fields() -> None:
         assert type(clone) is cls
         assert str(clone) == str(err), cls.__name__
         assert vars(clone) == vars(err), cls.__name__
+
+
+def test_notes_survive_pickling() -> None:
+    err = SmokeFailed("e", ["status 500 != 200"])
+    err.add_note("the ledger could not be saved: SlowDown")
+    clone = pickle.loads(pickle.dumps(err))
+    assert clone.__notes__ == ["the ledger could not be saved: SlowDown"]
