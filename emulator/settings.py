@@ -21,9 +21,12 @@ HUB_PORT = 4588
 ACCOUNT_ID = "123456789012"  # moto's account; every ARN the emulator makes uses it
 DEFAULT_REGION = "us-east-1"
 CONTAINER_LABEL = "sagemaker-release.emulator"
-# The serving image's base on this engine; the release reads it (tasks/config.py BASE_IMAGE_ENV) so an
+# The serving image's base on this engine; the release reads it (tasks/config/model.py BASE_IMAGE_ENV) so an
 # offline machine builds FROM the image scripts/ensure-base-image.sh made instead of pulling one.
 BASE_IMAGE_ENV = "SAGEMAKER_RELEASE_BASE_IMAGE"
+# How many times faster than AWS the emulator runs metric periods, alarm evaluation and cooldowns
+# (emulator/clock.py); `python -m emulator up` reads it and starts the SageMaker emulator with it.
+TIME_SCALE_ENV = "EMULATOR_TIME_SCALE"
 
 
 def state_dir() -> Path:
@@ -34,6 +37,23 @@ def state_dir() -> Path:
 
 def region() -> str:
     return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def time_scale() -> float:
+    """EMULATOR_TIME_SCALE as a number >= 1 (default 1: AWS's own pace)."""
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{TIME_SCALE_ENV}={raw!r} is not a number; set it to a number >= 1 (e.g. 30 makes a "
+            "one-minute metric period last 2 s)"
+        ) from None
+    if not value >= 1.0 or value == float("inf"):
+        raise ValueError(f"{TIME_SCALE_ENV}={raw} is out of range; set it to a finite number >= 1")
+    return value
 
 
 def registry_host() -> str:
@@ -57,6 +77,9 @@ def client_env() -> ClientEnv:
             "AWS_ENDPOINT_URL": f"http://{HOST}:{MOTO_PORT}",
             "AWS_ENDPOINT_URL_SAGEMAKER": f"http://{HOST}:{SAGEMAKER_PORT}",
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://{HOST}:{RUNTIME_PORT}",
+            # The emulator serves Application Auto Scaling in front of moto (emulator/autoscaling/):
+            # moto keeps the targets and policies, the emulator adds what moto lacks.
+            "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": f"http://{HOST}:{SAGEMAKER_PORT}",
             "HF_ENDPOINT": f"http://{HOST}:{HUB_PORT}",
             "SAGEMAKER_RELEASE_REGISTRY": f"{HOST}:{REGISTRY_PORT}",
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
@@ -116,6 +139,13 @@ class Limits:
     container_max_memory_mib: int | None = None
     container_max_cpus: float | None = None
     container_pids_limit: int = 4096
+    # Serverless variants: an instance (one request at a time, as SageMaker gives each concurrent request
+    # its own) stops after this many AWS seconds without a request, unless provisioned concurrency keeps
+    # it; at most this many containers run per variant, beyond which requests share the least busy one.
+    serverless_idle_s: float = 300.0
+    serverless_max_containers: int = 4
+    # How often (AWS seconds) an async endpoint's queue metrics are published: SageMaker's one minute.
+    queue_metrics_period_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -132,4 +162,8 @@ class Limits:
             or None,
             container_max_cpus=_env_optional_float("SAGEMAKER_EMULATOR_MAX_CONTAINER_CPUS", 0.01),
             container_pids_limit=_env_int("SAGEMAKER_EMULATOR_CONTAINER_PIDS_LIMIT", 4096, minimum=16),
+            serverless_idle_s=_env_optional_float("SAGEMAKER_EMULATOR_SERVERLESS_IDLE_S", 0.1) or 300.0,
+            serverless_max_containers=_env_int("SAGEMAKER_EMULATOR_SERVERLESS_MAX_CONTAINERS", 4, minimum=1),
+            queue_metrics_period_s=_env_optional_float("SAGEMAKER_EMULATOR_QUEUE_METRICS_PERIOD_S", 1.0)
+            or 60.0,
         )

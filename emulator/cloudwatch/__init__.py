@@ -2,5 +2,6 @@
 published from real invocations (metrics.py), alarms evaluated as CloudWatch does (rules.py decides,
 alarms.py reads and sets), wired together in monitoring.py; periodic.py runs the loops.
 
-May import: emulator.settings, emulator.runtime.invocations (the raw measurements). Never tasks/ or flows/.
+May import: emulator.settings, emulator.clock (periods and intervals at a time scale),
+emulator.runtime.invocations (the raw measurements). Never tasks/ or flows/.
 """

@@ -5,30 +5,37 @@ of datapoints, judges it with `emulator.cloudwatch.rules` and calls SetAlarmStat
 with a StateReason worded as CloudWatch words it. Periods are aligned to multiples of Period since the
 epoch, as CloudWatch aligns them; only periods that ended at least `settle_s` ago are evaluated, so a
 datapoint still in the publisher's queue is not mistaken for a missing one. High-resolution periods
-(10 s, 30 s) work, which is what tests use.
+(10 s, 30 s) work, which is what tests use. At a time scale (emulator/clock.py) a period of P seconds
+lasts P/scale real seconds, its bounds multiples of P/scale since the epoch; alarms still say Period P.
 
 Where datapoints come from:
-* Sum, Average, Minimum, Maximum, SampleCount: GetMetricStatistics, one call per period with
+* Series the emulator publishes (the `SampleWindow` knows them): every statistic, pNN included, from
+  the window. moto ignores ExtendedStatistics and cuts query bounds to whole seconds.
+* Other series (a user's own PutMetricData): GetMetricStatistics, one call per period with
   StartTime/EndTime on the period's bounds (moto anchors its buckets on the first datapoint, so one
-  call over the whole range would cut periods in the wrong places).
-* pNN: from the publisher's `SampleWindow` for series it publishes (moto ignores ExtendedStatistics),
-  else from GetMetricStatistics' ExtendedStatistics (what real CloudWatch answers); none is missing.
+  call over the whole range would cut periods in the wrong places); pNN from its ExtendedStatistics
+  (what real CloudWatch answers). moto reads those bounds to the second, so at a time scale whose
+  periods are not whole seconds such a series' datapoints land in neighbouring periods.
 
-Alarm actions are not executed. moto creates alarms in state OK with the reason "Unchecked: Initial
-alarm creation"; CloudWatch creates them in INSUFFICIENT_DATA, so that is the state judged from.
+Alarm actions are not executed here: subscribers (`on_change`) hear of every state change, and
+Application Auto Scaling (emulator/autoscaling/) acts on the alarms that name its policies. moto creates
+alarms in state OK with the reason "Unchecked: Initial alarm creation"; CloudWatch creates them in
+INSUFFICIENT_DATA, so that is the state judged from.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import time
+import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.cloudwatch.metrics import CloudWatchClientFactory, SampleWindow, percentile
+from emulator.clock import Clock
+from emulator.cloudwatch.metrics import CloudWatchClientFactory, SampleWindow, percentile, statistic
 from emulator.cloudwatch.periodic import Periodic
 from emulator.cloudwatch.rules import (
     INSUFFICIENT_DATA,
@@ -46,11 +53,14 @@ UNCHECKED_REASON = "Unchecked: Initial alarm creation"
 STANDARD_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
 
 
-def period_starts(rule: AlarmRule, now: float, settle_s: float) -> list[float]:
-    """Start times of the evaluation range's periods, oldest first; the newest ended by now - settle_s."""
-    end = (int(now - settle_s) // rule.period) * rule.period
+def period_starts(rule: AlarmRule, now: float, settle_s: float, *, scale: float = 1.0) -> list[float]:
+    """Start times of the evaluation range's periods, oldest first; the newest ended by now - settle_s.
+
+    At a time scale each period lasts rule.period / scale real seconds.
+    """
+    current = int(((now - settle_s) * scale) // rule.period)  # the period still in progress
     count = rule.evaluation_range
-    return [float(end - (count - i) * rule.period) for i in range(count)]
+    return [float((current - count + i) * rule.period / scale) for i in range(count)]
 
 
 def low_sample_limit(p: float) -> float:
@@ -81,57 +91,65 @@ class DatapointReader:
         self.samples = samples
         self.cache_size = cache_size
         self._cache: collections.OrderedDict[tuple[Any, ...], Datapoint] = collections.OrderedDict()
+        # The evaluator's thread and Application Auto Scaling (reading a policy's metric) share it.
+        self._lock = threading.Lock()
         self.requests = 0
 
-    def read(self, rule: AlarmRule, starts: Sequence[float]) -> list[Datapoint]:
-        p = parse_percentile(rule.statistic) if rule.extended else None
-        if (
-            p is not None
-            and self.samples is not None
-            and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions)
-        ):
-            return [self._from_samples(rule, p, start) for start in starts]
-        return [self._cached(rule, start) for start in starts]
+    def read(self, rule: AlarmRule, starts: Sequence[float], *, scale: float = 1.0) -> list[Datapoint]:
+        """The datapoint of each period starting at `starts` (real epoch s; each rule.period/scale long)."""
+        length = rule.period / scale
+        if self.samples is not None and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions):
+            return [self._from_samples(rule, start, length) for start in starts]
+        with self._lock:
+            return [self._cached(rule, start, length) for start in starts]
 
-    def _cached(self, rule: AlarmRule, start: float) -> Datapoint:
+    def _cached(self, rule: AlarmRule, start: float, length: float) -> Datapoint:
         key = (
             rule.namespace,
             rule.metric_name,
             rule.dimensions,
             rule.statistic,
             rule.unit,
-            rule.period,
+            length,
             start,
         )
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
             return found
-        point = self._from_cloudwatch(rule, start)
+        point = self._from_cloudwatch(rule, start, length)
         self._cache[key] = point
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return point
 
-    def _from_samples(self, rule: AlarmRule, p: float, start: float) -> Datapoint:
+    def _from_samples(self, rule: AlarmRule, start: float, length: float) -> Datapoint:
         assert self.samples is not None
-        values = self.samples.values(
-            rule.namespace, rule.metric_name, rule.dimensions, start, start + rule.period
-        )
+        values = self.samples.values(rule.namespace, rule.metric_name, rule.dimensions, start, start + length)
         if not values:
             return Datapoint(start, None)
-        return Datapoint(
-            start, percentile(values, p), float(len(values)), low_sample=len(values) < low_sample_limit(p)
-        )
+        p = parse_percentile(rule.statistic) if rule.extended else None
+        if p is not None:
+            return Datapoint(
+                start,
+                percentile(values, p),
+                float(len(values)),
+                low_sample=len(values) < low_sample_limit(p),
+            )
+        return Datapoint(start, statistic(values, rule.statistic), float(len(values)))
 
-    def _from_cloudwatch(self, rule: AlarmRule, start: float) -> Datapoint:
+    def _from_cloudwatch(self, rule: AlarmRule, start: float, length: float) -> Datapoint:
+        # moto reads StartTime and EndTime to the second: a scaled period shorter than one is read as
+        # the whole second it starts in.
+        first = math.floor(start)
+        last = max(math.floor(start + length), first + 1)
         request: dict[str, Any] = {
             "Namespace": rule.namespace,
             "MetricName": rule.metric_name,
             "Dimensions": [{"Name": name, "Value": value} for name, value in rule.dimensions],
-            "StartTime": datetime.fromtimestamp(start, UTC),
-            "EndTime": datetime.fromtimestamp(start + rule.period, UTC),
-            "Period": rule.period,
+            "StartTime": datetime.fromtimestamp(start if length >= 1 else first, UTC),
+            "EndTime": datetime.fromtimestamp(start + length if length >= 1 else last, UTC),
+            "Period": max(1, round(length)),
         }
         if rule.extended:
             request["ExtendedStatistics"] = [rule.statistic]
@@ -166,6 +184,9 @@ class AlarmOutcome:
     reason: str
 
 
+ChangeListener = Callable[[AlarmOutcome], None]
+
+
 def effective_state(alarm: Mapping[str, Any]) -> str:
     """The alarm's state as CloudWatch would have it (moto's fresh alarms say OK, unchecked)."""
     if str(alarm.get("StateReason") or "").startswith(UNCHECKED_REASON):
@@ -183,7 +204,7 @@ class AlarmEvaluator:
         samples: SampleWindow | None = None,
         interval_s: float = 10.0,
         settle_s: float = 2.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -191,21 +212,54 @@ class AlarmEvaluator:
         self.reader = DatapointReader(cloudwatch, samples)
         self.interval_s = interval_s
         self.settle_s = settle_s
-        self.clock = clock
+        self.clock = clock or Clock()
         self._loop = Periodic(self.evaluate_once, interval_s, name="alarm-evaluator")
         self._reported_unsupported: set[str] = set()
+        self._reported_failures: set[str] = set()
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call `listener(outcome)` after each state this evaluator sets (from its thread: keep it cheap)."""
+        self._listeners.append(listener)
 
     def evaluate_once(
         self, now: float | None = None, *, alarm_names: Sequence[str] | None = None
     ) -> list[AlarmOutcome]:
         """Evaluate every metric alarm (or those named) at `now` (epoch seconds; default: the clock's)."""
-        moment = self.clock() if now is None else now
+        moment = self.clock.time() if now is None else now
         outcomes = []
         for alarm in self._metric_alarms(alarm_names):
-            outcome = self.evaluate_alarm(alarm, moment)
+            try:
+                outcome = self.evaluate_alarm(alarm, moment)
+            except Exception:
+                # One alarm CloudWatch cannot answer for must not keep every other alarm from its verdict.
+                name = str(alarm.get("AlarmName"))
+                if name not in self._reported_failures:
+                    self._reported_failures.add(name)
+                    log.exception("evaluating alarm %s failed; it keeps its state", name)
+                continue
             if outcome is not None:
                 outcomes.append(outcome)
+        for outcome in outcomes:
+            if outcome.changed:
+                for listener in self._listeners:
+                    try:
+                        listener(outcome)
+                    except Exception:
+                        log.exception("alarm change listener failed on %s", outcome.name)
         return outcomes
+
+    def latest_value(self, alarm: Mapping[str, Any], now: float | None = None) -> float | None:
+        """The newest datapoint in the alarm's evaluation range (what a scaling policy acts on)."""
+        try:
+            rule = AlarmRule.from_description(alarm)
+        except UnsupportedAlarm:
+            return None
+        moment = self.clock.time() if now is None else now
+        starts = period_starts(rule, moment, self.settle_s, scale=self.clock.scale)
+        points = self.reader.read(rule, starts, scale=self.clock.scale)
+        real = [p.value for p in points if p.value is not None]
+        return real[-1] if real else None
 
     def evaluate_alarm(self, alarm: Mapping[str, Any], now: float) -> AlarmOutcome | None:
         """Evaluate one DescribeAlarms entry; None when the alarm cannot be judged here."""
@@ -218,7 +272,8 @@ class AlarmEvaluator:
                 log.info("leaving alarm %s alone: %s", name, why)
             return None
         current = effective_state(alarm)
-        datapoints = self.reader.read(rule, period_starts(rule, now, self.settle_s))
+        scale = self.clock.scale
+        datapoints = self.reader.read(rule, period_starts(rule, now, self.settle_s, scale=scale), scale=scale)
         verdict = evaluate(rule, datapoints, current, query_time=now)
         state = verdict.state or current
         changed = state != current or _is_unchecked(alarm)

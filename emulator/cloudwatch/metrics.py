@@ -1,16 +1,24 @@
-"""SageMaker's endpoint metrics, published to CloudWatch (moto's) from real invocations.
+"""SageMaker's endpoint metrics, published to CloudWatch (moto's) from real invocations and queues.
 
 SageMaker publishes, per EndpointName and VariantName in the AWS/SageMaker namespace, Invocations,
 Invocation4XXErrors and Invocation5XXErrors (counts; the error metrics are 0, not absent, in a period
-with traffic) and ModelLatency and OverheadLatency in Microseconds. `MetricsPublisher.record` takes one
-invocation and only enqueues it (it runs on the runtime's event loop); a background thread aggregates
-the queue every `flush_interval_s` into one datum per metric, variant and second and sends them with
-PutMetricData. Latencies go out as Values/Counts so every statistic, percentiles included, stays
-computable from what was sent.
+with traffic), InvocationsPerInstance (invocations divided by the variant's instances, what the
+predefined SageMakerVariantInvocationsPerInstance target tracks) and ModelLatency and OverheadLatency in
+Microseconds. `MetricsPublisher.record` takes one invocation and only enqueues it (it runs on the
+runtime's event loop); a background thread aggregates the queue every `flush_interval_s` into one datum
+per metric, variant and bucket and sends them with PutMetricData. A bucket is one second of AWS time:
+1/scale real seconds at a time scale (emulator/clock.py), so a one-minute period holds 60 of them at
+any scale and its Sum is the count of that (shortened) minute. Latencies go out as Values/Counts so
+every statistic, percentiles included, stays computable from what was sent.
 
-moto 5.2.5 ignores ExtendedStatistics (it answers p99 queries with datapoints that carry no p99), so
-the publisher also keeps the raw latency samples of a recent window (`SampleWindow`); the alarm
-evaluator computes percentiles from it for the metrics published here.
+Asynchronous endpoints publish no invocation metrics but their queue's, per EndpointName, once per
+metric period (`publish_queue`): ApproximateBacklogSize, ApproximateBacklogSizePerInstance,
+HasBacklogWithoutCapacity and ApproximateAgeOfOldestRequest.
+
+Everything sent is also kept in a recent window (`SampleWindow`), and the alarm evaluator computes
+the statistics of these series from it: moto 5.2.5 ignores ExtendedStatistics (it answers p99 queries
+with datapoints that carry no p99) and cuts GetMetricStatistics' StartTime/EndTime to whole seconds,
+which a scaled period (2 s at scale 30, 0.33 s for a 10 s period) does not fit.
 """
 
 from __future__ import annotations
@@ -34,9 +42,15 @@ NAMESPACE = "AWS/SageMaker"
 INVOCATIONS = "Invocations"
 INVOCATION_4XX = "Invocation4XXErrors"
 INVOCATION_5XX = "Invocation5XXErrors"
+INVOCATIONS_PER_INSTANCE = "InvocationsPerInstance"
 MODEL_LATENCY = "ModelLatency"
 OVERHEAD_LATENCY = "OverheadLatency"
 COUNT_METRICS = (INVOCATIONS, INVOCATION_4XX, INVOCATION_5XX)
+BACKLOG = "ApproximateBacklogSize"
+BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
+BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
+OLDEST_REQUEST_AGE = "ApproximateAgeOfOldestRequest"
+QUEUE_METRICS = (BACKLOG, BACKLOG_PER_INSTANCE, BACKLOG_WITHOUT_CAPACITY, OLDEST_REQUEST_AGE)
 LATENCY_METRICS = (MODEL_LATENCY, OVERHEAD_LATENCY)
 
 # PutMetricData limits: 1000 metric data per request; 150 distinct values per datum's Values.
@@ -66,6 +80,23 @@ class InvocationLike(Protocol):
     def model_latency_us(self) -> int: ...
     @property
     def overhead_latency_us(self) -> int: ...
+    @property
+    def instances(self) -> int | None: ...
+
+
+class QueueGaugeLike(Protocol):
+    """One async endpoint's queue at one moment (emulator.runtime.invocations.QueueGauge has it)."""
+
+    @property
+    def endpoint_name(self) -> str: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def instances(self) -> int: ...
+    @property
+    def oldest_age_s(self) -> float: ...
 
 
 def variant_dimensions(endpoint: str, variant: str) -> Dimensions:
@@ -88,7 +119,10 @@ class _Series:
 
 
 class SampleWindow:
-    """Raw values of recent datapoints per metric series, for statistics CloudWatch-in-moto lacks.
+    """The values of recent datapoints per metric series, as they were sent to CloudWatch.
+
+    A datum with Values/Counts is kept as each value repeated count times, as CloudWatch counts it, so
+    every statistic of a period (`statistic`) comes out as CloudWatch would compute it.
 
     Bounded twice: samples older than `retention_s` are dropped, and each series keeps at most
     `max_samples_per_series` (the oldest go first). Thread-safe.
@@ -161,50 +195,74 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def statistic(values: Sequence[float], name: str) -> float | None:
+    """Sum, Average, Minimum, Maximum or SampleCount of one period's values; None when it has none."""
+    if not values:
+        return None
+    if name == "Sum":
+        return float(math.fsum(values))
+    if name == "Average":
+        return float(math.fsum(values) / len(values))
+    if name == "Minimum":
+        return float(min(values))
+    if name == "Maximum":
+        return float(max(values))
+    if name == "SampleCount":
+        return float(len(values))
+    raise ValueError(f"statistic {name!r} is not one of Sum, Average, Minimum, Maximum, SampleCount")
+
+
 # --- aggregation -------------------------------------------------------------------------------------
 
 
 @dataclass
 class _Bucket:
-    """One second of one variant's traffic."""
+    """One second of AWS time (1/scale real seconds) of one variant's traffic."""
 
     invocations: int = 0
     errors_4xx: int = 0
     errors_5xx: int = 0
+    instances: int | None = None  # the variant's instances when the bucket's last request came
     model_latency: collections.Counter[int] = field(default_factory=collections.Counter)
     overhead_latency: collections.Counter[int] = field(default_factory=collections.Counter)
 
 
-def aggregate(records: Iterable[InvocationLike]) -> dict[tuple[str, str, int], _Bucket]:
-    """Group synchronous invocations by endpoint, variant and whole second.
+def aggregate(
+    records: Iterable[InvocationLike], *, scale: float = 1.0
+) -> dict[tuple[str, str, float], _Bucket]:
+    """Group synchronous invocations by endpoint, variant and bucket (its start, real epoch seconds).
 
     Asynchronous invocations are skipped: SageMaker publishes no Invocations metrics for async
     endpoints (they report backlog metrics instead).
     """
-    buckets: dict[tuple[str, str, int], _Bucket] = {}
+    buckets: dict[tuple[str, str, float], _Bucket] = {}
     for record in records:
         if getattr(record, "kind", "sync") != "sync":
             continue
-        key = (record.endpoint_name, record.variant_name, int(record.timestamp))
+        start = math.floor(record.timestamp * scale) / scale
+        key = (record.endpoint_name, record.variant_name, start)
         bucket = buckets.setdefault(key, _Bucket())
         bucket.invocations += 1
         bucket.errors_4xx += int(record.is_4xx)
         bucket.errors_5xx += int(record.is_5xx)
+        instances = getattr(record, "instances", None)
+        if instances:
+            bucket.instances = int(instances)
         bucket.model_latency[int(record.model_latency_us)] += 1
         bucket.overhead_latency[int(record.overhead_latency_us)] += 1
     return buckets
 
 
 def metric_data(
-    buckets: Mapping[tuple[str, str, int], _Bucket], *, storage_resolution: int = 1
+    buckets: Mapping[tuple[str, str, float], _Bucket], *, storage_resolution: int = 1
 ) -> list[dict[str, Any]]:
     """PutMetricData MetricData entries for aggregated buckets (latency datums split at 150 values)."""
     data: list[dict[str, Any]] = []
-    for (endpoint, variant, second), bucket in sorted(buckets.items()):
+    for (endpoint, variant, start), bucket in sorted(buckets.items()):
         dimensions = [{"Name": name, "Value": value} for name, value in variant_dimensions(endpoint, variant)]
         common = {
             "Dimensions": dimensions,
-            "Timestamp": float(second),
+            "Timestamp": float(start),
             "StorageResolution": storage_resolution,
         }
         for name, count in (
@@ -213,13 +271,18 @@ def metric_data(
             (INVOCATION_5XX, bucket.errors_5xx),
         ):
             data.append({"MetricName": name, "Value": float(count), "Unit": "None", **common})
+        if bucket.instances:
+            per_instance = bucket.invocations / bucket.instances
+            data.append(
+                {"MetricName": INVOCATIONS_PER_INSTANCE, "Value": per_instance, "Unit": "None", **common}
+            )
         for name, counter in (
             (MODEL_LATENCY, bucket.model_latency),
             (OVERHEAD_LATENCY, bucket.overhead_latency),
         ):
             items = sorted(counter.items())
-            for start in range(0, len(items), MAX_VALUES_PER_DATUM):
-                chunk = items[start : start + MAX_VALUES_PER_DATUM]
+            for first in range(0, len(items), MAX_VALUES_PER_DATUM):
+                chunk = items[first : first + MAX_VALUES_PER_DATUM]
                 data.append(
                     {
                         "MetricName": name,
@@ -230,6 +293,41 @@ def metric_data(
                     }
                 )
     return data
+
+
+def queue_metric_data(
+    gauges: Iterable[QueueGaugeLike], *, storage_resolution: int = 1
+) -> list[dict[str, Any]]:
+    """The four queue metrics of each async endpoint, per EndpointName, as SageMaker publishes them.
+
+    Per instance with no instance is the whole backlog (it cannot be divided by zero): target tracking
+    multiplies it by the capacity, 0, and so never starts the first instance; the step policy on
+    HasBacklogWithoutCapacity does.
+    """
+    data: list[dict[str, Any]] = []
+    for gauge in gauges:
+        common = {
+            "Dimensions": [{"Name": "EndpointName", "Value": gauge.endpoint_name}],
+            "Timestamp": float(gauge.timestamp),
+            "StorageResolution": storage_resolution,
+        }
+        per_instance = gauge.backlog / gauge.instances if gauge.instances else float(gauge.backlog)
+        without_capacity = 1.0 if gauge.backlog > 0 and gauge.instances == 0 else 0.0
+        for name, value, unit in (
+            (BACKLOG, float(gauge.backlog), "None"),
+            (BACKLOG_PER_INSTANCE, per_instance, "None"),
+            (BACKLOG_WITHOUT_CAPACITY, without_capacity, "None"),
+            (OLDEST_REQUEST_AGE, float(gauge.oldest_age_s), "Seconds"),
+        ):
+            data.append({"MetricName": name, "Value": value, "Unit": unit, **common})
+    return data
+
+
+def _datum_values(datum: Mapping[str, Any]) -> list[float]:
+    if "Values" in datum:
+        counts = datum.get("Counts") or [1.0] * len(datum["Values"])
+        return [float(v) for v, n in zip(datum["Values"], counts, strict=True) for _ in range(int(n))]
+    return [float(datum["Value"])]
 
 
 # --- the publisher -----------------------------------------------------------------------------------
@@ -250,12 +348,14 @@ class MetricsPublisher:
         max_queue: int = 100_000,
         storage_resolution: int = 1,
         samples: SampleWindow | None = None,
+        scale: float = 1.0,
     ) -> None:
         if flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be > 0")
         self._cloudwatch = cloudwatch
         self.flush_interval_s = flush_interval_s
         self.storage_resolution = storage_resolution
+        self.scale = scale
         self.samples = samples if samples is not None else SampleWindow()
         self._queue: queue.Queue[InvocationLike] = queue.Queue(maxsize=max_queue)
         # A last flush on stop: what was invoked before the stop still reaches CloudWatch.
@@ -297,28 +397,34 @@ class MetricsPublisher:
                     break
             if not records:
                 return 0
-            buckets = aggregate(records)
-            self._remember_samples(records)
+            buckets = aggregate(records, scale=self.scale)
             data = metric_data(buckets, storage_resolution=self.storage_resolution)
-            client = self._cloudwatch()
-            sent = 0
-            for start in range(0, len(data), MAX_DATA_PER_REQUEST):
-                chunk = data[start : start + MAX_DATA_PER_REQUEST]
-                try:
-                    client.put_metric_data(Namespace=NAMESPACE, MetricData=chunk)
-                except Exception:
-                    self.failed_requests += 1
-                    raise
-                sent += len(chunk)
-            self.published += sent
-            return sent
+            return self._send(data)
 
-    def _remember_samples(self, records: Iterable[InvocationLike]) -> None:
-        for record in records:
-            if getattr(record, "kind", "sync") != "sync":
-                continue
-            dims = variant_dimensions(record.endpoint_name, record.variant_name)
-            self.samples.add(NAMESPACE, MODEL_LATENCY, dims, record.timestamp, float(record.model_latency_us))
-            self.samples.add(
-                NAMESPACE, OVERHEAD_LATENCY, dims, record.timestamp, float(record.overhead_latency_us)
-            )
+    def publish_queue(self, gauges: Sequence[QueueGaugeLike]) -> int:
+        """Publish async endpoints' queue metrics now (blocking: call it from a thread)."""
+        if not gauges:
+            return 0
+        with self._flush_lock:
+            return self._send(queue_metric_data(gauges, storage_resolution=self.storage_resolution))
+
+    def _send(self, data: list[dict[str, Any]]) -> int:
+        self._remember(data)
+        client = self._cloudwatch()
+        sent = 0
+        for first in range(0, len(data), MAX_DATA_PER_REQUEST):
+            chunk = data[first : first + MAX_DATA_PER_REQUEST]
+            try:
+                client.put_metric_data(Namespace=NAMESPACE, MetricData=chunk)
+            except Exception:
+                self.failed_requests += 1
+                raise
+            sent += len(chunk)
+        self.published += sent
+        return sent
+
+    def _remember(self, data: Iterable[Mapping[str, Any]]) -> None:
+        for datum in data:
+            dims = canonical_dimensions(datum["Dimensions"])
+            for value in _datum_values(datum):
+                self.samples.add(NAMESPACE, datum["MetricName"], dims, float(datum["Timestamp"]), value)

@@ -2,12 +2,14 @@
 
 The emulator process owns one `Monitoring`: its publisher listens to the runtime's InvocationLog and
 sends AWS/SageMaker metrics to moto's CloudWatch ($AWS_ENDPOINT_URL); its evaluator judges every
-metric alarm there on a short cycle, percentiles from the publisher's own samples. Both run in
-background threads, so neither slows an invocation down.
+metric alarm there on a short cycle, statistics of the emulator's own series from the publisher's
+window. Both run in background threads, so neither slows an invocation down.
 
-Settings (environment): SAGEMAKER_EMULATOR_METRICS_FLUSH_S (default 1), SAGEMAKER_EMULATOR_ALARM_INTERVAL_S
-(default 5; CloudWatch evaluates every minute, high-resolution alarms every period) and
-SAGEMAKER_EMULATOR_ALARM_SETTLE_S (default 2: how long after a period ends its datapoints count).
+Settings (environment), in real seconds at time scale 1: SAGEMAKER_EMULATOR_METRICS_FLUSH_S (default
+1), SAGEMAKER_EMULATOR_ALARM_INTERVAL_S (default 5; CloudWatch evaluates every minute, high-resolution
+alarms every period) and SAGEMAKER_EMULATOR_ALARM_SETTLE_S (default 2: how long after a period ends its
+datapoints count). At a time scale (emulator/clock.py) each is divided by the scale, down to a floor
+(`FLOORS`): the publisher and moto still take real time to deliver a datapoint.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import boto3
 from botocore.config import Config
 
 from emulator import settings
+from emulator.clock import Clock
 from emulator.cloudwatch.alarms import AlarmEvaluator
 from emulator.cloudwatch.metrics import MetricsPublisher, SampleWindow
 from emulator.runtime.invocations import InvocationLog
+
+# Shortest real intervals at a high time scale: flush, evaluation round, settle after a period's end.
+FLOORS = {"flush": 0.2, "interval": 0.25, "settle": 0.5}
 
 
 def _env_float(name: str, default: float) -> float:
@@ -40,28 +46,41 @@ def cloudwatch_client() -> Any:
     )
 
 
+def scaled(seconds: float, clock: Clock, floor: float) -> float:
+    """A real interval configured for scale 1, shortened by the clock's scale but not below `floor`."""
+    if clock.scale == 1.0:
+        return seconds
+    return max(floor, clock.real(seconds))
+
+
 @dataclass
 class Monitoring:
     publisher: MetricsPublisher
     evaluator: AlarmEvaluator
+    clock: Clock
     _unsubscribe: Callable[[], None] | None = None
 
     @classmethod
-    def from_env(cls, client: Any | None = None) -> Monitoring:
+    def from_env(cls, client: Any | None = None, clock: Clock | None = None) -> Monitoring:
         cloudwatch = client if client is not None else cloudwatch_client()
-        samples = SampleWindow()
+        clock = clock or Clock.from_env()
+        samples = SampleWindow(clock=clock.time)
+        flush = scaled(_env_float("SAGEMAKER_EMULATOR_METRICS_FLUSH_S", 1.0), clock, FLOORS["flush"])
         publisher = MetricsPublisher(
-            lambda: cloudwatch,
-            flush_interval_s=_env_float("SAGEMAKER_EMULATOR_METRICS_FLUSH_S", 1.0),
-            samples=samples,
+            lambda: cloudwatch, flush_interval_s=flush, samples=samples, scale=clock.scale
         )
         evaluator = AlarmEvaluator(
             lambda: cloudwatch,
             samples=samples,
-            interval_s=_env_float("SAGEMAKER_EMULATOR_ALARM_INTERVAL_S", 5.0),
-            settle_s=_env_float("SAGEMAKER_EMULATOR_ALARM_SETTLE_S", 2.0),
+            interval_s=scaled(
+                _env_float("SAGEMAKER_EMULATOR_ALARM_INTERVAL_S", 5.0), clock, FLOORS["interval"]
+            ),
+            settle_s=scaled(
+                _env_float("SAGEMAKER_EMULATOR_ALARM_SETTLE_S", 2.0), clock, flush + FLOORS["settle"]
+            ),
+            clock=clock,
         )
-        return cls(publisher, evaluator)
+        return cls(publisher, evaluator, clock)
 
     def start(self, invocations: InvocationLog) -> None:
         self._unsubscribe = invocations.subscribe(self.publisher.record)

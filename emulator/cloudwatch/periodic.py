@@ -57,4 +57,4 @@ class Periodic:
         try:
             self._job()
         except Exception:
-            log.exception("%s: round failed; trying again in %.0f s", self.name, self.interval_s)
+            log.exception("%s: round failed; trying again in %g s", self.name, self.interval_s)

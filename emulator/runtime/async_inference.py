@@ -3,9 +3,10 @@
 InvokeEndpointAsync answers 202 at once; a job reads its input from S3, goes through the same
 routing and proxy as InvokeEndpoint, writes the response to the config's S3OutputPath (or the error
 to S3FailurePath) and publishes to the SuccessTopic / ErrorTopic. The endpoint takes at most
-MaxConcurrentInvocationsPerInstance times instances at a time; the rest wait in the queue, so an endpoint
-scaled to zero keeps its backlog until it has instances again. Queued jobs are persisted and resumed
-after a restart.
+MaxConcurrentInvocationsPerInstance times instances at a time, each sent to its least busy instance;
+the rest wait in the queue, so an endpoint scaled to zero keeps its backlog until it has instances
+again. `gauges` reads each queue as SageMaker's backlog metrics report it (runtime/queue_metrics.py
+publishes them). Queued jobs are persisted and resumed after a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from emulator import settings
+from emulator.clock import Clock
+from emulator.runtime.invocations import QueueGauge
 from emulator.runtime.results import InvokeResult
 from emulator.sagemaker import arns
 from emulator.sagemaker.endpoints import EndpointEngine
@@ -105,6 +108,8 @@ class AsyncInference:
         self._sns = sns
         self.folder = folder
         self._queues: dict[str, asyncio.Queue[AsyncJob]] = {}
+        # When each queued (not yet running) job arrived, per endpoint: the oldest request's age.
+        self._waiting: dict[str, dict[str, float]] = {}
         self._in_flight: dict[str, int] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,6 +119,31 @@ class AsyncInference:
         key = arns.key(endpoint_name)
         queue = self._queues.get(key)
         return (queue.qsize() if queue else 0) + self._in_flight.get(key, 0)
+
+    def gauges(self, clock: Clock) -> list[QueueGauge]:
+        """Every asynchronous endpoint's queue now (Creating, Deleting and Failed ones report nothing)."""
+        now = clock.time()
+        readings = []
+        for key, record in list(self.runtime.engine.store.endpoints.items()):
+            if not record.get("AsyncInferenceConfig") or record["EndpointStatus"] not in (
+                "InService",
+                "Updating",
+            ):
+                continue
+            deployment = self.runtime.engine.primary(key)
+            instances = sum(len(v.instances) for v in deployment.variants.values()) if deployment else 0
+            waiting = self._waiting.get(key) or {}
+            oldest = min(waiting.values(), default=now)
+            readings.append(
+                QueueGauge(
+                    endpoint_name=record["EndpointName"],
+                    timestamp=now,
+                    backlog=self.backlog(record["EndpointName"]),
+                    instances=instances,
+                    oldest_age_s=clock.aws(max(0.0, now - oldest)),
+                )
+            )
+        return readings
 
     def submit(self, job: AsyncJob) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -138,6 +168,7 @@ class AsyncInference:
             self._in_flight[key] = 0
             self._wake[key] = asyncio.Event()
             self._keep(self._dispatch(key))
+        self._waiting.setdefault(key, {})[job.inference_id] = job.received
         self._queues[key].put_nowait(job)
 
     def _keep(self, work: Any) -> None:
@@ -166,18 +197,21 @@ class AsyncInference:
             while True:
                 capacity = self._capacity(key)
                 if capacity is None:
+                    self._waiting[key].pop(job.inference_id, None)
                     self._keep(
                         self._fail(job, f"Endpoint {job.endpoint_name} was deleted before the request ran")
                     )
                     break
                 if self._in_flight[key] < capacity:
+                    self._waiting[key].pop(job.inference_id, None)
                     self._in_flight[key] += 1
                     self._keep(self._run(key, job))
                     break
                 wake.clear()
-                # Capacity also changes when the endpoint scales, which sets no event: look again soon.
+                # Capacity also changes when the endpoint scales (an instance passing /ping), which sets
+                # no event: look again soon, so a scale-from-zero serves its backlog at once.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=1.0)
+                    await asyncio.wait_for(wake.wait(), timeout=0.2)
 
     async def _run(self, key: str, job: AsyncJob) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Per-invocation measurements, the raw material of SageMaker's CloudWatch metrics.
+"""Per-invocation measurements and queue readings, the raw material of SageMaker's CloudWatch metrics.
 
 The runtime records one `Invocation` per request it routed to a variant. Consumers either subscribe
 (called synchronously on the event loop, right after the request finished: keep it cheap, hand the
@@ -24,6 +24,7 @@ class Invocation:
     model_status: int | None  # HTTP status the container answered; None when it never answered
     model_latency_us: int  # time spent in the container(s), as SageMaker's ModelLatency
     overhead_latency_us: int  # the rest of the request inside the emulator, as OverheadLatency
+    instances: int | None = None  # the variant's instances when it was routed (InvocationsPerInstance)
 
     @property
     def is_4xx(self) -> bool:
@@ -44,6 +45,17 @@ class Invocation:
             "ModelLatency": self.model_latency_us,
             "OverheadLatency": self.overhead_latency_us,
         }
+
+
+@dataclass(frozen=True)
+class QueueGauge:
+    """One asynchronous endpoint's queue at one moment, as SageMaker reports it each period."""
+
+    endpoint_name: str
+    timestamp: float  # real epoch seconds of the reading
+    backlog: int  # requests queued or in progress (ApproximateBacklogSize)
+    instances: int  # instances serving the endpoint's variants
+    oldest_age_s: float  # age of the oldest queued request, in AWS seconds (scaled: emulator/clock.py)
 
 
 Listener = Callable[[Invocation], None]

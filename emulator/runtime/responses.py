@@ -5,6 +5,11 @@ container instance with an async HTTP client so concurrent invocations run concu
 answered as SageMaker answers: the invoked variant in `x-Amzn-Invoked-Production-Variant`, a
 container error as ModelError (424) with OriginalStatusCode, a 60 s limit, ValidationError for an
 endpoint that does not exist. Every routed request is recorded in the InvocationLog.
+
+Within a variant, real-time requests go round robin over the instances that answer /ping, async ones
+to the least busy instance (the queue gives each instance MaxConcurrentInvocationsPerInstance), and
+serverless ones to an idle instance or a cold start; beyond the variant's MaxConcurrency requests in
+progress a serverless variant answers ThrottlingException.
 """
 
 from __future__ import annotations
@@ -26,9 +31,21 @@ from emulator.runtime.async_inference import AsyncInference, AsyncJob
 from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch
 from emulator.runtime.results import InvokeResult
 from emulator.sagemaker import arns
-from emulator.sagemaker.deployments import Deployment, NoRoute, VariantDeployment, choose_variant
+from emulator.sagemaker.deployments import (
+    Deployment,
+    InstanceRecord,
+    NoRoute,
+    VariantDeployment,
+    choose_variant,
+)
 from emulator.sagemaker.endpoints import EndpointEngine
-from emulator.sagemaker.exceptions import AwsError, InternalFailure, ModelError, RuntimeValidationError
+from emulator.sagemaker.exceptions import (
+    AwsError,
+    InternalFailure,
+    ModelError,
+    RuntimeValidationError,
+    ThrottlingException,
+)
 
 log = logging.getLogger("emulator.runtime")
 
@@ -85,6 +102,15 @@ class Runtime:
                 f"Request body of {len(body)} bytes exceeds the {SERVERLESS_PAYLOAD_LIMIT}-byte limit of "
                 f"serverless variant {variant.name}"
             )
+        if variant.serverless is not None:
+            limit = int(variant.serverless.get("MaxConcurrency") or 1)
+            if variant.admitted >= limit:
+                raise ThrottlingException(
+                    f"Rate exceeded: serverless variant {variant.name} of endpoint {endpoint_name} already "
+                    f"serves its MaxConcurrency of {limit} requests. Retry with backoff, or raise "
+                    "MaxConcurrency in the variant's ServerlessConfig."
+                )
+            variant.admitted += 1
         status: int | None = None
         try:
             result, status = await self._through_pipeline(
@@ -97,12 +123,15 @@ class Runtime:
                 custom_attributes,
                 timeout,
                 watch,
+                kind,
             )
             return result
         except ModelError as error:
             status = error.fields.get("OriginalStatusCode")
             raise
         finally:
+            if variant.serverless is not None:
+                variant.admitted -= 1
             if watch.reached:
                 self.invocations.record(
                     Invocation(
@@ -113,6 +142,7 @@ class Runtime:
                         model_status=status,
                         model_latency_us=watch.model_us,
                         overhead_latency_us=watch.overhead_us,
+                        instances=len(variant.instances) if variant.serverless is None else None,
                     )
                 )
 
@@ -127,6 +157,7 @@ class Runtime:
         custom_attributes: str | None,
         timeout: float,
         watch: Stopwatch,
+        kind: str,
     ) -> tuple[InvokeResult, int]:
         deadline = time.monotonic() + timeout
         if not deployment.ready.is_set():
@@ -135,12 +166,48 @@ class Runtime:
                 await asyncio.wait_for(deployment.ready.wait(), timeout)
             except TimeoutError:
                 raise _timed_out(endpoint_name, variant.steps[0].hostname) from None
-        instance = variant.next_instance()
+        if variant.serverless is not None:
+            instance: InstanceRecord | None = await self.engine.serverless_instance(
+                endpoint_name, deployment, variant
+            )
+            deadline = time.monotonic() + timeout  # a cold start does not count against the model
+        elif kind == "async":
+            instance = variant.least_busy_instance()
+        else:
+            instance = variant.next_instance()
         if instance is None:
             raise RuntimeValidationError(
                 f"Endpoint {endpoint_name}: production variant {variant.name} has no instances; raise its "
                 "DesiredInstanceCount with UpdateEndpointWeightsAndCapacities"
             )
+        variant.begin(instance)
+        try:
+            return await self._through_instance(
+                endpoint_name,
+                variant,
+                instance,
+                body,
+                content_type,
+                accept,
+                custom_attributes,
+                deadline,
+                watch,
+            )
+        finally:
+            variant.end(instance)
+
+    async def _through_instance(
+        self,
+        endpoint_name: str,
+        variant: VariantDeployment,
+        instance: InstanceRecord,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None,
+        deadline: float,
+        watch: Stopwatch,
+    ) -> tuple[InvokeResult, int]:
         payload, payload_type, attributes = body, content_type, custom_attributes
         status = 200
         for position, (step, container) in enumerate(zip(variant.steps, instance.containers, strict=True)):

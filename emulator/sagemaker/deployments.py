@@ -9,10 +9,15 @@ every container it had started and how to start it again.
 from __future__ import annotations
 
 import asyncio
+import collections
+import copy
 import itertools
 import random
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
+
+TRANSIENT = {"transient": True}
 
 
 @dataclass
@@ -52,12 +57,51 @@ class VariantDeployment:
     deployed_images: list[dict[str, Any]]
     steps: list[StepPlan]
     instances: list[InstanceRecord] = field(default_factory=list)
+    # This process's live state, never persisted (see `to_record`): the round-robin turn, requests in
+    # progress per instance index and when each instance last finished one (monotonic s), so an
+    # instance leaving (scale-in) drains first and an idle serverless instance stops; for serverless,
+    # requests admitted (running or waiting for a cold start) and instances being started.
     _turn: itertools.count = field(default_factory=itertools.count, repr=False, compare=False)
+    busy_counts: collections.Counter[int] = field(
+        default_factory=collections.Counter, repr=False, compare=False, metadata=TRANSIENT
+    )
+    last_used: dict[int, float] = field(default_factory=dict, repr=False, compare=False, metadata=TRANSIENT)
+    admitted: int = field(default=0, repr=False, compare=False, metadata=TRANSIENT)
+    starting: int = field(default=0, repr=False, compare=False, metadata=TRANSIENT)
+    grown: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False, metadata=TRANSIENT)
 
     def next_instance(self) -> InstanceRecord | None:
         if not self.instances:
             return None
         return self.instances[next(self._turn) % len(self.instances)]
+
+    def least_busy_instance(self) -> InstanceRecord | None:
+        """The instance with the fewest requests in progress (ties in round-robin order)."""
+        if not self.instances:
+            return None
+        offset = next(self._turn)
+        ordered = [self.instances[(offset + i) % len(self.instances)] for i in range(len(self.instances))]
+        return min(ordered, key=lambda instance: self.busy_counts[instance.index])
+
+    def idle_instance(self) -> InstanceRecord | None:
+        """An instance with no request in progress, if there is one."""
+        return next((i for i in self.instances if self.busy_counts[i.index] == 0), None)
+
+    def begin(self, instance: InstanceRecord) -> None:
+        self.busy_counts[instance.index] += 1
+
+    def end(self, instance: InstanceRecord) -> None:
+        self.busy_counts[instance.index] -= 1
+        if self.busy_counts[instance.index] <= 0:
+            del self.busy_counts[instance.index]
+        self.last_used[instance.index] = time.monotonic()
+
+    def busy(self, instance: InstanceRecord) -> int:
+        return self.busy_counts[instance.index]
+
+    def idle_since(self, instance: InstanceRecord, now: float) -> float:
+        """When the instance last finished a request (first asked: `now`)."""
+        return self.last_used.setdefault(instance.index, now)
 
     def summary(self) -> dict[str, Any]:
         """ProductionVariantSummary as DescribeEndpoint returns it."""
@@ -88,9 +132,8 @@ class Deployment:
     def to_record(self) -> dict[str, Any]:
         variants = {}
         for name, variant in self.variants.items():
-            data = asdict(variant)
-            data.pop("_turn")
-            variants[name] = data
+            kept = [f.name for f in fields(variant) if f.name != "_turn" and not f.metadata.get("transient")]
+            variants[name] = {key: _plain(getattr(variant, key)) for key in kept}
         return {"id": self.id, "config_name": self.config_name, "share": self.share, "variants": variants}
 
     @classmethod
@@ -116,6 +159,14 @@ class Deployment:
 
     def container_ids(self) -> list[str]:
         return [c.id for v in self.variants.values() for i in v.instances for c in i.containers]
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return copy.deepcopy(value)
 
 
 class NoRoute(Exception):

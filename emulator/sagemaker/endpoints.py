@@ -5,6 +5,13 @@ start a task here. The task pulls images, prepares model data, starts one contai
 per variant, waits for /ping and then flips the status. An interrupted operation is resumed when the
 emulator starts again, and endpoints that were InService get their containers back (re-created if
 they are gone).
+
+Scaling (UpdateEndpointWeightsAndCapacities, which Application Auto Scaling calls too) starts the new
+instances and adds each to routing once it answers /ping; leaving instances go out of routing first
+and are stopped once their requests in progress finished. Serverless variants run instances on
+demand: one request at a time each (as SageMaker gives every concurrent request its own), a cold start
+when none is idle, stopped after `Limits.serverless_idle_s` (AWS seconds, shortened by the time scale)
+without a request unless ProvisionedConcurrency keeps them warm.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import docker.errors
 import httpx
 
+from emulator.clock import Clock
 from emulator.fleet import images
 from emulator.fleet.containers import (
     LABEL_DEPLOYMENT,
@@ -43,6 +51,7 @@ from emulator.sagemaker.deployments import (
     StepPlan,
     VariantDeployment,
 )
+from emulator.sagemaker.exceptions import ServiceUnavailable
 from emulator.sagemaker.store import Record, Store
 from emulator.settings import Limits
 
@@ -65,13 +74,20 @@ def now() -> float:
 
 class EndpointEngine:
     def __init__(
-        self, store: Store, fleet: Fleet, model_data: ModelDataCache, http: httpx.AsyncClient, limits: Limits
+        self,
+        store: Store,
+        fleet: Fleet,
+        model_data: ModelDataCache,
+        http: httpx.AsyncClient,
+        limits: Limits,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
         self.model_data = model_data
         self.http = http
         self.limits = limits
+        self.clock = clock or Clock()
         self.deployments: dict[str, list[Deployment]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -162,6 +178,10 @@ class EndpointEngine:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
+    def start_background(self) -> None:
+        """Start the loop that stops idle serverless instances (once the event loop runs)."""
+        self._spawn("#serverless-reaper", self._reap_idle_serverless())
+
     # -- operations -------------------------------------------------------------------------------
 
     async def _create(self, key: str) -> None:
@@ -249,6 +269,7 @@ class EndpointEngine:
         if extra > 0:
             leaving = variant.instances[-extra:]
             variant.instances = variant.instances[:-extra]  # out of routing before containers stop
+            await self._drain(variant, leaving)
             await self._remove_containers([c.id for i in leaving for c in i.containers])
             return None
         first = max((i.index for i in variant.instances), default=-1) + 1
@@ -272,6 +293,101 @@ class EndpointEngine:
             variant.desired_instances = len(variant.instances)
             return f"Failed to scale production variant {variant.name}: {problems[0]}"
         return None
+
+    async def _drain(self, variant: VariantDeployment, leaving: list[InstanceRecord]) -> None:
+        """Wait (up to the invocation timeout) for the requests in progress on leaving instances."""
+        deadline = time.monotonic() + self.limits.invocation_timeout
+        while any(variant.busy(i) for i in leaving) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    # -- serverless ---------------------------------------------------------------------------------
+
+    async def serverless_instance(
+        self, endpoint_name: str, deployment: Deployment, variant: VariantDeployment
+    ) -> InstanceRecord:
+        """An instance for one request of a serverless variant: an idle one, else a cold start.
+
+        The caller marks the instance busy (`variant.begin`) before its next await, so two requests
+        never take the same idle instance. Past `Limits.serverless_max_containers` instances, requests
+        share the least busy one instead of starting more containers on this machine.
+        """
+        while True:
+            idle = variant.idle_instance()
+            if idle is not None:
+                return idle
+            if len(variant.instances) + variant.starting < self.limits.serverless_max_containers:
+                return await self._cold_start(endpoint_name, deployment, variant)
+            shared = variant.least_busy_instance()
+            if shared is not None:
+                return shared
+            variant.grown.clear()
+            await variant.grown.wait()  # every instance is still starting: take the first one up
+
+    async def _cold_start(
+        self, endpoint_name: str, deployment: Deployment, variant: VariantDeployment
+    ) -> InstanceRecord:
+        index = max((i.index for i in variant.instances), default=-1) + 1 + variant.starting
+        variant.starting += 1
+        try:
+            instance = await self._start_instance(
+                endpoint_name, deployment.id, variant, index, self._startup_timeout(deployment, variant)
+            )
+        except DeploymentFailed as failure:
+            raise ServiceUnavailable(
+                f"Serverless variant {variant.name} of endpoint {endpoint_name} could not start an instance "
+                f"for this request: {failure.reason}"
+            ) from None
+        finally:
+            variant.starting -= 1
+        variant.instances.append(instance)
+        variant.last_used[instance.index] = time.monotonic()
+        variant.grown.set()
+        key = arns.key(endpoint_name)
+        if key in self.store.endpoints and deployment in self.live(key):
+            self._persist_deployments(key)
+        log.info("serverless %s/%s: cold start of instance %d", endpoint_name, variant.name, index)
+        return instance
+
+    async def _reap_idle_serverless(self) -> None:
+        while True:
+            idle_s = self.clock.real(self.limits.serverless_idle_s)
+            await asyncio.sleep(min(1.0, max(0.05, idle_s / 4)))
+            for key, deployments in list(self.deployments.items()):
+                if key in self.store.operations:
+                    continue  # an update or delete owns the containers now
+                for deployment in deployments:
+                    for variant in deployment.variants.values():
+                        if variant.serverless is None:
+                            continue
+                        try:
+                            await self._reap_variant(key, variant, idle_s)
+                        except Exception:
+                            # One container that will not stop must not end the loop for every endpoint.
+                            log.exception("stopping idle serverless instances of %s failed", key)
+
+    async def _reap_variant(self, key: str, variant: VariantDeployment, idle_s: float) -> None:
+        assert variant.serverless is not None
+        warm = min(
+            int(variant.serverless.get("ProvisionedConcurrency") or 0), self.limits.serverless_max_containers
+        )
+        now = time.monotonic()
+        idle = sorted(
+            (
+                i
+                for i in variant.instances
+                if variant.busy(i) == 0 and now - variant.idle_since(i, now) >= idle_s
+            ),
+            key=lambda i: variant.idle_since(i, now),
+        )
+        leaving = idle[: max(0, len(variant.instances) - warm)]
+        if not leaving:
+            return
+        variant.instances = [i for i in variant.instances if i not in leaving]
+        for instance in leaving:
+            variant.last_used.pop(instance.index, None)
+        self._persist_deployments(key)
+        log.info("serverless %s/%s: stopping %d idle instance(s)", key, variant.name, len(leaving))
+        await self._remove_containers([c.id for i in leaving for c in i.containers])
 
     async def _delete(self, key: str) -> None:
         record = self.store.endpoints[key]
@@ -398,7 +514,13 @@ class EndpointEngine:
         )
         serverless = spec.get("ServerlessConfig")
         weight = float(spec.get("InitialVariantWeight", 1.0))
-        count = 1 if serverless else int(spec["InitialInstanceCount"])
+        if serverless:
+            # One instance proves the model starts (a broken one fails the endpoint, as on SageMaker);
+            # provisioned concurrency keeps that many warm.
+            warm = int(serverless.get("ProvisionedConcurrency") or 1)
+            count = min(warm, self.limits.serverless_max_containers)
+        else:
+            count = int(spec["InitialInstanceCount"])
         old = previous.variants.get(name) if previous else None
         if old is not None and retain and retain.get("RetainAllVariantProperties"):
             excluded = {p["VariantPropertyType"] for p in retain.get("ExcludeRetainedVariantProperties", [])}

@@ -62,6 +62,13 @@ class ModelError(AwsError):
     status = 424
 
 
+class ThrottlingException(AwsError):
+    """A serverless variant at its MaxConcurrency; SageMaker answers 400 with this code."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
 class ServiceUnavailable(AwsError):
     code = "ServiceUnavailable"
     status = 503

@@ -444,6 +444,13 @@ class SageMakerApi:
                 raise ValidationException(
                     f"Variant {entry['VariantName']}: give DesiredWeight, DesiredInstanceCount or both."
                 )
+            if entry.get("DesiredInstanceCount") == 0 and not endpoint.get("AsyncInferenceConfig"):
+                # Only asynchronous endpoints keep their requests while no instance runs.
+                raise ValidationException(
+                    f"Variant {entry['VariantName']}: DesiredInstanceCount 0 is allowed only for an "
+                    f'asynchronous endpoint (AsyncInferenceConfig); endpoint "{endpoint["EndpointArn"]}" '
+                    "is real-time. Give DesiredInstanceCount 1 or more."
+                )
         if deployment is not None:
             delta: dict[str, int] = {}
             for entry in desired:
@@ -647,6 +654,7 @@ def build_app(api: SageMakerApi) -> Starlette:
                 "service": "sagemaker",
                 "endpoints": len(api.store.endpoints),
                 "code_version": code_version(),
+                "time_scale": api.engine.clock.scale,
             }
         )
 

@@ -18,6 +18,7 @@ from emulator.stack.processes import (
     read_pid,
     remove_emulator_containers,
     reported_code_version,
+    reported_time_scale,
     server_env,
     spawn,
     stop,
@@ -29,21 +30,29 @@ START_TIMEOUT = float(os.environ.get("SAGEMAKER_RELEASE_START_TIMEOUT", "90"))
 
 
 def _outdated(p: Part, state: Path) -> bool:
-    """True when `p` runs other code than the checkout and was stopped here so `up` starts it again."""
-    if p.code_version is None:
-        return False
-    running, expected = reported_code_version(p), p.code_version()
-    if running == expected:
+    """True when `p` runs other code than the checkout, or at another time scale than
+    EMULATOR_TIME_SCALE asks for, and was stopped here so `up` starts it again."""
+    problems = []
+    if p.code_version is not None:
+        running, expected = reported_code_version(p), p.code_version()
+        if running != expected:
+            problems.append(f"runs other code ({running}) than this checkout ({expected})")
+    if p.time_scaled:
+        scale, wanted = reported_time_scale(p), settings.time_scale()
+        if scale != wanted:
+            problems.append(
+                f"runs at time scale {scale if scale is None else f'{scale:g}'}, "
+                f"{settings.TIME_SCALE_ENV} asks for {wanted:g}"
+            )
+    if not problems:
         return False
     if not stop(p, state):
         progress(
-            f"{p.name} on {settings.HOST}:{p.port} runs other code ({running}, checkout {expected}) but "
-            "was not started by this checkout; leaving it alone"
+            f"{p.name} on {settings.HOST}:{p.port} {' and '.join(problems)} but was not started by this "
+            "checkout; leaving it alone"
         )
         return False
-    progress(
-        f"stopped {p.name}: it ran other code ({running}) than this checkout ({expected}); starting it again"
-    )
+    progress(f"stopped {p.name}: it {' and '.join(problems)}; starting it again")
     return True
 
 
@@ -91,9 +100,15 @@ def client_exports(build_base_image: bool) -> list[str]:
 def up(names: Iterable[str] = PART_NAMES, timeout: float = START_TIMEOUT) -> list[str]:
     """Start every part that is not answering yet; returns the names of the parts it started."""
     state = settings.state_dir()
+    try:
+        scale = settings.time_scale()
+    except ValueError as error:
+        raise StackError(str(error)) from None
     for folder in ("pids", "logs", "emulator"):
         (state / folder).mkdir(parents=True, exist_ok=True)
     ensure_docker()
+    if scale != 1.0:
+        progress(f"time scale {scale:g}: metric periods, alarms and cooldowns run {scale:g} times faster")
     env = server_env(state)
     wanted = [part(n) for n in names]
     spawned: dict[str, subprocess.Popen[bytes] | None] = {}
@@ -148,5 +163,9 @@ def status() -> list[tuple[str, str, str]]:
     for p in PARTS:
         pid = read_pid(p.pid_file(state))
         owner = f"pid {pid}" if pid is not None and alive_with_marker(pid, p.marker) else "not started by up"
-        rows.append((p.name, f"{settings.HOST}:{p.port}", f"{'up' if healthy(p) else 'down'} ({owner})"))
+        up_now = healthy(p)
+        if up_now and p.time_scaled:
+            scale = reported_time_scale(p)
+            owner += f", time scale {'unknown' if scale is None else f'{scale:g}'}"
+        rows.append((p.name, f"{settings.HOST}:{p.port}", f"{'up' if up_now else 'down'} ({owner})"))
     return rows

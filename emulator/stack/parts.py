@@ -30,6 +30,8 @@ class Part:
     prepare: Callable[[Path], None] = field(default=lambda state: None)
     # The code the checkout would start; compared with what the first health URL reports.
     code_version: Callable[[], str] | None = None
+    # Whether the part runs on the emulator's clock (its health reports "time_scale").
+    time_scaled: bool = False
     # The Debian package that provides the command's program, installed by `up` when it is missing.
     debian_package: str | None = None
 
@@ -94,8 +96,17 @@ PARTS: tuple[Part, ...] = (
             f"http://{settings.HOST}:{settings.RUNTIME_PORT}/_emulator/health",
         ),
         marker="emulator.server",
-        command=lambda state: [sys.executable, "-m", "emulator.server", "--state", str(state)],
+        command=lambda state: [
+            sys.executable,
+            "-m",
+            "emulator.server",
+            "--state",
+            str(state),
+            "--time-scale",
+            f"{settings.time_scale():g}",
+        ],
         code_version=code_version,
+        time_scaled=True,
     ),
     Part(
         name="hub",

@@ -30,12 +30,23 @@ def healthy(p: Part) -> bool:
     return True
 
 
-def reported_code_version(p: Part) -> str | None:
+def reported_health(p: Part) -> dict[str, object]:
+    """What the part's first health URL answers (empty when it does not answer JSON)."""
     try:
         answer = httpx.get(p.health_urls[0], timeout=2.0).json()
     except (httpx.HTTPError, ValueError):
-        return None
-    return str(answer.get("code_version")) if isinstance(answer, dict) else None
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def reported_code_version(p: Part) -> str | None:
+    version = reported_health(p).get("code_version")
+    return str(version) if version is not None else None
+
+
+def reported_time_scale(p: Part) -> float | None:
+    scale = reported_health(p).get("time_scale")
+    return float(scale) if isinstance(scale, int | float) else None
 
 
 def docker_healthy() -> bool:
