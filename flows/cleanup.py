@@ -12,8 +12,8 @@ give back its slot of the endpoint lock. A succeeded release is refused: its res
 Orphans are resources tagged managed-by=sagemaker-release whose release's ledger is neither succeeded
 nor running (a crash between a create and its ledger record leaves such a thing). Whatever an endpoint
 uses is never an orphan, whatever the ledgers say: the sweep reads the endpoints' configs, models,
-images, topics, alarms and scaling from the services first (tasks/in_use.py). `--delete` removes only
-orphans whose ledger exists and says the release was unwound; a resource whose ledger is not found
+images, topics, alarms and scaling from the services first (tasks/sagemaker/in_use.py). `--delete` removes
+only orphans whose ledger exists and says the release was unwound; a resource whose ledger is not found
 (a mistyped --bucket or --prefix, a lifecycle rule that expired it) is "unknown": listed, not deleted.
 Endpoints are deleted only with --include-endpoints, and only when Failed or OutOfService.
 The last line printed is a JSON summary.
@@ -31,10 +31,14 @@ from typing import Any
 from prefect import flow
 
 from flows import cli
-from tasks import aws, hosting, image, in_use, naming, unwind
-from tasks.config import check_value, load_config
-from tasks.errors import ConfigError, ReleaseError, ReleaseRunning
-from tasks.ledger import (
+from tasks.config import naming
+from tasks.config.model import check_value, load_config
+from tasks.core import aws
+from tasks.core.errors import ConfigError, ReleaseError, ReleaseRunning
+from tasks.core.logs import run_logger
+from tasks.image import build
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import (
     CLOUDWATCH_ALARM,
     ECR_REPOSITORY,
     SAGEMAKER_ENDPOINT,
@@ -46,8 +50,8 @@ from tasks.ledger import (
     LedgerEntry,
     S3LedgerStore,
 )
-from tasks.lock import live_lease, release_lease, use_shared_lease_storage
-from tasks.logs import run_logger
+from tasks.lifecycle.lock import live_lease, release_lease, use_shared_lease_storage
+from tasks.sagemaker import hosting, in_use
 
 DEFAULT_PREFIX = "sagemaker-release"
 
@@ -282,7 +286,7 @@ def _keep_reason(
             return f"endpoint ({status}): a sweep deletes endpoints only with --include-endpoints"
         if status not in DELETABLE_ENDPOINT_STATUSES:
             return f"endpoint is {status}: only a Failed or OutOfService endpoint is deleted by a sweep"
-    if resource.kind == ECR_REPOSITORY and image.repository_has_images(resource.resource_id):
+    if resource.kind == ECR_REPOSITORY and build.repository_has_images(resource.resource_id):
         return "the repository holds images; fix: delete the images no model uses, then sweep again"
     return None
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from prefect.states import State
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 COMMAND_LINE = "command line"
 

@@ -5,8 +5,8 @@
 Exits non-zero when the release fails; the last line printed is the JSON summary. Everything the
 release created is recorded in a ledger persisted in S3 and unwound when any step fails; an endpoint
 that served before the release is put back on its previous config. Traffic moves to the new model by
-the config's rollout strategy under the release's alarms (tasks/progressive.py); an alarm rolls it back.
-One release per endpoint at a time: a release that loses its endpoint lock stops before its next change
+the config's rollout strategy under the release's alarms (tasks/rollout/traffic_shift.py); an alarm rolls it
+back. One release per endpoint at a time: a release that loses its endpoint lock stops before its next change
 and unwinds (LeaseLost).
 """
 
@@ -21,9 +21,25 @@ from prefect import flow
 from prefect.states import Failed, State
 
 from flows import cli
-from tasks import hosting, model_refs, naming, secret_values, unwind
-from tasks.config import ReleaseConfig, check_value, load_config, parse_override, shown_value
-from tasks.deploy import (
+from tasks.artifact import model_refs
+from tasks.artifact.model_source import download_model
+from tasks.artifact.packaging import package_model
+from tasks.artifact.storage import ensure_bucket, upload_model
+from tasks.checks.preflight import Preflight, check_confined_path, preflight
+from tasks.checks.smoke import SmokeResult, smoke_test, smoke_test_variant
+from tasks.config import naming, secret_values
+from tasks.config.model import ReleaseConfig, check_value, load_config, parse_override, shown_value
+from tasks.core.errors import ConfigError, SmokeFailed
+from tasks.core.logs import run_logger
+from tasks.image.build import serving_image
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import Ledger, S3LedgerStore
+from tasks.lifecycle.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_shared_lease_storage
+from tasks.report.summary import ReleaseReport
+from tasks.rollout.planning import RolloutPlan
+from tasks.rollout.traffic_shift import retire_previous_releases, shift_traffic
+from tasks.sagemaker import hosting
+from tasks.sagemaker.deploy import (
     apply_scaling,
     create_endpoint,
     create_endpoint_config,
@@ -32,20 +48,7 @@ from tasks.deploy import (
     run_transform_job,
     serves_release,
 )
-from tasks.errors import ConfigError, SmokeFailed
-from tasks.hosting import LiveEndpoint, ModelData
-from tasks.image import serving_image
-from tasks.ledger import Ledger, S3LedgerStore
-from tasks.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_shared_lease_storage
-from tasks.logs import run_logger
-from tasks.model_source import download_model
-from tasks.packaging import package_model
-from tasks.preflight import Preflight, check_confined_path, preflight
-from tasks.progressive import retire_previous_releases, shift_traffic
-from tasks.report import ReleaseReport
-from tasks.rollout_plan import RolloutPlan
-from tasks.smoke import SmokeResult, smoke_test, smoke_test_variant
-from tasks.storage import ensure_bucket, upload_model
+from tasks.sagemaker.hosting import LiveEndpoint, ModelData
 
 DEFAULT_LOCK_WAIT_S = 900
 

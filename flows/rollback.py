@@ -2,7 +2,7 @@
 
     python -m flows.rollback ENDPOINT [--to ENDPOINT_CONFIG] [--timeout 3600] [--poll 10]
 
-The previous release is found from the endpoint configs' release tags (tasks/rollback.py explains
+The previous release is found from the endpoint configs' release tags (tasks/lifecycle/rollback.py explains
 how). The rollback holds the endpoint's release lock, so it never races a release of the same
 endpoint. Exits non-zero when it fails; the last line printed is a JSON summary.
 """
@@ -16,11 +16,11 @@ from prefect import flow, task
 from prefect.states import Failed, State
 
 from flows import cli
-from tasks import rollback as rollback_tasks
-from tasks.config import check_value
-from tasks.lock import endpoint_lock, use_shared_lease_storage
-from tasks.logs import run_logger
-from tasks.retry import task_options
+from tasks.config.model import check_value
+from tasks.core.logs import run_logger
+from tasks.core.retry import task_options
+from tasks.lifecycle import rollback as rollback_tasks
+from tasks.lifecycle.lock import endpoint_lock, use_shared_lease_storage
 
 DEFAULT_LOCK_WAIT_S = 900
 

@@ -28,8 +28,9 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.release import release
-from tasks import aws, hosting, scaling
-from tasks.config import ReleaseConfig, parse_config
+from tasks.config.model import ReleaseConfig, parse_config
+from tasks.core import aws
+from tasks.sagemaker import hosting, scaling
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

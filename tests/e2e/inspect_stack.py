@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from tasks import naming
+from tasks.config import naming
 
 RELEASE_TAG = naming.RELEASE_ID_KEY
 

@@ -16,7 +16,7 @@ import boto3
 from conftest import wait_for
 from inspect_stack import embed
 
-from tasks.in_use import ImageName
+from tasks.sagemaker.in_use import ImageName
 
 MANIFEST_TYPES = ", ".join(
     [

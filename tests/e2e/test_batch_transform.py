@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from conftest import E2E, run_release
 from inspect_stack import ledger, resources_of_release, unresolved_entries
 
-from tasks import naming
+from tasks.config import naming
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

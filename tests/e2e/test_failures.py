@@ -29,8 +29,8 @@ from conftest import E2E, HERE, SHARED_REPOSITORY, run_release
 from faults import Fault, FaultProxy, Request, json_error, s3_error
 from inspect_stack import embed, ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
-from tasks import aws
-from tasks.state_dir import STATE_DIR_ENV, state_subdir
+from tasks.core import aws
+from tasks.core.state_dir import STATE_DIR_ENV, state_subdir
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -26,8 +26,8 @@ from progressive_models import (
     version_served,
 )
 
-from tasks import naming
-from tasks.config import ReleaseConfig
+from tasks.config import naming
+from tasks.config.model import ReleaseConfig
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import E2E, REPO_ROOT, wait_for
 from inspect_stack import ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
-from tasks.lock import RENEW_ENV, active_slots, endpoint_lock, release_lease
+from tasks.lifecycle.lock import RENEW_ENV, active_slots, endpoint_lock, release_lease
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

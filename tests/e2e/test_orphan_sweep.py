@@ -19,7 +19,7 @@ from inspect_stack import resources_of_release, scaling_of, serving_config
 from serving_checks import scale_out_and_answer, what_a_new_instance_needs
 
 from flows.cleanup import cleanup_orphans
-from tasks import naming
+from tasks.config import naming
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ import yaml
 from conftest import E2E, REPO_ROOT
 from inspect_stack import embed, resources_of_release, scaling_of, serving_config
 
-from tasks import naming
+from tasks.config import naming
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

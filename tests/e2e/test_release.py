@@ -15,7 +15,7 @@ from inspect_stack import embed, ledger, scaling_of, serving_config
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from tasks import image
+from tasks.image import build
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ def test_release_goes_live_autoscaled_and_answers(e2e: E2E, serving: dict[str, A
     assert serving["smoke"]["passed"] is True and serving["smoke"]["n"] == 4
     assert serving["model_data_url"].startswith(f"s3://{e2e.bucket}/e2e/models/")
     assert serving["model_data_url"].endswith("/model.tar.gz")
-    tag = image.context_tag(e2e.context, e2e.env["SAGEMAKER_RELEASE_BASE_IMAGE"])
+    tag = build.context_tag(e2e.context, e2e.env["SAGEMAKER_RELEASE_BASE_IMAGE"])
     assert (
         serving["image_uri"]
         == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-release/serving:{tag}"

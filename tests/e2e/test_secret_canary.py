@@ -37,7 +37,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import FlowRunSort
 
-from tasks import image
+from tasks.image import build
 
 pytestmark = [pytest.mark.slow]
 
@@ -192,7 +192,7 @@ def test_a_secret_build_arg_is_used_by_the_build_and_kept_out_of_the_image(
     ref = f"sagemaker-release-tests/secret-build:{uuid.uuid4().hex[:12]}"
     client = docker.from_env()
     try:
-        image.build_image(
+        build.build_image(
             client,
             context,
             base_image,

@@ -27,8 +27,8 @@ from faults import FaultProxy, Request, json_error
 from inspect_stack import ledger, unresolved_entries
 from serving_checks import ecr_tags, registry_status, scale_out_and_answer
 
-from tasks import aws
-from tasks.image import context_tag
+from tasks.core import aws
+from tasks.image.build import context_tag
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -215,6 +215,8 @@ class PrivateEmulator:
             **stack_env,
             "AWS_ENDPOINT_URL_SAGEMAKER": f"http://{settings.HOST}:{self.control_port}",
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://{settings.HOST}:{self.runtime_port}",
+            # Its control plane serves Application Auto Scaling for its own endpoints.
+            "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": f"http://{settings.HOST}:{self.control_port}",
         }
         self.owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
         self.command = [

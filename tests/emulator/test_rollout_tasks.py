@@ -1,4 +1,4 @@
-"""The release's variant shift (tasks/rollout.py) against the emulator: real containers, real metrics,
+"""The release's variant shift (tasks/rollout/runner.py) against the emulator: real containers, real metrics,
 real alarm evaluation. A good model ends alone on its own config; a failing one trips the error alarm
 mid-shift, traffic goes back to the old model, and the ledger's unwind leaves nothing of the release."""
 
@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 from emulator_support import ROLE_ARN, PrivateEmulator, make_clients
 
-from tasks import alarms, aws, hosting, naming, unwind
-from tasks.config import ReleaseConfig, parse_config
-from tasks.endpoint_spec import endpoint_config_request, production_variant
-from tasks.errors import AlarmFired
-from tasks.ledger import Ledger, LocalLedgerStore
-from tasks.rollout import Rollout
-from tasks.rollout_plan import plan_rollout
+from tasks.config import naming
+from tasks.config.model import ReleaseConfig, parse_config
+from tasks.core import aws
+from tasks.core.errors import AlarmFired
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
+from tasks.rollout import alarms
+from tasks.rollout.planning import plan_rollout
+from tasks.rollout.runner import Rollout
+from tasks.sagemaker import hosting
+from tasks.sagemaker.endpoint_spec import endpoint_config_request, production_variant
 
 
 @pytest.fixture

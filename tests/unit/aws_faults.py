@@ -22,7 +22,7 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
-from tasks.ledger import S3LedgerStore
+from tasks.lifecycle.ledger import S3LedgerStore
 
 
 class LostAnswers:

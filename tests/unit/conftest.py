@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from tasks import aws
+from tasks.core import aws
 
 
 @pytest.fixture(autouse=True)

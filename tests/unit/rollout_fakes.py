@@ -20,8 +20,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
-from tasks import aws
-from tasks.waiting import FakeClock
+from tasks.core import aws
+from tasks.core.waiting import FakeClock
 
 _MODEL = botocore.session.get_session().get_service_model("sagemaker")
 

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from deploy_helpers import kinds, local_ledger, make_config
 
-from tasks import alarms, aws, unwind
-from tasks.errors import AlarmsAlreadyFiring, ConfigError
-from tasks.ledger import CLOUDWATCH_ALARM
-from tasks.waiting import FakeClock
+from tasks.core import aws
+from tasks.core.errors import AlarmsAlreadyFiring, ConfigError
+from tasks.core.waiting import FakeClock
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import CLOUDWATCH_ALARM
+from tasks.rollout import alarms
 
 pytestmark = pytest.mark.usefixtures("mocked_aws")
 
@@ -145,7 +147,7 @@ def test_after_success_earlier_guards_go_and_a_failing_retention_is_reported_not
     """retire_previous_releases runs once the release stands: the earlier release's guard alarms go
     then (not during the shift, while an unwind may still put that release back). The endpoint does not
     exist here, so retiring configs fails: that is reported, and the successful release stays so."""
-    from tasks.progressive import retire_previous_releases
+    from tasks.rollout.traffic_shift import retire_previous_releases
 
     config = guarded_config()
     old = alarms.create_guard_alarms(

@@ -16,9 +16,9 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows import cli
 from flows.release import release
-from tasks import preflight
-from tasks.config import ReleaseConfig
-from tasks.errors import ConfigError
+from tasks.checks import preflight
+from tasks.config.model import ReleaseConfig
+from tasks.core.errors import ConfigError
 
 DEPLOYMENT_ENV = "PREFECT__RUNTIME__DEPLOYMENT__ID"  # what prefect.runtime.deployment.id reads first
 

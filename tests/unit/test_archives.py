@@ -27,7 +27,7 @@ from emulator.fleet.archives import (
     gunzip,
     unpack_tar_gz,
 )
-from tasks.packaging import write_tar_gz
+from tasks.artifact.packaging import write_tar_gz
 
 Member = tuple[tarfile.TarInfo, bytes]
 

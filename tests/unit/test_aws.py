@@ -5,7 +5,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks import aws
+from tasks.core import aws
 
 
 def _error(code: str, message: str = "", status: int = 400) -> ClientError:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from flows import cleanup, release, rollback
-from tasks.lock import LEASE_STORAGE_ENV, SHARED_LEASE_STORAGE
+from tasks.lifecycle.lock import LEASE_STORAGE_ENV, SHARED_LEASE_STORAGE
 
 REPO = Path(__file__).resolve().parents[2]
 READ_ONLY = ("Describe", "List", "Get", "Head")

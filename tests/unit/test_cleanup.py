@@ -13,7 +13,8 @@ import pytest
 from deploy_helpers import ROLE
 
 from flows import cleanup
-from tasks import in_use, naming
+from tasks.config import naming
+from tasks.sagemaker import in_use
 
 TAGS = [{"Key": "managed-by", "Value": "sagemaker-release"}]
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

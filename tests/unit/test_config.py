@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.config import (
+from tasks.config.model import (
     MAX_ALIAS_EXPANSION,
     ReleaseConfig,
     check_value,
@@ -16,7 +16,7 @@ from tasks.config import (
     parse_config,
     split_s3_uri,
 )
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

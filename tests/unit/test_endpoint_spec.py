@@ -9,7 +9,7 @@ import pytest
 from botocore.validate import ParamValidator
 from deploy_helpers import make_config
 
-from tasks.endpoint_spec import (
+from tasks.sagemaker.endpoint_spec import (
     Topics,
     already_serving,
     endpoint_config_request,
@@ -17,7 +17,7 @@ from tasks.endpoint_spec import (
     production_variant,
     transform_job_request,
 )
-from tasks.hosting import LiveEndpoint, ModelData, ServedModel, container_definition
+from tasks.sagemaker.hosting import LiveEndpoint, ModelData, ServedModel, container_definition
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 

@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import (
+from tasks.core.errors import (
     AlarmFired,
     ConfigError,
     ConfigIssue,

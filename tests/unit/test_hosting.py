@@ -12,10 +12,10 @@ import pytest
 from botocore.stub import Stubber
 from deploy_helpers import ROLE, kinds, local_ledger
 
-from tasks import hosting
-from tasks.errors import EndpointRolledBack, ResourceFailed, ResourceTaken, WaitTimeout
-from tasks.hosting import ModelData
-from tasks.waiting import FakeClock
+from tasks.core.errors import EndpointRolledBack, ResourceFailed, ResourceTaken, WaitTimeout
+from tasks.core.waiting import FakeClock
+from tasks.sagemaker import hosting
+from tasks.sagemaker.hosting import ModelData
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"
@@ -171,7 +171,7 @@ def test_restore_waits_out_an_update_then_puts_the_previous_config_back(stubbed:
 def test_create_endpoint_retries_eventual_consistency(
     stubbed: Stubber, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tasks.retry.SystemClock.sleep", lambda self, seconds: None)
+    monkeypatch.setattr("tasks.core.retry.SystemClock.sleep", lambda self, seconds: None)
     stubbed.add_client_error(
         "create_endpoint",
         "ValidationException",
@@ -210,7 +210,7 @@ def test_create_endpoint_adopts_the_endpoint_its_retry_finds_when_it_carries_thi
     stubbed: Stubber, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The first CreateEndpoint went through but answered 500; call_with_retries sends it again.
-    monkeypatch.setattr("tasks.retry.SystemClock.sleep", lambda self, seconds: None)
+    monkeypatch.setattr("tasks.core.retry.SystemClock.sleep", lambda self, seconds: None)
     tags = [{"Key": "release-id", "Value": "r1"}]
     stubbed.add_client_error("create_endpoint", "InternalFailure", "try again", http_status_code=500)
     code, message = _already_exists("endpoint", "ep")

@@ -18,10 +18,14 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from deploy_helpers import ROLE, make_config
 
-from tasks import alarms, aws, deploy, hosting, image, unwind
-from tasks.errors import ResourceTaken
-from tasks.ledger import Ledger, LocalLedgerStore
-from tasks.waiting import FakeClock
+from tasks.core import aws
+from tasks.core.errors import ResourceTaken
+from tasks.core.waiting import FakeClock
+from tasks.image import build
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
+from tasks.rollout import alarms
+from tasks.sagemaker import deploy, hosting
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"
 OURS = [{"Key": "managed-by", "Value": "sagemaker-release"}, {"Key": "release-id", "Value": "r1"}]
@@ -43,7 +47,7 @@ def account(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setattr(
         "botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0.0
     )
-    monkeypatch.setattr("tasks.retry.SystemClock.sleep", lambda self, seconds: None)
+    monkeypatch.setattr("tasks.core.retry.SystemClock.sleep", lambda self, seconds: None)
     yield
 
 
@@ -172,7 +176,8 @@ def test_a_crash_between_create_and_confirm_is_unwound_by_the_tag(
     aws.client("sagemaker").create_model(
         ModelName="ep-r1", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}, Tags=tags
     )
-    # The worker died here; the cleanup flow loads the ledger and unwinds it (tasks/ownership.py decides).
+    # The worker died here; the cleanup flow loads the ledger and unwinds it (tasks/lifecycle/ownership.py
+    # decides).
     survivor = Ledger.load(
         ledger.store, deleters=unwind.deleters(endpoint_timeout_s=10, poll_interval_s=0.01)
     )
@@ -208,7 +213,7 @@ def test_sns_topics_whose_answers_were_lost_are_recorded_once(account: None, tmp
 def test_an_ecr_repository_whose_answer_was_lost_is_this_releases(account: None, tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     faults.lose_answers(aws.client("ecr"), "CreateRepository")
-    repository = image.ensure_repository("serving", OURS, ledger)
+    repository = build.ensure_repository("serving", OURS, ledger)
     assert repository.created
     assert _entries(ledger) == [("ecr:repository", "serving", "created")]
     ledger.unwind()
@@ -235,7 +240,7 @@ def test_an_ecr_repository_another_release_created_meanwhile_is_shared(
         return real_describe(**params)
 
     monkeypatch.setattr(ecr, "describe_repositories", describe_after_a_race)
-    repository = image.ensure_repository("serving", OURS, ledger)
+    repository = build.ensure_repository("serving", OURS, ledger)
     assert not repository.created
     assert _entries(ledger) == [("ecr:repository", "serving", "foreign")]
     ledger.unwind()

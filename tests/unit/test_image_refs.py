@@ -1,4 +1,4 @@
-"""Shared images: references (tasks/image_refs.py) and live models keep an image and its repository
+"""Shared images: references (tasks/image/image_refs.py) and live models keep an image and its repository
 through another release's unwind; an image nobody uses still goes (moto in-process)."""
 
 from __future__ import annotations
@@ -14,17 +14,21 @@ import boto3
 import pytest
 from deploy_helpers import ROLE, kinds
 
-from tasks import image, image_refs, in_use, model_refs, naming, unwind
-from tasks.config import StorageConfig
-from tasks.errors import ResourceFailed
-from tasks.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger, LedgerEntry, LocalLedgerStore
-from tasks.retention import retire_older_releases
+from tasks.artifact import model_refs
+from tasks.config import naming
+from tasks.config.model import StorageConfig
+from tasks.core.errors import ResourceFailed
+from tasks.image import build, image_refs
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger, LedgerEntry, LocalLedgerStore
+from tasks.lifecycle.retention import retire_older_releases
+from tasks.sagemaker import in_use
 
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPOSITORY = "team/serving"
 TAG = "0123456789ab"
 STORAGE = StorageConfig.model_validate({"bucket": "models", "prefix": "sr"})
-MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": image.MANIFEST_MEDIA_TYPES[0], "layers": []})
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": build.MANIFEST_MEDIA_TYPES[0], "layers": []})
 
 
 def _ledger(tmp_path: Path, release_id: str) -> Ledger:
@@ -44,10 +48,10 @@ def _push(repository: str = REPOSITORY, tag: str = TAG) -> str:
 
 def _pusher(tmp_path: Path, release_id: str = "r-pusher") -> Ledger:
     """A release that referenced the tag, created the repository and pushed the image, in that order
-    (as tasks/image.py does); nothing else."""
+    (as tasks/image/build.py does); nothing else."""
     ledger = _ledger(tmp_path, release_id)
     held = image_refs.hold(STORAGE, REPOSITORY, TAG, ledger)
-    repository = image.ensure_repository(REPOSITORY, [], ledger, held=held)
+    repository = build.ensure_repository(REPOSITORY, [], ledger, held=held)
     assert repository.created
     digest = _push()
     ledger.record(
@@ -104,7 +108,7 @@ def test_a_built_image_is_referenced_before_it_is_looked_up(bucket: None, tmp_pa
     context = tmp_path / "ctx"
     context.mkdir()
     (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
-    tag = image.context_tag(context, "base:1")
+    tag = build.context_tag(context, "base:1")
     boto3.client("ecr").create_repository(repositoryName=REPOSITORY)
     _push(tag=tag)
     ledger = _ledger(tmp_path, "r1")
@@ -113,7 +117,7 @@ def test_a_built_image_is_referenced_before_it_is_looked_up(bucket: None, tmp_pa
         def __getattr__(self, name: str) -> None:
             raise AssertionError(f"docker was used ({name}) although the image is in ECR")
 
-    served = image.build_and_push(
+    served = build.build_and_push(
         context=context,
         base_image="base:1",
         repository_name=REPOSITORY,

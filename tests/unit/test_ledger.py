@@ -9,10 +9,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks import aws, hosting, unwind
-from tasks.errors import ConfigError, LedgerSaveFailed, SmokeFailed, UnwindFailed
-from tasks.ledger import Ledger, LedgerEntry, LocalLedgerStore, S3LedgerStore
-from tasks.waiting import FakeClock
+from tasks.core import aws
+from tasks.core.errors import ConfigError, LedgerSaveFailed, SmokeFailed, UnwindFailed
+from tasks.core.waiting import FakeClock
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore, S3LedgerStore
+from tasks.sagemaker import hosting
 
 
 def _not_found(code: str = "ValidationException", message: str = "Could not find model x") -> ClientError:

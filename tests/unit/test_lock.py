@@ -1,8 +1,9 @@
 """One release per endpoint: the endpoint lock, its lease, and what a lost lease does.
 
-The first tests pin the Prefect behaviour tasks/lock.py relies on (private `prefect.concurrency._sync`
-calls, the renew call's 410, TimeoutError from a full limit) against a real Prefect API: a Prefect
-upgrade that changes it fails here, not in a release. The rest drive the renewal logic on a fake clock.
+The first tests pin the Prefect behaviour tasks/lifecycle/lock.py relies on (private
+`prefect.concurrency._sync` calls, the renew call's 410, TimeoutError from a full limit) against a real
+Prefect API: a Prefect upgrade that changes it fails here, not in a release. The rest drive the renewal logic
+on a fake clock.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows import cleanup
-from tasks import aws, hosting, lock, unwind
-from tasks.errors import LeaseLost, ReleaseBusy, ReleaseRunning
-from tasks.ledger import Ledger, S3LedgerStore
-from tasks.lock import Lease, LeaseKeeper
-from tasks.waiting import FakeClock
+from tasks.core import aws
+from tasks.core.errors import LeaseLost, ReleaseBusy, ReleaseRunning
+from tasks.core.waiting import FakeClock
+from tasks.lifecycle import lock, unwind
+from tasks.lifecycle.ledger import Ledger, S3LedgerStore
+from tasks.lifecycle.lock import Lease, LeaseKeeper
+from tasks.sagemaker import hosting
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import package_cache, packaging
-from tasks.config import PackagingConfig
-from tasks.model_source import ModelSnapshot
-from tasks.packaging import build_artifact, prune_packages
+from tasks.artifact import package_cache, packaging
+from tasks.artifact.model_source import ModelSnapshot
+from tasks.artifact.packaging import build_artifact, prune_packages
+from tasks.config.model import PackagingConfig
 
 FILES = {"config.json": b'{"hidden_size": 8}', "model.safetensors": os.urandom(1 << 20)}
 

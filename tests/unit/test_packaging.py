@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import PackagingConfig
-from tasks.errors import PackagingFailed
-from tasks.model_source import ModelSnapshot
-from tasks.packaging import build_artifact, manifest_digest, prune_packages, write_tar_gz
+from tasks.artifact.model_source import ModelSnapshot
+from tasks.artifact.packaging import build_artifact, manifest_digest, prune_packages, write_tar_gz
+from tasks.config.model import PackagingConfig
+from tasks.core.errors import PackagingFailed
 
 FILES = {
     "config.json": b'{"hidden_size": 8}',

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tasks.parallel_gzip import ParallelGzipWriter
+from tasks.artifact.parallel_gzip import ParallelGzipWriter
 
 BLOCK = 64 * 1024
 DATA = os.urandom(5 * BLOCK + 123) + b"weights " * 40000 + bytes(BLOCK)

@@ -8,10 +8,10 @@ import boto3
 import pytest
 from deploy_helpers import ROLE, make_config
 
-from tasks import aws
-from tasks.config import ModelSourceConfig
-from tasks.errors import ConfigError, ResourceFailed
-from tasks.preflight import preflight as preflight_task
+from tasks.checks.preflight import preflight as preflight_task
+from tasks.config.model import ModelSourceConfig
+from tasks.core import aws
+from tasks.core.errors import ConfigError, ResourceFailed
 
 preflight = preflight_task.fn  # the task's body: no Prefect API needed
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:1"
@@ -88,7 +88,7 @@ def test_a_failed_endpoint_is_a_resource_problem_not_bad_input(
     mocked_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _live_endpoint(count=2)
-    from tasks import hosting
+    from tasks.sagemaker import hosting
 
     real = hosting.describe_endpoint
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from tasks.progress import ByteProgress
+from tasks.core.progress import ByteProgress
 
 
 def test_logs_each_tenth_once_and_reaches_100(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from flows import cleanup, release, rollback
-from tasks.config import parse_override
-from tasks.errors import ConfigError
-from tasks.lock import LEASE_STORAGE_ENV, SHARED_LEASE_STORAGE
+from tasks.config.model import parse_override
+from tasks.core.errors import ConfigError
+from tasks.lifecycle.lock import LEASE_STORAGE_ENV, SHARED_LEASE_STORAGE
 
 
 def test_a_bad_config_exits_2_with_the_field_and_fix(

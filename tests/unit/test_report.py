@@ -7,9 +7,9 @@ from pathlib import Path
 
 from deploy_helpers import local_ledger
 
-from tasks.report import ReleaseReport
-from tasks.rollout import RolloutReport, StepRecord
-from tasks.smoke import SmokeResult
+from tasks.checks.smoke import SmokeResult
+from tasks.report.summary import ReleaseReport
+from tasks.rollout.runner import RolloutReport, StepRecord
 
 SUMMARY_KEYS = {
     "release_id",

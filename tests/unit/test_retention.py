@@ -9,8 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 from rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
 
-from tasks.config import StorageConfig
-from tasks.retention import retire_older_releases
+from tasks.config.model import StorageConfig
+from tasks.lifecycle.retention import retire_older_releases
 
 ENDPOINT = "demo-embedder"
 

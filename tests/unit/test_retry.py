@@ -9,9 +9,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from tasks.errors import ConfigError, ResourceFailed, SmokeFailed, WaitTimeout
-from tasks.retry import backoff_delays, call_with_retries, exception_is_retryable, is_retryable, task_options
-from tasks.waiting import FakeClock
+from tasks.core.errors import ConfigError, ResourceFailed, SmokeFailed, WaitTimeout
+from tasks.core.retry import (
+    backoff_delays,
+    call_with_retries,
+    exception_is_retryable,
+    is_retryable,
+    task_options,
+)
+from tasks.core.waiting import FakeClock
 
 
 def _client_error(code: str, message: str = "", status: int = 400) -> ClientError:

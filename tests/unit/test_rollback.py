@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from rollout_fakes import FakeSageMaker, StepClock, release_tags, sagemaker_double, variant
 
-from tasks import aws
-from tasks.errors import ResourceFailed
-from tasks.rollback import NoPreviousRelease, previous_release, release_configs, roll_back
+from tasks.core import aws
+from tasks.core.errors import ResourceFailed
+from tasks.lifecycle.rollback import NoPreviousRelease, previous_release, release_configs, roll_back
 
 ENDPOINT = "demo-embedder"
 

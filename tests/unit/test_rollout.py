@@ -15,19 +15,21 @@ import pytest
 from deploy_helpers import local_ledger, make_config
 from rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
 
-from tasks import aws, hosting, progressive
-from tasks.errors import AlarmFired, AlarmsAlreadyFiring, EndpointRolledBack, WaitTimeout
-from tasks.ledger import (
+from tasks.core import aws
+from tasks.core.errors import AlarmFired, AlarmsAlreadyFiring, EndpointRolledBack, WaitTimeout
+from tasks.lifecycle.ledger import (
     AUTOSCALING_TARGET,
     CLOUDWATCH_ALARM,
     SAGEMAKER_ENDPOINT,
     SAGEMAKER_ENDPOINT_CONFIG,
     Ledger,
 )
-from tasks.rollout import Rollout, RolloutReport
-from tasks.rollout_plan import plan_rollout
-from tasks.rollout_report import markdown, steps_svg, steps_table
-from tasks.traffic import BakeTraffic
+from tasks.report.rollout_chart import markdown, steps_svg, steps_table
+from tasks.rollout import traffic_shift
+from tasks.rollout.bake_traffic import BakeTraffic
+from tasks.rollout.planning import plan_rollout
+from tasks.rollout.runner import Rollout, RolloutReport
+from tasks.sagemaker import hosting
 
 ENDPOINT = "demo-embedder"
 BASE_TIME = 1_750_000_000.0
@@ -309,12 +311,12 @@ def test_the_flow_task_hands_over_the_report_even_when_the_rollout_fails(
     live = hosting.live_endpoint(ENDPOINT)
     seen: list[int] = []
     fire_at_share(fake, 50.0, "demo-embedder-r1-5xx")
-    monkeypatch.setattr("tasks.rollout.SystemClock", StepClock)  # no real waiting
+    monkeypatch.setattr("tasks.rollout.runner.SystemClock", StepClock)  # no real waiting
     with pytest.raises(AlarmFired):
-        progressive.shift_traffic.fn(
+        traffic_shift.shift_traffic.fn(
             config,
             "r1",
-            plan=progressive.plan_traffic_shift.fn(config, live),
+            plan=traffic_shift.plan_traffic_shift.fn(config, live),
             live=live,
             model_name="demo-embedder-r1",
             final_config=add_final_config(fake),

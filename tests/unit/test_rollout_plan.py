@@ -8,9 +8,9 @@ import pytest
 from deploy_helpers import make_config
 from rollout_fakes import check_shape
 
-from tasks.errors import ConfigError
-from tasks.hosting import LiveEndpoint, ServedModel
-from tasks.rollout_plan import deployment_config, plan_rollout, shifted_weights
+from tasks.core.errors import ConfigError
+from tasks.rollout.planning import deployment_config, plan_rollout, shifted_weights
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 
 
 def live(count: int = 1, variant: str = "AllTraffic", *more: str) -> LiveEndpoint:

@@ -8,8 +8,9 @@ from typing import Any
 import boto3
 from deploy_helpers import kinds, local_ledger, make_config
 
-from tasks import scaling, unwind
-from tasks.hosting import LiveEndpoint, ServedModel
+from tasks.lifecycle import unwind
+from tasks.sagemaker import scaling
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 
 RESOURCE = "endpoint/demo-embedder/variant/AllTraffic"
 

@@ -30,13 +30,17 @@ from prefect.testing.utilities import prefect_test_harness
 from emulator.hub import publish
 from emulator.hub.app import create_app
 from flows import release as release_flow
-from tasks import aws, deploy, image, model_source, secret_values
-from tasks.config import ModelSourceConfig, SecretReference, parse_override
-from tasks.errors import ConfigError
-from tasks.hosting import LiveEndpoint, ModelData, ServedModel
-from tasks.ledger import Ledger, LocalLedgerStore
-from tasks.preflight import check_secrets
-from tasks.report import ReleaseReport
+from tasks.artifact import model_source
+from tasks.checks.preflight import check_secrets
+from tasks.config import secret_values
+from tasks.config.model import ModelSourceConfig, SecretReference, parse_override
+from tasks.core import aws
+from tasks.core.errors import ConfigError
+from tasks.image import build
+from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
+from tasks.report.summary import ReleaseReport
+from tasks.sagemaker import deploy
+from tasks.sagemaker.hosting import LiveEndpoint, ModelData, ServedModel
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"
 MODEL_DATA = ModelData("s3://models-bucket/sr/model.tar.gz")
@@ -327,9 +331,9 @@ def test_a_secret_build_arg_is_a_buildkit_secret_in_the_environment_never_on_the
 ) -> None:
     value = canary()
     secret_values.remember(value)
-    monkeypatch.setenv(image.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=True)))
+    monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=True)))
     with caplog.at_level(logging.INFO):
-        image.build_image(
+        build.build_image(
             client=None,  # the CLI builds; the SDK client is not used
             context=tmp_path,
             base_image="base:1",
@@ -349,11 +353,11 @@ def test_a_secret_build_arg_is_a_buildkit_secret_in_the_environment_never_on_the
 def test_a_secret_build_arg_hashes_its_reference_not_its_value(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     one = SecretReference(secret="prefect:token")
-    tag = image.context_tag(tmp_path, "base:1", build_args={"T": one})
-    assert tag == image.context_tag(
+    tag = build.context_tag(tmp_path, "base:1", build_args={"T": one})
+    assert tag == build.context_tag(
         tmp_path, "base:1", build_args={"T": SecretReference(secret="prefect:token")}
     )
-    assert tag != image.context_tag(
+    assert tag != build.context_tag(
         tmp_path, "base:1", build_args={"T": SecretReference(secret="prefect:other")}
     )
 
@@ -361,16 +365,16 @@ def test_a_secret_build_arg_hashes_its_reference_not_its_value(tmp_path: Path) -
 def test_secret_build_args_without_a_buildkit_cli_are_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(image.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=False, version="28.2.2")))
+    monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=False, version="28.2.2")))
     config = make_config(image={"build_args": {"PIP_TOKEN": {"secret": "prefect:pip-token"}}})
     monkeypatch.setattr(secret_values, "check_available", lambda reference, *, field: None)
     with pytest.raises(ConfigError) as caught:
         check_secrets(config)
     assert caught.value.field == "image.build_args" and "docker-buildx" in caught.value.fix
     # A pre-23 docker CLI builds with BuildKit by itself.
-    monkeypatch.setenv(image.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=False, version="20.10.24")))
+    monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=False, version="20.10.24")))
     check_secrets(config)
-    assert image.buildkit_command() == ([str(tmp_path / "docker"), "build"], {"DOCKER_BUILDKIT": "1"})
+    assert build.buildkit_command() == ([str(tmp_path / "docker"), "build"], {"DOCKER_BUILDKIT": "1"})
 
 
 # --- registry credentials go to their own host ----------------------------------------------------------
@@ -407,7 +411,7 @@ def _build_and_push(tmp_path: Path, engine: _Engine) -> None:
     context = tmp_path / "ctx"
     context.mkdir(parents=True)
     (context / "Dockerfile").write_text("FROM scratch\n")
-    image.build_and_push(
+    build.build_and_push(
         context=context,
         base_image="b:1",
         repository_name="serving",
@@ -421,25 +425,25 @@ def test_ecr_credentials_go_to_ecr_and_a_separate_registry_gets_only_its_own(
     mocked_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": image.MANIFEST_MEDIA_TYPES[0], "layers": []}
+        {"schemaVersion": 2, "mediaType": build.MANIFEST_MEDIA_TYPES[0], "layers": []}
     ).encode()
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     sent: list[Any] = []
 
     def fetch(host: str, repository: str, tag: str, auth: Any) -> tuple[bytes, str]:
         sent.append((host, auth))
-        return manifest, image.MANIFEST_MEDIA_TYPES[0]
+        return manifest, build.MANIFEST_MEDIA_TYPES[0]
 
-    monkeypatch.setattr(image, "fetch_manifest", fetch)
+    monkeypatch.setattr(build, "fetch_manifest", fetch)
     # The engine's own login for the separate registry (docker login writes this file).
     config_dir = tmp_path / "docker-config"
     config_dir.mkdir()
     own = base64.b64encode(b"mirror-user:mirror-pass").decode()
     (config_dir / "config.json").write_text(json.dumps({"auths": {"mirror.example:5000": {"auth": own}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
-    ecr_password = image.registry_auth().password
+    ecr_password = build.registry_auth().password
 
-    monkeypatch.setenv(image.REGISTRY_ENV, "mirror.example:5000")
+    monkeypatch.setenv(build.REGISTRY_ENV, "mirror.example:5000")
     engine = _Engine(digest)
     _build_and_push(tmp_path / "one", engine)
     given = [*engine.auth, *sent]
@@ -456,9 +460,9 @@ def test_ecr_credentials_go_to_ecr_and_a_separate_registry_gets_only_its_own(
     assert [auth for _, auth in engine.auth] == [None, None]
 
     # Pushing to ECR itself: ECR's token, to ECR's host.
-    monkeypatch.delenv(image.REGISTRY_ENV)
+    monkeypatch.delenv(build.REGISTRY_ENV)
     boto3.client("ecr").batch_delete_image(repositoryName="serving", imageIds=[{"imageDigest": digest}])
-    monkeypatch.setattr(image, "image_digest_in_ecr", _digest_after_push(digest))
+    monkeypatch.setattr(build, "image_digest_in_ecr", _digest_after_push(digest))
     engine = _Engine(digest)
     _build_and_push(tmp_path / "three", engine)
     ecr_host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -11,10 +11,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from tasks import smoke
-from tasks.config import SmokeConfig
-from tasks.errors import SmokeFailed
-from tasks.smoke import Answer, answers_frame, run_smoke
+from tasks.checks import smoke
+from tasks.checks.smoke import Answer, answers_frame, run_smoke
+from tasks.config.model import SmokeConfig
+from tasks.core.errors import SmokeFailed
 
 EMBEDDING = json.dumps([[0.1] * 384])
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tasks import unwind
-from tasks.config import PackagingConfig, StorageConfig
-from tasks.errors import ConfigError
-from tasks.ledger import Ledger, LedgerEntry, LocalLedgerStore
-from tasks.model_source import ModelSnapshot
-from tasks.packaging import ModelArtifact, build_artifact
-from tasks.storage import ensure_bucket, store_artifact
+from tasks.artifact.model_source import ModelSnapshot
+from tasks.artifact.packaging import ModelArtifact, build_artifact
+from tasks.artifact.storage import ensure_bucket, store_artifact
+from tasks.config.model import PackagingConfig, StorageConfig
+from tasks.core.errors import ConfigError
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore
 
 BUCKET = "models-bucket"
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tasks.traffic import BakeTraffic, p99
+from tasks.rollout.bake_traffic import BakeTraffic, p99
 
 
 def test_traffic_stops_after_its_duration_and_is_summarized_per_variant() -> None:

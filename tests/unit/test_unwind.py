@@ -8,8 +8,8 @@ import boto3
 import pytest
 from deploy_helpers import ROLE, local_ledger
 
-from tasks import unwind
-from tasks.ledger import KINDS, LedgerEntry
+from tasks.lifecycle import unwind
+from tasks.lifecycle.ledger import KINDS, LedgerEntry
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"
 

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import ResourceFailed, WaitTimeout
-from tasks.waiting import FakeClock, poll_until
+from tasks.core.errors import ResourceFailed, WaitTimeout
+from tasks.core.waiting import FakeClock, poll_until
 
 
 def _statuses(*statuses: str) -> Any:

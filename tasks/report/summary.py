@@ -1,0 +1,214 @@
+"""What a release tells its people: the JSON summary (last line of the CLI) and a Prefect markdown artifact.
+
+The flow fills a `ReleaseReport` as steps finish, so a failed release reports exactly as far as it got:
+what it created and what the unwind did with each resource, where traffic stands, the smoke results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+
+from tasks.checks.smoke import SmokeResult
+from tasks.config import secret_values
+from tasks.lifecycle.ledger import Ledger, LedgerEntry
+from tasks.report import rollout_chart
+from tasks.rollout.runner import RolloutReport
+
+
+@dataclass
+class ReleaseReport:
+    """The release as far as it got; every field is optional until its step has run."""
+
+    release_id: str
+    endpoint_name: str
+    endpoint_type: str
+    started: float = field(default_factory=time.monotonic)
+    status: str = "running"
+    action: str | None = None  # created | updated | unchanged | transformed
+    model_source: str | None = None
+    model_commit: str | None = None
+    model_data_url: str | None = None
+    uploaded_bytes: int = 0
+    package_reused: bool = False  # the archive of the same files was already on this worker
+    image_uri: str | None = None
+    image_digest: str | None = None
+    image_built: bool = False
+    image_pushed: bool = False
+    model_name: str | None = None
+    endpoint_config_name: str | None = None
+    previous_config: str | None = None
+    endpoint_arn: str | None = None
+    transform_output: str | None = None
+    scaling: str | None = None
+    smoke: SmokeResult | None = None
+    smoke_before_traffic: SmokeResult | None = None  # the new variant at weight 0 (variant_shift)
+    rollout: RolloutReport | None = None  # the traffic shift, step by step (also when it failed)
+    retired: tuple[str, ...] = ()  # what older releases left and the retention deleted
+    error: str | None = None
+    ledger_location: str | None = None
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    def absorb_ledger(self, ledger: Ledger) -> None:
+        self.entries = list(ledger.entries)
+        self.ledger_location = ledger.store.describe()
+
+    def keep_rollout(self, rollout: RolloutReport) -> None:
+        """The rollout's on_report hook: the latest state of the shift."""
+        self.rollout = rollout
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable outcome: the CLI prints it as its last line."""
+        smoke = self.smoke.summary() if self.smoke is not None else {"passed": None, "n": 0, "p50_ms": None}
+        return {
+            "release_id": self.release_id,
+            "endpoint_name": self.endpoint_name,
+            "endpoint_config_name": self.endpoint_config_name,
+            "model_data_url": self.model_data_url,
+            "image_uri": self.image_uri,
+            "status": self.status,
+            "action": self.action,
+            "uploaded_bytes": self.uploaded_bytes,
+            "package_reused": self.package_reused,
+            "image_built": self.image_built,
+            "smoke": smoke,
+            "smoke_before_traffic": self.smoke_before_traffic.summary()
+            if self.smoke_before_traffic is not None
+            else None,
+            "model_name": self.model_name,
+            "previous_config": self.previous_config,
+            "rollout": self.rollout.as_dict() if self.rollout is not None else None,
+            "retired": list(self.retired),
+            "duration_s": round(time.monotonic() - self.started, 1),
+            "ledger": self.ledger_location,
+            # Masked again here, the last stop before stdout and the flow's result.
+            "error": secret_values.redact(self.error) if self.error else self.error,
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Release `{self.release_id}` of `{self.endpoint_name}`: **{self.status}**",
+            "",
+        ]
+        if self.error:
+            lines += [f"> {secret_values.redact(self.error)}", ""]
+        lines += ["## Where traffic stands", "", *self._traffic(), ""]
+        lines += ["## Model and image", ""]
+        lines += [
+            f"- model: {self.model_source or '-'} (commit `{self.model_commit or '-'}`)",
+            f"- model data: `{self.model_data_url or '-'}` ({_upload_note(self)})",
+            f"- image: `{self.image_uri or '-'}` {_image_note(self)}",
+            f"- autoscaling: {self.scaling or 'not registered'}",
+            "",
+        ]
+        if self.rollout is not None:
+            lines += [rollout_chart.markdown(self.rollout), ""]
+        if self.retired:
+            lines += ["Retired from older releases: " + ", ".join(f"`{r}`" for r in self.retired), ""]
+        lines += ["## Smoke test", "", *self._smoke(), ""]
+        lines += ["## Resources of this release", "", *self._resources()]
+        if self.ledger_location:
+            lines += ["", f"Ledger: `{self.ledger_location}`"]
+        return "\n".join(lines) + "\n"
+
+    def _traffic(self) -> list[str]:
+        if self.endpoint_type == "batch":
+            return [f"Batch transform, no endpoint left running. Output: `{self.transform_output or '-'}`"]
+        if self.status == "invalid":
+            return [f"Endpoint `{self.endpoint_name}` was not touched: the release was refused up front."]
+        if self.status == "failed":
+            name = f"Endpoint `{self.endpoint_name}`"
+            if self.previous_config:
+                return [f"{name} was put back on its previous config `{self.previous_config}`."]
+            return [f"{name} did not go live; everything this release created was removed."]
+        verb = {"created": "was created on", "updated": "moved to", "unchanged": "already served"}.get(
+            self.action or "", "serves"
+        )
+        text = (
+            f"Endpoint `{self.endpoint_name}` {verb} config `{self.endpoint_config_name}`: 100% of traffic."
+        )
+        if self.previous_config and self.action == "updated":
+            text += f" Previous config `{self.previous_config}` is kept for rollback."
+        return [text + (f" ARN `{self.endpoint_arn}`" if self.endpoint_arn else "")]
+
+    def _smoke(self) -> list[str]:
+        lines: list[str] = []
+        if self.smoke_before_traffic is not None:
+            lines += ["Before traffic, on the new variant at weight 0:", ""]
+            lines += [*_smoke_lines(self.smoke_before_traffic), ""]
+            lines += ["On the endpoint:" if self.smoke is not None else "On the endpoint: not run.", ""]
+        if self.smoke is not None:
+            return lines + _smoke_lines(self.smoke)
+        if lines:
+            return lines
+        return ["Not run." if self.status != "failed" else "Not run, or failed (see the error above)."]
+
+    def _resources(self) -> list[str]:
+        if not self.entries:
+            return ["Nothing was created (everything already existed)."]
+        lines = ["| # | kind | resource | state |", "| --- | --- | --- | --- |"]
+        for entry in self.entries:
+            shown = entry.attrs.get("arn") or entry.attrs.get("uri") or entry.resource_id
+            state = {"created": "live", "kept": "kept (in use)"}.get(entry.status, entry.status)
+            if entry.attrs.get("previous_config") and entry.status == "created":
+                state = f"updated from `{entry.attrs['previous_config']}`"
+            lines.append(f"| {entry.seq} | {entry.kind} | `{shown}` | {state} |")
+        return lines
+
+    def publish(self) -> str | None:
+        """The markdown artifact (key `release-<endpoint>`, so releases of one endpoint version together)."""
+        if FlowRunContext.get() is None:
+            return None
+        key = re.sub(r"[^a-z0-9-]+", "-", f"release-{self.endpoint_name}".lower()).strip("-")
+        artifact_id = create_markdown_artifact(
+            markdown=self.markdown(),
+            key=key,
+            description=f"Release {self.release_id} of {self.endpoint_name}: {self.status}",
+        )
+        return str(artifact_id)
+
+    def summary_line(self) -> str:
+        return json.dumps(self.summary(), sort_keys=False)
+
+
+def _smoke_lines(result: SmokeResult) -> list[str]:
+    lines = [
+        f"**{'passed' if result.passed else 'failed'}**: {result.n} requests, "
+        f"p50 {result.p50_ms} ms, p95 {result.p95_ms} ms",
+        "",
+    ]
+    failed = set(result.failures)
+    for check in result.checks:
+        mark = "FAIL" if any(f.startswith(check) for f in failed) else "ok"
+        lines.append(f"- {mark} `{check}`")
+    return lines
+
+
+def _upload_note(report: ReleaseReport) -> str:
+    uploaded = f"{_bytes(report.uploaded_bytes)} uploaded"
+    if report.package_reused:
+        return f"archive reused from an earlier release on this worker, {uploaded}"
+    return uploaded
+
+
+def _bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def _image_note(report: ReleaseReport) -> str:
+    if report.image_built:
+        return "(built and pushed by this release)"
+    if report.image_pushed:
+        return "(pushed by this release)"
+    return "(already in the registry)"

@@ -1,0 +1,596 @@
+"""Progressive delivery: move an endpoint's traffic to the new model in steps, under alarms.
+
+`Rollout(...).run()` carries out a `RolloutPlan` (tasks/rollout/planning.py) once the release's model and
+its final single-variant endpoint config exist:
+
+* `create`: the flow created the endpoint; it bakes under the alarms for `final_bake_s`.
+* guardrails (`all_at_once`, `canary`, `linear`): UpdateEndpoint with a DeploymentConfig; SageMaker
+  shifts, bakes and rolls back by itself; the rollout watches (alarm states, the deployment's
+  ActivatingTraffic/Baking phases) and reports. A rollback by SageMaker raises AlarmFired naming the
+  alarm when one fired, else EndpointRolledBack.
+* `variant_shift`: a staging config with the live variant(s) plus the new model as a second variant
+  at weight 0; UpdateEndpointWeightsAndCapacities moves the new variant's share through the steps,
+  each baked; an alarm sends all traffic back to the old variant(s) and raises AlarmFired; success
+  ends on the final single-variant config (the previous release's config stays for rollback).
+
+Every step is recorded as a `StepRecord` (weight, invocations, errors, p99, alarm states); the list in
+`RolloutReport.steps` is what the release artifact renders (tasks/report/rollout_chart.py). The ledger
+records the endpoint update before it starts, so unwinding the release puts the endpoint back on the
+config it served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tasks.checks.smoke import encode
+from tasks.config import naming
+from tasks.config.model import ReleaseConfig
+from tasks.core import aws
+from tasks.core.errors import AlarmFired, EndpointRolledBack, ResourceFailed
+from tasks.core.logs import run_logger
+from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag
+from tasks.core.retry import call_with_retries
+from tasks.core.waiting import Clock, SystemClock, poll_until
+from tasks.lifecycle.ledger import SAGEMAKER_ENDPOINT, Ledger
+from tasks.rollout import alarms, step_metrics
+from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
+from tasks.rollout.planning import RolloutPlan, deployment_config, shifted_weights
+from tasks.sagemaker import hosting, scaling
+from tasks.sagemaker.endpoint_spec import production_variant
+from tasks.sagemaker.hosting import LiveEndpoint
+
+
+@dataclass
+class StepRecord:
+    """One traffic step as the release artifact shows it."""
+
+    index: int
+    label: str
+    weight_percent: float  # share of traffic on the new model during this step
+    started_at: float  # epoch seconds
+    ended_at: float
+    invocations: int | None = None  # CloudWatch Invocations of the variant serving the new model
+    errors_5xx: int | None = None
+    errors_4xx: int | None = None
+    p99_ms: float | None = None
+    p99_source: str | None = None  # "cloudwatch" or "bake traffic"
+    bake_requests: int = 0
+    alarm_states: dict[str, str] = field(default_factory=dict)
+    outcome: str = "passed"  # passed | alarm | rolled back
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RolloutReport:
+    """How the rollout went, step by step; filled while it runs, so a failure reports its steps too."""
+
+    endpoint: str
+    strategy: str
+    requested: str
+    reason: str
+    new_variant: str
+    final_config: str
+    previous_config: str | None
+    guard_alarms: list[str] = field(default_factory=list)
+    rollback_alarms: list[str] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    outcome: str = "running"  # running | completed | rolled back
+    fired: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps": [s.as_dict() for s in self.steps]}
+
+
+class Rollout:
+    """Runs one plan; keep the object to read `report` even when `run` raises."""
+
+    def __init__(
+        self,
+        config: ReleaseConfig,
+        release_id: str,
+        *,
+        plan: RolloutPlan,
+        live: LiveEndpoint | None,
+        model_name: str,
+        final_config: str,
+        ledger: Ledger,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+        traffic: BakeTraffic | None = None,
+        before_traffic: Callable[[str], None] | None = None,
+        on_step: Callable[[RolloutReport], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.release_id = release_id
+        self.plan = plan
+        self.live = live
+        self.model_name = model_name
+        self.final_config = final_config
+        self.ledger = ledger
+        self.clock = clock or SystemClock()
+        self.wall = wall
+        self.before_traffic = before_traffic
+        self.on_step = on_step
+        self.endpoint = config.endpoint.name
+        self.interval_s = config.timeouts.poll_interval_s
+        self.timeout_s = float(config.timeouts.endpoint_s)
+        new_variant = (
+            naming.variant_name(config, release_id)
+            if plan.strategy == "variant_shift"
+            else config.endpoint.variant_name
+        )
+        self.report = RolloutReport(
+            endpoint=self.endpoint,
+            strategy=plan.strategy,
+            requested=plan.requested,
+            reason=plan.reason,
+            new_variant=new_variant,
+            final_config=final_config,
+            previous_config=live.config_name if live else None,
+        )
+        self.traffic = traffic if traffic is not None else self._default_traffic()
+        self.log = run_logger()
+        self._fired_reasons: list[str] = []
+
+    def _default_traffic(self) -> BakeTraffic:
+        smoke = self.config.smoke
+        payloads = self.config.rollout.bake_traffic.payloads or smoke.payloads
+        return BakeTraffic(
+            [encode(p) for p in payloads],
+            runtime_invoker(self.endpoint, content_type=smoke.content_type, accept=smoke.accept),
+            rate_per_s=self.config.rollout.bake_traffic.rate_per_s,
+            wall=self.wall,
+        )
+
+    # -- entry point --------------------------------------------------------------------------------
+
+    def run(self) -> RolloutReport:
+        self.log.info(
+            "rollout of %s: %s (%s), steps %s",
+            self.endpoint,
+            self.plan.strategy,
+            self.plan.reason,
+            self.plan.steps,
+        )
+        alarms.require_extra_alarms(self.config)
+        try:
+            with self.traffic:  # stops the bake traffic however the rollout ends
+                if self.plan.strategy == "create":
+                    self._bake_new_endpoint()
+                elif self.plan.strategy == "variant_shift":
+                    self._variant_shift()
+                elif self.config.endpoint.type == "realtime":
+                    self._guardrails()
+                else:
+                    self._update_then_bake()
+        except AlarmFired:
+            self.report.outcome = "rolled back"
+            raise
+        self.report.outcome = "completed"
+        return self.report
+
+    # -- alarms -------------------------------------------------------------------------------------
+
+    def _arm(self, variant: str) -> list[str]:
+        """Create the guard alarms on `variant` (none for async: it publishes no invocation metrics)."""
+        if self.config.endpoint.type == "async":
+            guard: list[str] = []
+        else:
+            guard = alarms.create_guard_alarms(
+                self.config, self.release_id, endpoint=self.endpoint, variant=variant, ledger=self.ledger
+            )
+        self.report.guard_alarms = guard
+        self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
+        return self.report.rollback_alarms
+
+    def _await_quiet_alarms(self, names: list[str]) -> None:
+        """Before an update of a variant the old fleet shares, the rollback alarms must be judged and OK."""
+        settings = self.config.rollout.alarms
+        window_s = settings.period_s * settings.evaluation_periods
+        alarms.await_quiet(
+            names,
+            endpoint=self.endpoint,
+            timeout_s=min(self.timeout_s, 2 * window_s + 60),
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+
+    def add_step(self, step: StepRecord) -> None:
+        self.report.steps.append(step)  # the one place steps are added
+        if self.on_step is not None:
+            self.on_step(self.report)
+
+    def traffic_duration(self, bake_s: float | None) -> float | None:
+        """How long bake traffic runs in a bake: the config's duration_s, never past the bake."""
+        duration = self.config.rollout.bake_traffic.duration_s
+        if duration is None:
+            return bake_s
+        return float(duration) if bake_s is None else min(float(duration), bake_s)
+
+    def alarm_states(self) -> list[alarms.AlarmState]:
+        return alarms.alarm_states(self.report.rollback_alarms)
+
+    # -- create: bake the new endpoint ---------------------------------------------------------------
+
+    def _bake_new_endpoint(self) -> None:
+        self._arm(self.report.new_variant)
+        step = self._bake(0, "new endpoint", 100.0, self.plan.final_bake_s)
+        if step.outcome == "alarm":
+            # Nothing served before: the release's unwind deletes the endpoint.
+            raise self._alarm_fired()
+
+    # -- variant shift ------------------------------------------------------------------------------
+
+    def _variant_shift(self) -> None:
+        assert self.live is not None
+        new_variant = self.report.new_variant
+        old_weights = self._current_weights()
+        staging = self._create_staging_config(new_variant, old_weights)
+        self._arm(new_variant)
+        hosting.update_endpoint(
+            self.endpoint,
+            staging,
+            previous_config=self.live.config_name,
+            ledger=self.ledger,
+            timeout_s=self.timeout_s,
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+        if self.before_traffic is not None:
+            self.before_traffic(new_variant)
+        for index, percent in enumerate(self.plan.steps):
+            self._set_weights(shifted_weights(old_weights, new_variant, percent), staging)
+            last = index == len(self.plan.steps) - 1
+            seconds = self.plan.final_bake_s if last else self.plan.bake_s
+            step = self._bake(index, f"{percent:g}% on the new model", percent, seconds)
+            if step.outcome == "alarm":
+                self._set_weights({**old_weights, new_variant: 0.0}, staging)
+                self._record_rollback(len(self.report.steps))
+                raise self._alarm_fired()
+        self._finish_on_final_config()
+        hosting.delete_endpoint_config(staging)
+        self.log.info("deleted the staging endpoint config %s", staging)
+
+    def _current_weights(self) -> dict[str, float]:
+        described = aws.client("sagemaker").describe_endpoint(EndpointName=self.endpoint)
+        return {
+            str(v["VariantName"]): float(v.get("CurrentWeight", v.get("DesiredWeight", 1.0)))
+            for v in described.get("ProductionVariants", [])
+        }
+
+    def _create_staging_config(self, new_variant: str, old_weights: Mapping[str, float]) -> str:
+        """The live config's variants at their current weights and capacity, plus the new one at 0."""
+        assert self.live is not None
+        sagemaker = aws.client("sagemaker")
+        live_config = sagemaker.describe_endpoint_config(EndpointConfigName=self.live.config_name)
+        capacity = {
+            str(v["VariantName"]): v.get("CurrentInstanceCount")
+            for v in sagemaker.describe_endpoint(EndpointName=self.endpoint).get("ProductionVariants", [])
+        }
+        variants = []
+        for spec in live_config["ProductionVariants"]:
+            kept = {k: v for k, v in spec.items() if k not in ("ManagedInstanceScaling", "RoutingConfig")}
+            kept["InitialVariantWeight"] = old_weights.get(
+                spec["VariantName"], spec.get("InitialVariantWeight", 1.0)
+            )
+            if capacity.get(spec["VariantName"]) and "InitialInstanceCount" in kept:
+                kept["InitialInstanceCount"] = int(capacity[spec["VariantName"]])  # keep what autoscaling set
+            variants.append(kept)
+        variants.append(
+            production_variant(self.config, self.model_name, variant_name=new_variant, weight=0.0)
+        )
+        name = naming.endpoint_config_name(self.config, self.release_id, "shift")
+        request: dict[str, Any] = {
+            "EndpointConfigName": name,
+            "ProductionVariants": variants,
+            "Tags": [
+                *naming.tags(self.config, self.release_id),
+                purpose_tag(ROLLOUT_STAGING),
+            ],
+        }
+        if live_config.get("DataCaptureConfig"):
+            request["DataCaptureConfig"] = live_config["DataCaptureConfig"]
+        hosting.create_endpoint_config(request, self.ledger, endpoint=self.endpoint)
+        return name
+
+    def _set_weights(self, weights: Mapping[str, float], staging: str) -> None:
+        self.log.info(
+            "weights of %s: %s", self.endpoint, ", ".join(f"{name} {w:g}" for name, w in weights.items())
+        )
+        desired = [{"VariantName": name, "DesiredWeight": weight} for name, weight in weights.items()]
+        call_with_retries(
+            lambda: aws.client("sagemaker").update_endpoint_weights_and_capacities(
+                EndpointName=self.endpoint, DesiredWeightsAndCapacities=desired
+            )
+        )
+        hosting.wait_for_endpoint(
+            self.endpoint,
+            expect_config=staging,
+            timeout_s=self.timeout_s,
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+
+    def _finish_on_final_config(self) -> None:
+        """Move from the staging config to the release's single-variant config; re-point the alarms."""
+        assert self.live is not None
+        current = hosting.live_endpoint(self.endpoint)
+        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        if current is not None:
+            scaling.suspend_for_update(current, final["ProductionVariants"], self.ledger)
+        hosting.update_endpoint(
+            self.endpoint,
+            self.final_config,
+            previous_config=self.live.config_name,
+            ledger=self.ledger,
+            timeout_s=self.timeout_s,
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+        serving = str(final["ProductionVariants"][0]["VariantName"])
+        alarms.retarget_guard_alarms(self.config, self.release_id, endpoint=self.endpoint, variant=serving)
+
+    # -- guardrails (SageMaker shifts, we watch) ----------------------------------------------------
+
+    def _guardrails(self) -> None:
+        assert self.live is not None
+        names = self._arm(self.report.new_variant)
+        self._await_quiet_alarms(names)
+        request = deployment_config(self.plan, names, provisioning_s=self.timeout_s)
+        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)
+        self.ledger.record(
+            SAGEMAKER_ENDPOINT,
+            self.endpoint,
+            config=self.final_config,
+            previous_config=self.live.config_name,
+            created=False,
+        )
+        call_with_retries(
+            lambda: aws.client("sagemaker").update_endpoint(
+                EndpointName=self.endpoint, EndpointConfigName=self.final_config, DeploymentConfig=request
+            )
+        )
+        self.log.info("updating %s with deployment guardrails: %s", self.endpoint, request)
+        self.traffic.start(self.traffic_duration(None))
+        watcher = _DeploymentWatcher(self)
+        limit = request["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] + self.timeout_s
+        described = poll_until(
+            lambda: dict(aws.client("sagemaker").describe_endpoint(EndpointName=self.endpoint)),
+            is_done=lambda d: d["EndpointStatus"] not in hosting.TRANSITIONAL,
+            failure_reason=lambda d: None,
+            status_of=lambda d: str(d["EndpointStatus"]),
+            resource=f"endpoint {self.endpoint}",
+            timeout_s=limit,
+            interval_s=self.interval_s,
+            clock=self.clock,
+            on_progress=lambda d, _: watcher.observe(d),
+        )
+        watcher.close()
+        if (
+            described["EndpointStatus"] == "InService"
+            and described["EndpointConfigName"] == self.final_config
+        ):
+            return
+        self._record_rollback(len(self.report.steps))
+        if watcher.fired or self._firing():
+            raise self._alarm_fired(watcher.fired)
+        if described["EndpointStatus"] != "InService":
+            raise ResourceFailed(
+                f"endpoint {self.endpoint}",
+                str(described["EndpointStatus"]),
+                str(described.get("FailureReason") or "no FailureReason given"),
+            )
+        raise EndpointRolledBack(
+            self.endpoint,
+            self.final_config,
+            str(described["EndpointConfigName"]),
+            reason=str(described.get("FailureReason") or ""),
+        )
+
+    def _update_then_bake(self) -> None:
+        """Serverless and async endpoints: update at once, bake, go back on an alarm."""
+        assert self.live is not None
+        self._await_quiet_alarms(self._arm(self.report.new_variant))
+        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        # An async endpoint scaled on a variant the update removes or re-types: SageMaker refuses the
+        # update until that variant is off Application Auto Scaling.
+        scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)
+        hosting.update_endpoint(
+            self.endpoint,
+            self.final_config,
+            previous_config=self.live.config_name,
+            ledger=self.ledger,
+            timeout_s=self.timeout_s,
+            interval_s=self.interval_s,
+            clock=self.clock,
+        )
+        step = self._bake(0, "all at once", 100.0, max(self.plan.bake_s, self.plan.final_bake_s))
+        if step.outcome == "alarm":
+            hosting.restore_endpoint(
+                self.endpoint,
+                self.live.config_name,
+                timeout_s=self.timeout_s,
+                interval_s=self.interval_s,
+                clock=self.clock,
+            )
+            self._record_rollback(1)
+            raise self._alarm_fired()
+
+    # -- baking and recording ---------------------------------------------------------------------
+
+    def _bake(self, index: int, label: str, percent: float, seconds: float) -> StepRecord:
+        """Wait out one step, checking the alarms every poll interval; record what happened."""
+        started_wall, started = self.wall(), self.clock.monotonic()
+        latest: dict[str, str] = {}
+        firing: list[alarms.AlarmState] = []
+        self.traffic.start(self.traffic_duration(seconds))
+        while True:
+            states = self.alarm_states()
+            latest.update({s.name: s.state for s in states})
+            firing = [s for s in states if s.firing]
+            elapsed = self.clock.monotonic() - started
+            if firing or elapsed >= seconds:
+                break
+            self.clock.sleep(min(self.interval_s, seconds - elapsed))
+        self.traffic.stop()
+        step = self.measure(index, label, percent, started_wall, self.wall(), latest)
+        if firing:
+            step.outcome = "alarm"
+            self.report.fired = [s.name for s in firing]
+            self._fired_reasons = [s.reason for s in firing]
+            self.log.warning(
+                "alarm during step %d of %s: %s", index + 1, self.endpoint, "; ".join(s.name for s in firing)
+            )
+        self.add_step(step)
+        return step
+
+    def measure(
+        self, index: int, label: str, percent: float, start: float, end: float, states: dict[str, str]
+    ) -> StepRecord:
+        variant = self.report.new_variant
+        window = step_metrics.variant_window(self.endpoint, variant, start, end)
+        bake = self.traffic.summary(start, end, variant if self.plan.strategy == "variant_shift" else None)
+        p99, source = window.p99_ms, "cloudwatch"
+        if p99 is None and bake.p99_ms is not None:
+            p99, source = bake.p99_ms, "bake traffic"
+        return StepRecord(
+            index=index,
+            label=label,
+            weight_percent=percent,
+            started_at=start,
+            ended_at=end,
+            invocations=window.invocations,
+            errors_5xx=window.errors_5xx,
+            errors_4xx=window.errors_4xx,
+            p99_ms=p99,
+            p99_source=source if p99 is not None else None,
+            bake_requests=self.traffic.summary(start, end).requests,
+            alarm_states=dict(states),
+        )
+
+    def _record_rollback(self, index: int) -> None:
+        now = self.wall()
+        self.add_step(
+            StepRecord(
+                index=index,
+                label="back to the previous model",
+                weight_percent=0.0,
+                started_at=now,
+                ended_at=now,
+                alarm_states={s.name: s.state for s in self.alarm_states()},
+                outcome="rolled back",
+            )
+        )
+
+    def _firing(self) -> list[alarms.AlarmState]:
+        firing = [s for s in self.alarm_states() if s.firing]
+        if firing:
+            self.report.fired = [s.name for s in firing]
+            self._fired_reasons = [s.reason for s in firing]
+        return firing
+
+    def _alarm_fired(self, seen: Mapping[str, str] | None = None) -> AlarmFired:
+        if seen:
+            names, reasons = list(seen), list(seen.values())
+            self.report.fired = names
+        else:
+            names, reasons = list(self.report.fired), list(self._fired_reasons)
+        return AlarmFired(names, reasons, endpoint=self.endpoint)
+
+
+class _DeploymentWatcher:
+    """Turns DescribeEndpoint polls during a guardrails update into step records.
+
+    SageMaker reports the deployment's phases as VariantStatus entries (ActivatingTraffic, Baking)
+    of PendingDeploymentSummary; each Baking phase is one step. Alarms that fire are remembered with
+    their reasons, since by the time the rollback ends they may be OK again.
+
+    Only alarms firing once traffic moves count: while the new fleet is provisioned it serves
+    nothing, and a guard alarm created a moment ago may still judge the variant's previous period
+    (e.g. the errors of a release rolled back just before), which says nothing of the new model.
+    Without any traffic phase reported, every alarm seen firing counts.
+    """
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.rollout = rollout
+        self._fired_any: dict[str, str] = {}
+        self._fired_with_traffic: dict[str, str] = {}
+        self._traffic_moved = False
+        self._open: tuple[float, float] | None = None  # (wall start, planned percent)
+        self._phases_seen: set[tuple[str, str]] = set()
+        self._states: dict[str, str] = {}
+        self._started = rollout.wall()
+
+    @property
+    def fired(self) -> dict[str, str]:
+        """Alarm name -> reason, of the alarms that fired while the new fleet had traffic."""
+        return dict(self._fired_with_traffic if self._traffic_moved else self._fired_any)
+
+    def observe(self, described: Mapping[str, Any]) -> None:
+        phases = _phases(described)
+        self._traffic_moved = self._traffic_moved or any(status in TRAFFIC_PHASES for status, _ in phases)
+        for state in self.rollout.alarm_states():
+            self._states[state.name] = state.state
+            if state.firing:
+                self._fired_any.setdefault(state.name, state.reason)
+                if self._traffic_moved:
+                    self._fired_with_traffic.setdefault(state.name, state.reason)
+        for status, since in phases:
+            key = (status, since)
+            if key in self._phases_seen:
+                continue
+            self._phases_seen.add(key)
+            if status == "Baking":
+                self._close()
+                index = len(self.rollout.report.steps)
+                steps = self.rollout.plan.steps
+                self._open = (self.rollout.wall(), steps[min(index, len(steps) - 1)])
+                # Each bake gets its own bake traffic (duration_s applies per bake).
+                self.rollout.traffic.stop()
+                self.rollout.traffic.start(self.rollout.traffic_duration(float(self.rollout.plan.bake_s)))
+            else:  # traffic moving, or the bake over (e.g. the old fleet's termination wait)
+                self._close()
+
+    def _close(self) -> None:
+        if self._open is None:
+            return
+        start, percent = self._open
+        self._open = None
+        index = len(self.rollout.report.steps)
+        step = self.rollout.measure(
+            index, f"{percent:g}% of capacity", percent, start, self.rollout.wall(), self._states
+        )
+        if self.fired:
+            step.outcome = "alarm"
+        self.rollout.add_step(step)
+
+    def close(self) -> None:
+        self._close()
+        if not self.rollout.report.steps:
+            # The service told us nothing about its phases: one step for the whole update.
+            step = self.rollout.measure(
+                0, "whole update", 100.0, self._started, self.rollout.wall(), dict(self._states)
+            )
+            if self.fired:
+                step.outcome = "alarm"
+            self.rollout.add_step(step)
+
+
+# VariantStatus values of a deployment whose new fleet takes (or gives back) traffic.
+TRAFFIC_PHASES = frozenset({"ActivatingTraffic", "Baking"})
+
+
+def _phases(described: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pending = described.get("PendingDeploymentSummary") or {}
+    phases = []
+    for variant in pending.get("ProductionVariants", []):
+        for status in variant.get("VariantStatus", []):
+            phases.append((str(status.get("Status")), str(status.get("StartTime"))))
+    return phases

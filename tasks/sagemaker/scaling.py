@@ -1,0 +1,417 @@
+"""Application Auto Scaling of a SageMaker variant, and the CloudWatch alarm async scale-from-zero needs.
+
+Real-time variants track SageMakerVariantInvocationsPerInstance. Async variants track
+ApproximateBacklogSizePerInstance (a customized metric: async endpoints publish no invocation metrics)
+and, to leave zero instances, get a step policy driven by an alarm on HasBacklogWithoutCapacity.
+
+A variant registered for autoscaling blocks an UpdateEndpoint that removes it or changes its instance
+type, so such targets are taken off before the update and put back after (`suspend_for_update`).
+What was registered before the release is snapshotted into the ledger entry, so an unwind restores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.config import naming
+from tasks.config.model import ReleaseConfig
+from tasks.core import aws
+from tasks.core.logs import run_logger
+from tasks.lifecycle.ledger import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM, Ledger
+from tasks.sagemaker.hosting import LiveEndpoint
+
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+INVOCATIONS_METRIC = "SageMakerVariantInvocationsPerInstance"
+BACKLOG_METRIC = "ApproximateBacklogSizePerInstance"
+NO_CAPACITY_METRIC = "HasBacklogWithoutCapacity"
+
+# PutMetricAlarm parameters that DescribeAlarms returns under the same names.
+_ALARM_FIELDS = (
+    "AlarmName",
+    "AlarmDescription",
+    "ActionsEnabled",
+    "OKActions",
+    "AlarmActions",
+    "InsufficientDataActions",
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "ExtendedStatistic",
+    "Dimensions",
+    "Period",
+    "Unit",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "EvaluateLowSampleCountPercentile",
+    "Metrics",
+    "ThresholdMetricId",
+)
+_POLICY_BODIES = ("StepScalingPolicyConfiguration", "TargetTrackingScalingPolicyConfiguration")
+
+
+@dataclass(frozen=True)
+class ScalingPlan:
+    """What to register for one variant (built from the config by `plan_for`)."""
+
+    endpoint: str
+    variant: str
+    min_capacity: int
+    max_capacity: int
+    asynchronous: bool
+    target_value: float
+    scale_from_zero: bool
+    scale_in_cooldown_s: int
+    scale_out_cooldown_s: int
+    tracking_policy_name: str
+    step_policy_name: str
+    alarm_name: str
+
+    @property
+    def resource_id(self) -> str:
+        return naming.scalable_resource_id(self.endpoint, self.variant)
+
+
+@dataclass(frozen=True)
+class AppliedScaling:
+    resource_id: str
+    min_capacity: int
+    max_capacity: int
+    policy_arns: tuple[str, ...]
+    alarm_names: tuple[str, ...]
+
+
+def plan_for(config: ReleaseConfig, release_id: str, *, variant: str | None = None) -> ScalingPlan:
+    """The scaling of the config's endpoint variant for this release."""
+    scaling, endpoint = config.scaling, config.endpoint
+    asynchronous = endpoint.type == "async"
+    return ScalingPlan(
+        endpoint=endpoint.name,
+        variant=variant or endpoint.variant_name,
+        min_capacity=scaling.min_capacity,
+        max_capacity=scaling.max_capacity,
+        asynchronous=asynchronous,
+        target_value=(
+            scaling.target_backlog_per_instance if asynchronous else scaling.target_invocations_per_instance
+        ),
+        scale_from_zero=asynchronous and scaling.scale_from_zero and scaling.min_capacity == 0,
+        scale_in_cooldown_s=scaling.scale_in_cooldown_s,
+        scale_out_cooldown_s=scaling.scale_out_cooldown_s,
+        tracking_policy_name=naming.scaling_policy_name(
+            config, release_id, "backlog" if asynchronous else "invocations"
+        ),
+        step_policy_name=naming.scaling_policy_name(config, release_id, "scale-from-zero"),
+        alarm_name=naming.alarm_name(config, release_id, "backlog-without-capacity"),
+    )
+
+
+# --- reading what is registered --------------------------------------------------------------------------
+
+
+def snapshot(resource_id: str) -> dict[str, Any] | None:
+    """The scalable target at `resource_id` with its policies and the alarms that drive its step
+    policies, as JSON (for the ledger), or None when the variant is not registered."""
+    autoscaling = aws.client("application-autoscaling")
+    targets = autoscaling.describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    if target is None:
+        return None
+    described = _policies(resource_id)
+    policies = [
+        {
+            key: policy[key]
+            for key in ("PolicyName", "PolicyType", "PolicyARN", *_POLICY_BODIES)
+            if key in policy
+        }
+        for policy in described
+    ]
+    cloudwatch = aws.client("cloudwatch")
+    alarms: dict[str, dict[str, Any]] = {}
+    for policy in described:
+        if policy.get("PolicyType") != "StepScaling":
+            continue  # target tracking manages its own alarms
+        named = [alarm["AlarmName"] for alarm in policy.get("Alarms", [])]
+        found = cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"] if named else []
+        # The alarms that invoke the policy, whether or not the service lists them under "Alarms".
+        found += cloudwatch.describe_alarms(ActionPrefix=policy["PolicyARN"])["MetricAlarms"]
+        for alarm in found:
+            alarms[alarm["AlarmName"]] = {key: alarm[key] for key in _ALARM_FIELDS if key in alarm}
+    return _jsonable(
+        {
+            "ResourceId": resource_id,
+            "MinCapacity": target["MinCapacity"],
+            "MaxCapacity": target["MaxCapacity"],
+            "SuspendedState": target.get("SuspendedState"),
+            "Policies": policies,
+            "Alarms": list(alarms.values()),
+        }
+    )
+
+
+def _policies(resource_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    paginator = aws.client("application-autoscaling").get_paginator("describe_scaling_policies")
+    for page in paginator.paginate(
+        ServiceNamespace=NAMESPACE, ResourceId=resource_id, ScalableDimension=DIMENSION
+    ):
+        found.extend(p for p in page["ScalingPolicies"] if p["ResourceId"] == resource_id)
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+# --- applying ----------------------------------------------------------------------------------------------
+
+
+def apply_scaling(plan: ScalingPlan, *, tags: Sequence[Mapping[str, str]], ledger: Ledger) -> AppliedScaling:
+    """Register the variant and attach this release's policies (and alarm), replacing older ones.
+
+    Whatever was registered before is snapshotted into the ledger entry first, so an unwind puts the
+    previous release's scaling back exactly.
+    """
+    log = run_logger()
+    autoscaling = aws.client("application-autoscaling")
+    ours = [
+        e for e in ledger.find(AUTOSCALING_TARGET, plan.resource_id) if e.attrs.get("purpose") == "release"
+    ]
+    if not ours:  # a rerun of the same release must not snapshot its own registration as "previous"
+        previous = snapshot(plan.resource_id)
+        ledger.record(
+            AUTOSCALING_TARGET,
+            plan.resource_id,
+            endpoint=plan.endpoint,
+            variant=plan.variant,
+            purpose="release",
+            previous=previous,
+        )
+        if previous is not None:
+            _remove_policies(plan.resource_id, previous)
+    autoscaling.register_scalable_target(
+        ServiceNamespace=NAMESPACE,
+        ResourceId=plan.resource_id,
+        ScalableDimension=DIMENSION,
+        MinCapacity=plan.min_capacity,
+        MaxCapacity=plan.max_capacity,
+        Tags={t["Key"]: t["Value"] for t in tags},
+    )
+    log.info("registered %s for autoscaling (%d-%d)", plan.resource_id, plan.min_capacity, plan.max_capacity)
+    arns = [_put_tracking_policy(plan, ledger)]
+    alarms: list[str] = []
+    if plan.scale_from_zero:
+        step_arn = _put_step_policy(plan, ledger)
+        arns.append(step_arn)
+        _put_no_capacity_alarm(plan, step_arn, tags, ledger)
+        alarms.append(plan.alarm_name)
+    return AppliedScaling(plan.resource_id, plan.min_capacity, plan.max_capacity, tuple(arns), tuple(alarms))
+
+
+def _put_tracking_policy(plan: ScalingPlan, ledger: Ledger) -> str:
+    if plan.asynchronous:
+        metric: dict[str, Any] = {
+            "CustomizedMetricSpecification": {
+                "MetricName": BACKLOG_METRIC,
+                "Namespace": "AWS/SageMaker",
+                "Dimensions": [{"Name": "EndpointName", "Value": plan.endpoint}],
+                "Statistic": "Average",
+            }
+        }
+    else:
+        metric = {"PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC}}
+    arn = aws.client("application-autoscaling").put_scaling_policy(
+        PolicyName=plan.tracking_policy_name,
+        ServiceNamespace=NAMESPACE,
+        ResourceId=plan.resource_id,
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": plan.target_value,
+            "ScaleInCooldown": plan.scale_in_cooldown_s,
+            "ScaleOutCooldown": plan.scale_out_cooldown_s,
+            **metric,
+        },
+    )["PolicyARN"]
+    ledger.record(AUTOSCALING_POLICY, plan.tracking_policy_name, target=plan.resource_id, arn=arn)
+    return str(arn)
+
+
+def _put_step_policy(plan: ScalingPlan, ledger: Ledger) -> str:
+    arn = aws.client("application-autoscaling").put_scaling_policy(
+        PolicyName=plan.step_policy_name,
+        ServiceNamespace=NAMESPACE,
+        ResourceId=plan.resource_id,
+        ScalableDimension=DIMENSION,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Average",
+            "Cooldown": plan.scale_out_cooldown_s,
+            # Any backlog while at zero starts one instance; target tracking takes it from there.
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+        },
+    )["PolicyARN"]
+    ledger.record(AUTOSCALING_POLICY, plan.step_policy_name, target=plan.resource_id, arn=arn)
+    return str(arn)
+
+
+def _put_no_capacity_alarm(
+    plan: ScalingPlan, step_policy_arn: str, tags: Sequence[Mapping[str, str]], ledger: Ledger
+) -> None:
+    # Intent first: a put whose answer is lost still leaves the alarm where an unwind looks.
+    entry = ledger.intend(CLOUDWATCH_ALARM, plan.alarm_name, purpose="scale-from-zero")
+    aws.client("cloudwatch").put_metric_alarm(
+        AlarmName=plan.alarm_name,
+        AlarmDescription=f"Start an instance of {plan.endpoint} when requests wait and none is running",
+        Namespace="AWS/SageMaker",
+        MetricName=NO_CAPACITY_METRIC,
+        Dimensions=[{"Name": "EndpointName", "Value": plan.endpoint}],
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=2,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="missing",
+        AlarmActions=[step_policy_arn],
+        Tags=[{"Key": t["Key"], "Value": t["Value"]} for t in tags],
+    )
+    ledger.confirm(entry)
+
+
+def suspend_for_update(
+    live: LiveEndpoint, new_variants: Sequence[Mapping[str, Any]], ledger: Ledger
+) -> list[str]:
+    """Take autoscaling off the live variants that an update to `new_variants` removes or re-types.
+
+    Each one is snapshotted into the ledger before it is removed; unwinding that entry registers it
+    again (after the endpoint is back on its old config). Returns the suspended resource ids.
+    """
+    wanted = {v["VariantName"]: v.get("InstanceType") for v in new_variants}
+    suspended = []
+    for served in live.variants:
+        if served.variant in wanted and wanted[served.variant] == served.instance_type:
+            continue
+        resource_id = naming.scalable_resource_id(live.name, served.variant)
+        previous = snapshot(resource_id)
+        if previous is None:
+            continue
+        ledger.record(
+            AUTOSCALING_TARGET,
+            resource_id,
+            endpoint=live.name,
+            variant=served.variant,
+            purpose="suspended",
+            previous=previous,
+        )
+        remove_target(resource_id)
+        run_logger().info(
+            "took %s off autoscaling for the update (restored if the release fails)", resource_id
+        )
+        suspended.append(resource_id)
+    return suspended
+
+
+# --- removing and restoring (used by tasks/lifecycle/unwind.py)
+# ----------------------------------------------------
+
+
+def remove_target(resource_id: str) -> None:
+    """Delete every policy on the target, then deregister it (missing pieces are fine)."""
+    current = snapshot(resource_id)
+    if current is None:
+        return
+    _remove_policies(resource_id, current)
+    aws.client("application-autoscaling").deregister_scalable_target(
+        ServiceNamespace=NAMESPACE, ResourceId=resource_id, ScalableDimension=DIMENSION
+    )
+
+
+def _remove_policies(resource_id: str, snap: Mapping[str, Any]) -> None:
+    autoscaling = aws.client("application-autoscaling")
+    for policy in snap["Policies"]:
+        try:
+            autoscaling.delete_scaling_policy(
+                PolicyName=policy["PolicyName"],
+                ServiceNamespace=NAMESPACE,
+                ResourceId=resource_id,
+                ScalableDimension=DIMENSION,
+            )
+        except Exception as exc:
+            if not _missing(exc):
+                raise
+    # Alarms that drove deleted step policies would fire into nothing; they go with them.
+    names = [alarm["AlarmName"] for alarm in snap["Alarms"]]
+    if names:
+        aws.client("cloudwatch").delete_alarms(AlarmNames=names)
+
+
+def restore(snap: Mapping[str, Any]) -> None:
+    """Register a snapshotted target again, with its policies and the alarms of its step policies."""
+    resource_id = str(snap["ResourceId"])
+    autoscaling = aws.client("application-autoscaling")
+    register: dict[str, Any] = {
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": resource_id,
+        "ScalableDimension": DIMENSION,
+        "MinCapacity": snap["MinCapacity"],
+        "MaxCapacity": snap["MaxCapacity"],
+    }
+    if snap.get("SuspendedState"):
+        register["SuspendedState"] = snap["SuspendedState"]
+    autoscaling.register_scalable_target(**register)
+    new_arns: dict[str, str] = {}
+    for policy in snap["Policies"]:
+        body = {key: policy[key] for key in _POLICY_BODIES if key in policy}
+        arn = autoscaling.put_scaling_policy(
+            PolicyName=policy["PolicyName"],
+            ServiceNamespace=NAMESPACE,
+            ResourceId=resource_id,
+            ScalableDimension=DIMENSION,
+            PolicyType=policy["PolicyType"],
+            **body,
+        )["PolicyARN"]
+        if policy.get("PolicyARN"):
+            new_arns[policy["PolicyARN"]] = str(arn)
+    cloudwatch = aws.client("cloudwatch")
+    for alarm in snap["Alarms"]:
+        # A re-created policy has a new ARN; point the alarm's actions at it.
+        request = dict(alarm)
+        for key in ("AlarmActions", "OKActions", "InsufficientDataActions"):
+            if key in request:
+                request[key] = [new_arns.get(action, action) for action in request[key]]
+        cloudwatch.put_metric_alarm(**request)
+    run_logger().info("restored autoscaling of %s", resource_id)
+
+
+def delete_policy(resource_id: str, policy_name: str) -> None:
+    aws.client("application-autoscaling").delete_scaling_policy(
+        PolicyName=policy_name,
+        ServiceNamespace=NAMESPACE,
+        ResourceId=resource_id,
+        ScalableDimension=DIMENSION,
+    )
+
+
+def delete_alarm(name: str) -> None:
+    aws.client("cloudwatch").delete_alarms(AlarmNames=[name])
+
+
+def _missing(exc: BaseException) -> bool:
+    # Application Auto Scaling answers a missing policy or target with a ValidationException.
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+    return aws.is_not_found(exc) or message.startswith(
+        ("No scaling policy found", "No scalable target found")
+    )
