@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_support import bert_config, bert_tokenizer, save_model, seq2seq_tokenizer, train_tokenizer
+
+from tests.container.serving_support import (
+    bert_config,
+    bert_tokenizer,
+    save_model,
+    seq2seq_tokenizer,
+    train_tokenizer,
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Helpers for the serving container's tests: an in-process server, tiny tokenizers and configs.
 
-Imported by name (`import serving_support`) from tests/container; fixtures live in conftest.py.
+Imported by its package path (`from tests.container.serving_support import ...`); fixtures: conftest.py.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.handlers.base import ServedModel
 from serving.settings import Settings
-from serving_support import serve_in_process, wait_for_status, wait_ready
+
+from tests.container.serving_support import serve_in_process, wait_for_status, wait_ready
 
 TEXTS = [
     "A man is eating food.",

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_support import serve_in_process
+
+from tests.container.serving_support import serve_in_process
 
 TEXTS = [
     "the quick brown fox",

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.settings import Settings
-from serving_support import serve_in_process, wait_for_status
+
+from tests.container.serving_support import serve_in_process, wait_for_status
 
 ALL_HOOKS = """
 import json

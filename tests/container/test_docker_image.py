@@ -18,7 +18,16 @@ from typing import Any
 import docker
 import numpy as np
 import pytest
-from docker_support import Served, docker_client, exec_python, remove, start, wait_exit, wait_serving
+
+from tests.container.docker_support import (
+    Served,
+    docker_client,
+    exec_python,
+    remove,
+    start,
+    wait_exit,
+    wait_serving,
+)
 
 pytestmark = pytest.mark.docker
 TEXTS = ["A man is eating food.", "The canary variant took ten percent of the traffic.", "hi"]

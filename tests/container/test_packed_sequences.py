@@ -14,7 +14,8 @@ from serving.predictors.packed_sequences import ATTENTION, PackedEncoder
 from serving.predictors.sentence_embeddings import SentenceEmbedder
 from serving.predictors.token_features import TokenFeatures
 from serving.settings import Settings, SettingsError
-from serving_support import bert_tokenizer
+
+from tests.container.serving_support import bert_tokenizer
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 MIXED = [

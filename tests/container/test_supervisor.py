@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from serving.settings import Settings
 from serving.supervisor import CRASH_LIMIT, Supervisor, _Worker
-from serving_support import CONTAINER_DIR
+
+from tests.container.serving_support import CONTAINER_DIR
 
 CRASHING_HANDLER = """
 import os

@@ -19,7 +19,8 @@ from serving.app import create_app
 from serving.content_types import decode
 from serving.errors import BadRequest
 from serving.settings import Settings
-from serving_support import serve_in_process, wait_for_status
+
+from tests.container.serving_support import serve_in_process, wait_for_status
 
 ECHO = """
 def model_fn(model_dir):

@@ -1,0 +1,1 @@
+"""The serving app in-process, then the serving image under Docker."""

@@ -1,0 +1,158 @@
+"""Strategy choice, step math and the DeploymentConfig request of a rollout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tasks.core.errors import ConfigError
+from tasks.rollout.planning import deployment_config, plan_rollout, shifted_weights
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
+from tests.unit.deploy_helpers import make_config
+from tests.unit.rollout_fakes import check_shape
+
+
+def live(count: int = 1, variant: str = "AllTraffic", *more: str) -> LiveEndpoint:
+    served = [
+        ServedModel(name, f"model-{name}", "image:1", None, {}, "ml.m5.large", count, None)
+        for name in (variant, *more)
+    ]
+    return LiveEndpoint("demo-embedder", "InService", "old-config", None, tuple(served))
+
+
+def config(count: int = 1, **rollout: Any) -> Any:
+    return make_config(endpoint={"instance_count": count}, rollout=rollout)
+
+
+def test_a_new_endpoint_is_created_and_baked() -> None:
+    plan = plan_rollout(config(strategy="canary"), None)
+    assert (plan.strategy, plan.steps, plan.final_bake_s) == ("create", (100.0,), 60)
+
+
+@pytest.mark.parametrize(
+    ("count", "live_endpoint", "expected"),
+    [
+        (2, live(2), "canary"),
+        (1, live(1), "variant_shift"),
+        (2, live(1), "variant_shift"),  # the live fleet is one instance: no real canary
+        (2, live(2, "Blue"), "variant_shift"),  # guardrails keep the variant name
+        (2, live(2, "AllTraffic", "Shadow"), "variant_shift"),
+    ],
+)
+def test_auto_picks_per_endpoint(count: int, live_endpoint: LiveEndpoint, expected: str) -> None:
+    plan = plan_rollout(config(count, strategy="auto"), live_endpoint)
+    assert plan.strategy == expected
+    assert plan.requested == "auto" and plan.reason
+
+
+def test_auto_on_serverless_updates_all_at_once() -> None:
+    serverless = make_config(
+        endpoint={"type": "serverless", "serverless": {"memory_mb": 2048}}, rollout={"strategy": "auto"}
+    )
+    assert plan_rollout(serverless, live(1)).strategy == "all_at_once"
+
+
+def test_canary_needs_two_instances() -> None:
+    with pytest.raises(ConfigError) as raised:
+        plan_rollout(config(1, strategy="canary"), live(1))
+    assert raised.value.field == "rollout.strategy"
+    assert "variant_shift" in raised.value.fix
+
+
+def test_canary_size_is_whole_instances_at_most_half() -> None:
+    plan = plan_rollout(config(4, strategy="canary", canary_percent=10), live(4))
+    assert (plan.step_instances, plan.steps) == (1, (25.0, 100.0))
+    with pytest.raises(ConfigError) as raised:
+        plan_rollout(config(4, strategy="canary", canary_percent=75), live(4))
+    assert raised.value.field == "rollout.canary_percent"
+
+
+def test_canary_refuses_more_than_one_step() -> None:
+    with pytest.raises(ConfigError) as raised:
+        plan_rollout(config(4, strategy="canary", steps=[10, 50, 100]), live(4))
+    assert raised.value.field == "rollout.steps"
+
+
+def test_guardrails_keep_the_variant_name() -> None:
+    with pytest.raises(ConfigError) as raised:
+        plan_rollout(config(2, strategy="all_at_once"), live(2, "Blue"))
+    assert raised.value.field == "endpoint.variant_name"
+
+
+@pytest.mark.parametrize(
+    ("count", "percent", "size", "steps"),
+    [(4, 25, 1, (25.0, 50.0, 75.0, 100.0)), (3, 30, 1, (33.3, 66.7, 100.0)), (5, 40, 2, (40.0, 80.0, 100.0))],
+)
+def test_linear_steps_move_whole_instances_and_end_at_100(
+    count: int, percent: int, size: int, steps: tuple[float, ...]
+) -> None:
+    plan = plan_rollout(config(count, strategy="linear", linear_step_percent=percent), live(count))
+    assert (plan.step_instances, plan.steps) == (size, steps)
+
+
+def test_linear_refuses_unequal_steps() -> None:
+    with pytest.raises(ConfigError) as raised:
+        plan_rollout(config(4, strategy="linear", steps=[20, 50, 100]), live(4))
+    assert raised.value.field == "rollout.steps"
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [([10, 50, 100], (10.0, 50.0, 100.0)), ([33, 66], (33.0, 66.0, 100.0)), ([30], (30.0, 100.0))],
+)
+def test_variant_shift_steps_always_end_at_100(steps: list[int], expected: tuple[float, ...]) -> None:
+    plan = plan_rollout(config(1, strategy="variant_shift", steps=steps, bake_s=7, final_bake_s=9), live(1))
+    assert (plan.strategy, plan.steps, plan.bake_s, plan.final_bake_s) == ("variant_shift", expected, 7, 9)
+
+
+def test_variant_shift_needs_instances() -> None:
+    serverless = make_config(
+        endpoint={"type": "serverless", "serverless": {"memory_mb": 2048}},
+        rollout={"strategy": "variant_shift"},
+    )
+    with pytest.raises(ConfigError):
+        plan_rollout(serverless, live(1))
+
+
+def test_canary_deployment_config_is_a_valid_update_endpoint_request() -> None:
+    plan = plan_rollout(
+        config(4, strategy="canary", canary_percent=25, bake_s=120, final_bake_s=300), live(4)
+    )
+    request = deployment_config(plan, ["a-5xx", "a-p99-latency", "team-kpi"], provisioning_s=900)
+    check_shape(
+        "UpdateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c", "DeploymentConfig": request}
+    )
+    policy = request["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY",
+        "WaitIntervalInSeconds": 120,
+        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+    }
+    assert policy["TerminationWaitInSeconds"] == 300
+    assert policy["MaximumExecutionTimeoutInSeconds"] == 900 + 2 * 120 + 300
+    assert request["AutoRollbackConfiguration"]["Alarms"][2] == {"AlarmName": "team-kpi"}
+
+
+def test_linear_and_all_at_once_requests() -> None:
+    linear = deployment_config(
+        plan_rollout(config(4, strategy="linear", linear_step_percent=50), live(4)), [], provisioning_s=10
+    )
+    routing = linear["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["LinearStepSize"] == {"Type": "INSTANCE_COUNT", "Value": 2}
+    assert linear["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] == 600  # SageMaker's floor
+    assert "AutoRollbackConfiguration" not in linear
+    once = deployment_config(
+        plan_rollout(config(1, strategy="all_at_once"), live(1)), ["x"], provisioning_s=60
+    )
+    assert once["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    with pytest.raises(ValueError):
+        deployment_config(plan_rollout(config(1, strategy="variant_shift"), live(1)), [], provisioning_s=1)
+
+
+def test_shifted_weights_keep_the_old_variants_ratio() -> None:
+    assert shifted_weights({"AllTraffic": 1.0}, "New", 30) == {"AllTraffic": 70.0, "New": 30.0}
+    assert shifted_weights({"A": 3.0, "B": 1.0}, "New", 20) == {"A": 60.0, "B": 20.0, "New": 20.0}
+    assert shifted_weights({"AllTraffic": 1.0}, "New", 100) == {"AllTraffic": 0.0, "New": 100.0}
+    with pytest.raises(ValueError):
+        shifted_weights({"AllTraffic": 1.0}, "New", 120)

@@ -1,0 +1,144 @@
+"""Application Auto Scaling and the scale-from-zero alarm, against moto in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tasks.lifecycle import unwind
+from tasks.sagemaker import scaling
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
+from tests.unit.deploy_helpers import kinds, local_ledger, make_config
+
+RESOURCE = "endpoint/demo-embedder/variant/AllTraffic"
+
+
+def _targets() -> list[dict[str, Any]]:
+    return list(
+        boto3.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")[
+            "ScalableTargets"
+        ]
+    )
+
+
+def _policies() -> dict[str, dict[str, Any]]:
+    found = boto3.client("application-autoscaling").describe_scaling_policies(ServiceNamespace="sagemaker")
+    return {p["PolicyName"]: p for p in found["ScalingPolicies"]}
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+
+
+def test_realtime_tracks_invocations_per_instance(mocked_aws: None, tmp_path: Path) -> None:
+    config = make_config(scaling={"enabled": True, "min_capacity": 1, "max_capacity": 3})
+    ledger = local_ledger(tmp_path)
+    applied = scaling.apply_scaling(scaling.plan_for(config, "r1"), tags=[], ledger=ledger)
+    (target,) = _targets()
+    assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (RESOURCE, 1, 3)
+    (policy,) = _policies().values()
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
+    assert tracking["TargetValue"] == 70.0
+    assert applied.alarm_names == ()
+    assert kinds(ledger) == [("autoscaling:target", RESOURCE), ("autoscaling:policy", policy["PolicyName"])]
+
+
+def test_async_scales_on_backlog_and_from_zero_with_a_step_policy_and_alarm(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    config = make_config(
+        endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
+        scaling={"enabled": True, "min_capacity": 0, "max_capacity": 5, "target_backlog_per_instance": 3},
+    )
+    ledger = local_ledger(tmp_path)
+    plan = scaling.plan_for(config, "r1")
+    scaling.apply_scaling(plan, tags=[{"Key": "release-id", "Value": "r1"}], ledger=ledger)
+    assert _targets()[0]["MinCapacity"] == 0
+    policies = _policies()
+    tracking = policies[plan.tracking_policy_name]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["CustomizedMetricSpecification"]["MetricName"] == "ApproximateBacklogSizePerInstance"
+    assert tracking["CustomizedMetricSpecification"]["Dimensions"] == [
+        {"Name": "EndpointName", "Value": "demo-embedder"}
+    ]
+    assert tracking["TargetValue"] == 3
+    step = policies[plan.step_policy_name]
+    assert step["PolicyType"] == "StepScaling"
+    alarm = _alarms()[plan.alarm_name]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity"
+    assert alarm["AlarmActions"] == [step["PolicyARN"]]
+    assert [k for k, _ in kinds(ledger)] == [
+        "autoscaling:target",
+        "autoscaling:policy",
+        "autoscaling:policy",
+        "cloudwatch:alarm",
+    ]
+
+
+def test_unwind_removes_a_new_registration_entirely(mocked_aws: None, tmp_path: Path) -> None:
+    config = make_config(
+        endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
+        scaling={"enabled": True, "min_capacity": 0, "max_capacity": 5},
+    )
+    ledger = local_ledger(tmp_path)
+    scaling.apply_scaling(scaling.plan_for(config, "r1"), tags=[], ledger=ledger)
+    ledger.unwind(unwind.deleters())
+    assert (_targets(), _policies(), _alarms()) == ([], {}, {})
+
+
+def test_a_failed_release_puts_the_previous_scaling_back(mocked_aws: None, tmp_path: Path) -> None:
+    async_config = {"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}}
+    old = make_config(
+        release_id="r0",
+        endpoint=async_config,
+        scaling={"enabled": True, "min_capacity": 0, "max_capacity": 4},
+    )
+    scaling.apply_scaling(scaling.plan_for(old, "r0"), tags=[], ledger=local_ledger(tmp_path / "old", "r0"))
+    old_plan = scaling.plan_for(old, "r0")
+    old_step_arn = _policies()[old_plan.step_policy_name]["PolicyARN"]
+
+    new = make_config(endpoint=async_config, scaling={"enabled": True, "min_capacity": 0, "max_capacity": 8})
+    ledger = local_ledger(tmp_path / "new")
+    scaling.apply_scaling(scaling.plan_for(new, "r1"), tags=[], ledger=ledger)
+    assert _targets()[0]["MaxCapacity"] == 8
+    assert old_plan.step_policy_name not in _policies()
+    assert old_plan.alarm_name not in _alarms()
+
+    ledger.unwind(unwind.deleters())
+    assert _targets()[0]["MaxCapacity"] == 4
+    policies = _policies()
+    assert set(policies) == {old_plan.tracking_policy_name, old_plan.step_policy_name}
+    alarm = _alarms()[old_plan.alarm_name]
+    # The step policy was created again with a new ARN: the alarm must drive the new one.
+    assert alarm["AlarmActions"] == [policies[old_plan.step_policy_name]["PolicyARN"]]
+    assert alarm["AlarmActions"] != [old_step_arn]
+
+
+def _live(instance_type: str) -> LiveEndpoint:
+    variant = ServedModel("AllTraffic", "m0", "img", None, {}, instance_type, 1, None)
+    return LiveEndpoint("demo-embedder", "InService", "c0", None, (variant,))
+
+
+def test_suspend_only_takes_off_variants_the_update_retypes(mocked_aws: None, tmp_path: Path) -> None:
+    config = make_config(scaling={"enabled": True})
+    scaling.apply_scaling(
+        scaling.plan_for(config, "r0"), tags=[], ledger=local_ledger(tmp_path / "old", "r0")
+    )
+    ledger = local_ledger(tmp_path / "new")
+
+    same_type = [{"VariantName": "AllTraffic", "InstanceType": "ml.m5.large"}]
+    assert scaling.suspend_for_update(_live("ml.m5.large"), same_type, ledger) == []
+    assert len(_targets()) == 1
+
+    retyped = [{"VariantName": "AllTraffic", "InstanceType": "ml.c5.xlarge"}]
+    assert scaling.suspend_for_update(_live("ml.m5.large"), retyped, ledger) == [RESOURCE]
+    assert (_targets(), _policies()) == ([], {})
+    (entry,) = ledger.entries
+    assert entry.attrs["purpose"] == "suspended" and entry.attrs["previous"]["MaxCapacity"] == 2
+
+    ledger.unwind(unwind.deleters())
+    assert len(_targets()) == 1 and len(_policies()) == 1
