@@ -15,7 +15,7 @@ help:
 	@echo "make image   build the serving image; prints its reference last"
 	@echo "make up | down | status | env    the local stack (Docker, registry, moto, SageMaker emulator, Hub)"
 	@echo "make bench   benchmarks, each against a baseline measured in the same run"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy and the import contracts (ARCHITECTURE.md)"
 
 venv:
 	@scripts/ensure-venv.sh
@@ -66,7 +66,8 @@ test-unit: venv
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: venv
-	@$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy flows tasks emulator container
+	@$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy flows tasks emulator container && \
+	  PYTHONPATH=container .venv/bin/lint-imports --no-cache
 
 bench: venv
 	@set -euo pipefail; for b in bench/*.py; do echo "==> $$b"; $(PY) $$b; done
@@ -79,5 +80,5 @@ fresh-check:
 lock:
 	@rm -rf /tmp/sagemaker-release-lock && python3 -m venv /tmp/sagemaker-release-lock && \
 	  /tmp/sagemaker-release-lock/bin/pip install -q -U pip && \
-	  /tmp/sagemaker-release-lock/bin/pip install -q -r container/requirements.txt -e '.[dev]' && \
+	  /tmp/sagemaker-release-lock/bin/pip install -q -r container/requirements.txt -e '.[local,dev]' && \
 	  /tmp/sagemaker-release-lock/bin/pip freeze --exclude-editable > requirements.lock

@@ -60,7 +60,7 @@ def open_ledger(config: ReleaseConfig, release_id: str, *, lease: Lease) -> Ledg
     `flows/cleanup.py` needs to clean up after a release whose worker died (and to refuse one that
     still runs). Every record checks the lease: a lost one stops the release at that point."""
     storage = config.storage
-    store = S3LedgerStore(storage.bucket, naming.ledger_key(storage.prefix, release_id))
+    store = S3LedgerStore.of_release(release_id, storage.bucket, storage.prefix)
     return Ledger.open(
         store,
         release_id,

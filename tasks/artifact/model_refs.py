@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 from tasks.config import naming
 from tasks.config.model import StorageConfig
 from tasks.core import aws
-from tasks.lifecycle.ledger import S3_OBJECT, Ledger, LedgerEntry
+from tasks.lifecycle.kinds import S3_OBJECT
+from tasks.lifecycle.ledger import Ledger, LedgerEntry
 
 # Ledger entry attributes of model data: where its references are, and which one is the release's own.
 REFS_PREFIX_ATTR = "refs_prefix"

@@ -29,7 +29,8 @@ from tasks.core.errors import ConfigError
 from tasks.core.logs import run_logger
 from tasks.core.progress import ByteProgress, ProgressCallback, no_progress
 from tasks.core.retry import task_options
-from tasks.lifecycle.ledger import S3_OBJECT, S3_PREFIX, Ledger
+from tasks.lifecycle.kinds import S3_OBJECT, S3_PREFIX
+from tasks.lifecycle.ledger import Ledger
 
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: the whole object's sha256, hex
 MIB = 1 << 20

@@ -27,7 +27,8 @@ from tasks.core.errors import SmokeFailed
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.core.waiting import Clock, SystemClock
-from tasks.lifecycle.ledger import S3_OBJECT, Ledger
+from tasks.lifecycle.kinds import S3_OBJECT
+from tasks.lifecycle.ledger import Ledger
 
 _PERCENTILE_SHARE = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 

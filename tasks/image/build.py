@@ -58,7 +58,8 @@ from tasks.core.retry import task_options
 from tasks.image import image_refs
 from tasks.image.image_refs import HeldImage
 from tasks.lifecycle import ownership
-from tasks.lifecycle.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger
+from tasks.lifecycle.kinds import ECR_IMAGE, ECR_REPOSITORY
+from tasks.lifecycle.ledger import Ledger
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
 DOCKER_CLI_ENV = "SAGEMAKER_RELEASE_DOCKER_CLI"

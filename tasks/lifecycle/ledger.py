@@ -29,46 +29,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from tasks.config import secret_values
+from tasks.config import naming, secret_values
 from tasks.core import aws
 from tasks.core.errors import ConfigError, LedgerSaveFailed, UnwindFailed
 from tasks.core.retry import call_with_retries
 from tasks.core.state_dir import state_dir
 from tasks.core.waiting import Clock
+from tasks.lifecycle.kinds import (
+    KINDS,
+)
+from tasks.lifecycle.ownership import ours
 
 logger = logging.getLogger(__name__)
 
 LEDGER_VERSION = 1
 
-# Entry kinds shared by the tasks that record and the deleters that unwind (tasks/lifecycle/unwind.py).
-S3_OBJECT = "s3:object"
-S3_PREFIX = "s3:prefix"
-ECR_REPOSITORY = "ecr:repository"
-ECR_IMAGE = "ecr:image"
-SAGEMAKER_MODEL = "sagemaker:model"
-SAGEMAKER_ENDPOINT_CONFIG = "sagemaker:endpoint-config"
-SAGEMAKER_ENDPOINT = "sagemaker:endpoint"
-AUTOSCALING_TARGET = "autoscaling:target"
-AUTOSCALING_POLICY = "autoscaling:policy"
-CLOUDWATCH_ALARM = "cloudwatch:alarm"
-SNS_TOPIC = "sns:topic"
-SAGEMAKER_TRANSFORM_JOB = "sagemaker:transform-job"
-KINDS = frozenset(
-    {
-        S3_OBJECT,
-        S3_PREFIX,
-        ECR_REPOSITORY,
-        ECR_IMAGE,
-        SAGEMAKER_MODEL,
-        SAGEMAKER_ENDPOINT_CONFIG,
-        SAGEMAKER_ENDPOINT,
-        AUTOSCALING_TARGET,
-        AUTOSCALING_POLICY,
-        CLOUDWATCH_ALARM,
-        SNS_TOPIC,
-        SAGEMAKER_TRANSFORM_JOB,
-    }
-)
 
 # pending: intent recorded, the create may or may not have happened; foreign: the name turned out to
 # belong to a resource this release did not create (never unwound).
@@ -145,6 +120,11 @@ class LocalLedgerStore:
 
 class S3LedgerStore:
     """An S3 object, `s3://<bucket>/<prefix>/releases/<release_id>/ledger.json` by convention."""
+
+    @classmethod
+    def of_release(cls, release_id: str, bucket: str, prefix: str) -> S3LedgerStore:
+        """Where a release keeps its ledger: beside its model data, under the storage prefix."""
+        return cls(bucket, naming.ledger_key(prefix, release_id))
 
     def __init__(self, bucket: str, key: str) -> None:
         self.bucket = bucket
@@ -624,9 +604,6 @@ class Ledger:
     def _owner_check(self) -> OwnerCheck:
         if self.ours is not None:
             return self.ours
-        # Imported here: tasks.lifecycle.ownership needs this module's kinds.
-        from tasks.lifecycle.ownership import ours
-
         return ours
 
     def _mark(self, entry: LedgerEntry, status: EntryStatus, error: str | None) -> None:

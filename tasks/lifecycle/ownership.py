@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.config import naming
 from tasks.core import aws
 from tasks.core.errors import ResourceTaken
 from tasks.core.logs import run_logger
-from tasks.lifecycle.ledger import (
+from tasks.lifecycle.kinds import (
     CLOUDWATCH_ALARM,
     ECR_REPOSITORY,
     SAGEMAKER_ENDPOINT,
@@ -25,9 +25,10 @@ from tasks.lifecycle.ledger import (
     SAGEMAKER_MODEL,
     SAGEMAKER_TRANSFORM_JOB,
     SNS_TOPIC,
-    Ledger,
-    LedgerEntry,
 )
+
+if TYPE_CHECKING:  # the ledger calls `ours`; this module only names its types
+    from tasks.lifecycle.ledger import Ledger, LedgerEntry
 
 # Error codes AWS services use for a name that is taken; SageMaker says it in a ValidationException.
 _EXISTS_CODES = frozenset(

@@ -21,7 +21,7 @@ from tasks.config.model import split_s3_uri
 from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import build, image_refs
-from tasks.lifecycle.ledger import (
+from tasks.lifecycle.kinds import (
     AUTOSCALING_POLICY,
     AUTOSCALING_TARGET,
     CLOUDWATCH_ALARM,
@@ -34,9 +34,8 @@ from tasks.lifecycle.ledger import (
     SAGEMAKER_MODEL,
     SAGEMAKER_TRANSFORM_JOB,
     SNS_TOPIC,
-    Deleter,
-    LedgerEntry,
 )
+from tasks.lifecycle.ledger import Deleter, LedgerEntry
 from tasks.sagemaker import hosting, in_use, scaling
 
 

@@ -24,7 +24,8 @@ from tasks.core.errors import AlarmsAlreadyFiring, ConfigError, WaitTimeout
 from tasks.core.logs import run_logger
 from tasks.core.purpose import PURPOSE_KEY, ROLLOUT_GUARD, purpose_tag
 from tasks.core.waiting import Clock, poll_until
-from tasks.lifecycle.ledger import CLOUDWATCH_ALARM, Ledger
+from tasks.lifecycle.kinds import CLOUDWATCH_ALARM
+from tasks.lifecycle.ledger import Ledger
 
 NAMESPACE = "AWS/SageMaker"
 ALARM = "ALARM"

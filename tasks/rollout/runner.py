@@ -35,7 +35,8 @@ from tasks.core.logs import run_logger
 from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag
 from tasks.core.retry import call_with_retries
 from tasks.core.waiting import Clock, SystemClock, poll_until
-from tasks.lifecycle.ledger import SAGEMAKER_ENDPOINT, Ledger
+from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT
+from tasks.lifecycle.ledger import Ledger
 from tasks.rollout import alarms, step_metrics
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
 from tasks.rollout.planning import RolloutPlan, deployment_config, shifted_weights

@@ -20,13 +20,8 @@ from tasks.config.model import ReleaseConfig
 from tasks.core import aws
 from tasks.core.errors import ResourceFailed
 from tasks.core.retry import task_options
-from tasks.lifecycle.ledger import (
-    SAGEMAKER_ENDPOINT,
-    SAGEMAKER_ENDPOINT_CONFIG,
-    SAGEMAKER_MODEL,
-    SNS_TOPIC,
-    Ledger,
-)
+from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, SNS_TOPIC
+from tasks.lifecycle.ledger import Ledger
 from tasks.lifecycle.ownership import create_once
 from tasks.sagemaker import hosting, scaling
 from tasks.sagemaker.endpoint_spec import (

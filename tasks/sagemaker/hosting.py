@@ -18,13 +18,13 @@ from tasks.core.errors import EndpointRolledBack, ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.core.retry import call_with_retries
 from tasks.core.waiting import Clock, poll_until
-from tasks.lifecycle.ledger import (
+from tasks.lifecycle.kinds import (
     SAGEMAKER_ENDPOINT,
     SAGEMAKER_ENDPOINT_CONFIG,
     SAGEMAKER_MODEL,
     SAGEMAKER_TRANSFORM_JOB,
-    Ledger,
 )
+from tasks.lifecycle.ledger import Ledger
 from tasks.lifecycle.ownership import create_once
 
 # Statuses from which the endpoint moves on by itself; anything else is where it rests.

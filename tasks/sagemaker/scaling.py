@@ -19,7 +19,8 @@ from tasks.config import naming
 from tasks.config.model import ReleaseConfig
 from tasks.core import aws
 from tasks.core.logs import run_logger
-from tasks.lifecycle.ledger import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM, Ledger
+from tasks.lifecycle.kinds import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM
+from tasks.lifecycle.ledger import Ledger
 from tasks.sagemaker.hosting import LiveEndpoint
 
 NAMESPACE = "sagemaker"
