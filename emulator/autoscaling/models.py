@@ -168,6 +168,8 @@ class Activity:
 
 @dataclass
 class _TargetMemory:
+    endpoint: str
+    variant: str
     bounds: tuple[int, int] | None = None
     in_progress: Activity | None = None
 
@@ -318,11 +320,18 @@ class AutoScaler:
             if parsed is not None and self.hosting.endpoint_exists(parsed[0]):
                 ours.append((target, parsed))
         cleanup = self._ticks % 20 == 1
-        if not ours and not cleanup:
+        if not ours and not cleanup and not self._targets:
             return
         all_policies = await asyncio.to_thread(self.moto.policies)
         if cleanup:
             await self._delete_orphan_alarms(all_policies)
+        # An activity runs to its end even when its target was deregistered meanwhile, as on AWS.
+        registered = {str(target["ResourceId"]) for target, _ in ours}
+        for rid, memory in list(self._targets.items()):
+            if rid in registered or memory.in_progress is None:
+                continue
+            if self._follow(memory.in_progress, self.hosting.variant(memory.endpoint, memory.variant)):
+                del self._targets[rid]
         if not ours:
             return
         firing = await asyncio.to_thread(self.moto.alarms, StateValue="ALARM")
@@ -360,7 +369,7 @@ class AutoScaler:
         firing: Sequence[Mapping[str, Any]],
     ) -> None:
         rid = str(target["ResourceId"])
-        memory = self._targets.setdefault(rid, _TargetMemory())
+        memory = self._targets.setdefault(rid, _TargetMemory(endpoint, variant))
         state = self.hosting.variant(endpoint, variant)
         if memory.in_progress is not None and not self._follow(memory.in_progress, state):
             return
@@ -484,5 +493,9 @@ class AutoScaler:
         self._save()
 
     def forget(self, resource_id: str) -> None:
-        """A deregistered target: its in-progress activity is no longer followed here."""
-        self._targets.pop(resource_id, None)
+        """A deregistered target: its bounds and cooldowns go; an activity in progress is still followed."""
+        memory = self._targets.get(resource_id)
+        if memory is not None and memory.in_progress is None:
+            del self._targets[resource_id]
+        elif memory is not None:
+            memory.bounds = None

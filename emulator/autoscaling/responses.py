@@ -229,22 +229,30 @@ class AutoScalingApi:
             params.get("ServiceNamespace") == policies.NAMESPACE
             and params.get("ScalableDimension") == policies.DIMENSION
         )
+        before: list[dict[str, Any]] = []
         if variant_policy:
             await self._check_policy(params)
+            before = await self._named_policy(params)
         status, body = await self._forward("PutScalingPolicy", raw, headers)
         if status != 200 or not variant_policy:
             return status, body
-        stored = [
-            p
-            for p in await asyncio.to_thread(self.scaler.moto.policies, str(params["ResourceId"]))
-            if p["PolicyName"] == params["PolicyName"]
-        ]
+        stored = await self._named_policy(params)
+        # moto gives an updated policy a new ARN (AWS keeps it): the old ARN's alarms go with it.
+        for old in before:
+            if not stored or old["PolicyARN"] != stored[0]["PolicyARN"]:
+                await asyncio.to_thread(self.scaler.delete_tracking_alarms, str(old["PolicyARN"]))
         alarms: list[dict[str, Any]] = []
         if stored and stored[0].get("PolicyType") == "TargetTrackingScaling":
             alarms = await asyncio.to_thread(self.scaler.ensure_tracking_alarms, stored[0])
+        elif stored:
+            await asyncio.to_thread(self.scaler.delete_tracking_alarms, str(stored[0]["PolicyARN"]))
         self.scaler.poke()
         body["Alarms"] = [{"AlarmName": a["AlarmName"], "AlarmARN": a["AlarmArn"]} for a in alarms]
         return status, body
+
+    async def _named_policy(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(self.scaler.moto.policies, str(params["ResourceId"]))
+        return [p for p in found if p["PolicyName"] == params["PolicyName"]]
 
     async def _check_policy(self, params: Mapping[str, Any]) -> None:
         rid = str(params["ResourceId"])
@@ -298,15 +306,8 @@ class AutoScalingApi:
     async def delete_scaling_policy(
         self, params: dict[str, Any], raw: bytes, headers: Mapping[str, str]
     ) -> Answer:
-        rid = str(params["ResourceId"])
         before = (
-            [
-                p
-                for p in await asyncio.to_thread(self.scaler.moto.policies, rid)
-                if p["PolicyName"] == params["PolicyName"]
-            ]
-            if params.get("ScalableDimension") == policies.DIMENSION
-            else []
+            await self._named_policy(params) if params.get("ScalableDimension") == policies.DIMENSION else []
         )
         answer = await self._forward("DeleteScalingPolicy", raw, headers)
         if answer[0] == 200:
