@@ -13,6 +13,7 @@ import pytest
 
 from flows import cleanup
 from tasks.config import naming
+from tasks.lifecycle.orphans import find_orphans
 from tasks.sagemaker import in_use
 from tests.unit.deploy_helpers import ROLE
 
@@ -76,7 +77,7 @@ def test_orphans_are_tagged_resources_of_releases_that_are_not_live(mocked_aws: 
         Name="t", Tags=[*TAGS, {"Key": "release-id", "Value": "r-no-ledger"}]
     )
 
-    orphans = cleanup.find_orphans("ledgers", "sr")
+    orphans = find_orphans("ledgers", "sr")
     assert sorted((o.kind, o.resource_id, o.ledger_state, o.action) for o in orphans) == [
         ("sagemaker:model", "m-r-no-ledger", "missing", "keep"),
         ("sagemaker:model", "m-r-unwound", "unwound", "delete"),
@@ -273,7 +274,7 @@ def test_a_sweep_deletes_orphans_beside_a_live_endpoint_and_lists_the_rest(live:
     # An orphan endpoint that serves (InService) is never deleted, flag or not.
     sagemaker.create_endpoint(EndpointName="gone-ep", EndpointConfigName="ep-r-gone", Tags=tags)
 
-    listed = {o.resource_id: o for o in cleanup.find_orphans("ledgers", "sr")}
+    listed = {o.resource_id: o for o in find_orphans("ledgers", "sr")}
     assert "endpoints only with --include-endpoints" in listed["gone-ep"].reason
     assert "ep-r-gone" not in listed  # gone-ep (an endpoint) uses that config and model
 

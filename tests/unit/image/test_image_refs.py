@@ -19,7 +19,8 @@ from tasks.config.model import StorageConfig
 from tasks.core.errors import ResourceFailed
 from tasks.image import build, image_refs
 from tasks.lifecycle import unwind
-from tasks.lifecycle.ledger import ECR_IMAGE, ECR_REPOSITORY, Ledger, LedgerEntry, LocalLedgerStore
+from tasks.lifecycle.kinds import ECR_IMAGE, ECR_REPOSITORY
+from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore
 from tasks.lifecycle.retention import retire_older_releases
 from tasks.sagemaker import in_use
 from tests.unit.deploy_helpers import ROLE, kinds

@@ -8,7 +8,8 @@ import boto3
 import pytest
 
 from tasks.lifecycle import unwind
-from tasks.lifecycle.ledger import KINDS, LedgerEntry
+from tasks.lifecycle.kinds import KINDS
+from tasks.lifecycle.ledger import LedgerEntry
 from tests.unit.deploy_helpers import ROLE, local_ledger
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc"

@@ -11,7 +11,7 @@ from tasks.core import aws
 from tasks.core.errors import AlarmsAlreadyFiring, ConfigError
 from tasks.core.waiting import FakeClock
 from tasks.lifecycle import unwind
-from tasks.lifecycle.ledger import CLOUDWATCH_ALARM
+from tasks.lifecycle.kinds import CLOUDWATCH_ALARM
 from tasks.rollout import alarms
 from tests.unit.deploy_helpers import kinds, local_ledger, make_config
 

@@ -15,13 +15,13 @@ import pytest
 
 from tasks.core import aws
 from tasks.core.errors import AlarmFired, AlarmsAlreadyFiring, EndpointRolledBack, WaitTimeout
-from tasks.lifecycle.ledger import (
+from tasks.lifecycle.kinds import (
     AUTOSCALING_TARGET,
     CLOUDWATCH_ALARM,
     SAGEMAKER_ENDPOINT,
     SAGEMAKER_ENDPOINT_CONFIG,
-    Ledger,
 )
+from tasks.lifecycle.ledger import Ledger
 from tasks.report.rollout_chart import markdown, steps_svg, steps_table
 from tasks.rollout import traffic_shift
 from tasks.rollout.bake_traffic import BakeTraffic
