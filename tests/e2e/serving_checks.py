@@ -13,10 +13,10 @@ import urllib.request
 from typing import Any
 
 import boto3
-from conftest import wait_for
-from inspect_stack import embed
 
 from tasks.sagemaker.in_use import ImageName
+from tests.e2e.inspect_stack import embed
+from tests.e2e.release_support import wait_for
 
 MANIFEST_TYPES = ", ".join(
     [

@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import E2E, run_release
-from inspect_stack import ledger, resources_of_release, unresolved_entries
 
 from tasks.config import naming
+from tests.e2e.inspect_stack import ledger, resources_of_release, unresolved_entries
+from tests.e2e.release_support import E2E, run_release
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -14,12 +14,13 @@ from uuid import UUID
 
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT, wait_for
-from inspect_stack import ledger, serving_config
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
+
+from tests.e2e.inspect_stack import ledger, serving_config
+from tests.e2e.release_support import E2E, REPO_ROOT, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -25,12 +25,19 @@ from typing import Any
 import boto3
 import docker
 import pytest
-from conftest import E2E, HERE, SHARED_REPOSITORY, run_release
-from faults import Fault, FaultProxy, Request, json_error, s3_error
-from inspect_stack import embed, ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
 from tasks.core import aws
 from tasks.core.state_dir import STATE_DIR_ENV, state_subdir
+from tests.e2e.faults import Fault, FaultProxy, Request, json_error, s3_error
+from tests.e2e.inspect_stack import (
+    embed,
+    ledger,
+    resources_of_release,
+    scaling_of,
+    serving_config,
+    unresolved_entries,
+)
+from tests.e2e.release_support import E2E, HERE, SHARED_REPOSITORY, run_release
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -15,9 +15,11 @@ from typing import Any
 import boto3
 import docker
 import pytest
-from conftest import E2E, run_release, wait_for
-from inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
-from progressive_models import (
+
+from tasks.config import naming
+from tasks.config.model import ReleaseConfig
+from tests.e2e.inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
+from tests.e2e.progressive_models import (
     FAILING_PAYLOADS,
     GOOD_PAYLOADS,
     endpoint_configs,
@@ -25,9 +27,7 @@ from progressive_models import (
     release_artifact,
     version_served,
 )
-
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig
+from tests.e2e.release_support import E2E, run_release, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

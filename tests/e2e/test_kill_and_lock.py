@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT, wait_for
-from inspect_stack import ledger, resources_of_release, scaling_of, serving_config, unresolved_entries
 
 from tasks.lifecycle.lock import RENEW_ENV, active_slots, endpoint_lock, release_lease
+from tests.e2e.inspect_stack import (
+    ledger,
+    resources_of_release,
+    scaling_of,
+    serving_config,
+    unresolved_entries,
+)
+from tests.e2e.release_support import E2E, REPO_ROOT, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

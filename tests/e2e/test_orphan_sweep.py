@@ -14,12 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import E2E, run_release, wait_for
-from inspect_stack import resources_of_release, scaling_of, serving_config
-from serving_checks import scale_out_and_answer, what_a_new_instance_needs
 
 from flows.cleanup import cleanup_orphans
 from tasks.config import naming
+from tests.e2e.inspect_stack import resources_of_release, scaling_of, serving_config
+from tests.e2e.release_support import E2E, run_release, wait_for
+from tests.e2e.serving_checks import scale_out_and_answer, what_a_new_instance_needs
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT
-from inspect_stack import embed, resources_of_release, scaling_of, serving_config
 
 from tasks.config import naming
+from tests.e2e.inspect_stack import embed, resources_of_release, scaling_of, serving_config
+from tests.e2e.release_support import E2E, REPO_ROOT
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

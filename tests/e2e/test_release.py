@@ -10,12 +10,12 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT, run_release
-from inspect_stack import embed, ledger, scaling_of, serving_config
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from tasks.image import build
+from tests.e2e.inspect_stack import embed, ledger, scaling_of, serving_config
+from tests.e2e.release_support import E2E, REPO_ROOT, run_release
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -21,8 +21,6 @@ import boto3
 import docker
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT
-from inspect_stack import ledger, resources_of_release
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -38,6 +36,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import FlowRunSort
 
 from tasks.image import build
+from tests.e2e.inspect_stack import ledger, resources_of_release
+from tests.e2e.release_support import E2E, REPO_ROOT
 
 pytestmark = [pytest.mark.slow]
 

@@ -22,13 +22,13 @@ from typing import Any
 import docker
 import pytest
 import yaml
-from conftest import E2E, REPO_ROOT, SHARED_REPOSITORY, run_release, wait_for
-from faults import FaultProxy, Request, json_error
-from inspect_stack import ledger, unresolved_entries
-from serving_checks import ecr_tags, registry_status, scale_out_and_answer
 
 from tasks.core import aws
 from tasks.image.build import context_tag
+from tests.e2e.faults import FaultProxy, Request, json_error
+from tests.e2e.inspect_stack import ledger, unresolved_entries
+from tests.e2e.release_support import E2E, REPO_ROOT, SHARED_REPOSITORY, run_release, wait_for
+from tests.e2e.serving_checks import ecr_tags, registry_status, scale_out_and_answer
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

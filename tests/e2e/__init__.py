@@ -1,0 +1,1 @@
+"""Whole flows on the local stack."""
