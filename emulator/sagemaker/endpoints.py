@@ -371,15 +371,13 @@ class EndpointEngine:
             int(variant.serverless.get("ProvisionedConcurrency") or 0), self.limits.serverless_max_containers
         )
         now = time.monotonic()
-        idle = sorted(
-            (
-                i
-                for i in variant.instances
-                if variant.busy(i) == 0 and now - variant.idle_since(i, now) >= idle_s
-            ),
-            key=lambda i: variant.idle_since(i, now),
-        )
-        leaving = idle[: max(0, len(variant.instances) - warm)]
+        # The provisioned instances are the first ones started (lowest index); only the others stop.
+        provisioned = sorted(variant.instances, key=lambda i: i.index)[:warm]
+        leaving = [
+            i
+            for i in variant.instances
+            if i not in provisioned and variant.busy(i) == 0 and now - variant.idle_since(i, now) >= idle_s
+        ]
         if not leaving:
             return
         variant.instances = [i for i in variant.instances if i not in leaving]
