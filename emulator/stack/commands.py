@@ -32,27 +32,25 @@ START_TIMEOUT = float(os.environ.get("SAGEMAKER_RELEASE_START_TIMEOUT", "90"))
 def _outdated(p: Part, state: Path) -> bool:
     """True when `p` runs other code than the checkout, or at another time scale than
     EMULATOR_TIME_SCALE asks for, and was stopped here so `up` starts it again."""
-    problems = []
+    problems = []  # what differs, read after "it runs" (left alone) or "it ran" (stopped)
     if p.code_version is not None:
         running, expected = reported_code_version(p), p.code_version()
         if running != expected:
-            problems.append(f"runs other code ({running}) than this checkout ({expected})")
+            problems.append(f"other code ({running}) than this checkout ({expected})")
     if p.time_scaled:
         scale, wanted = reported_time_scale(p), settings.time_scale()
         if scale != wanted:
-            problems.append(
-                f"runs at time scale {scale if scale is None else f'{scale:g}'}, "
-                f"{settings.TIME_SCALE_ENV} asks for {wanted:g}"
-            )
+            shown = "unknown" if scale is None else f"{scale:g}"
+            problems.append(f"at time scale {shown} where {settings.TIME_SCALE_ENV} asks for {wanted:g}")
     if not problems:
         return False
     if not stop(p, state):
         progress(
-            f"{p.name} on {settings.HOST}:{p.port} {' and '.join(problems)} but was not started by this "
+            f"{p.name} on {settings.HOST}:{p.port} runs {' and '.join(problems)} but was not started by this "
             "checkout; leaving it alone"
         )
         return False
-    progress(f"stopped {p.name}: it {' and '.join(problems)}; starting it again")
+    progress(f"stopped {p.name}: it ran {' and '.join(problems)}; starting it again")
     return True
 
 

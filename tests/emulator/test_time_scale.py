@@ -172,3 +172,24 @@ def test_a_private_emulator_runs_on_the_scale_it_was_given(
     health = httpx.get(f"http://{settings.HOST}:{emulator.control_port}/_emulator/health", timeout=5).json()
     assert health["time_scale"] == 30.0
     assert "time scale 30" in emulator.log.read_text()
+
+
+@pytest.mark.stack
+def test_up_restarts_an_emulator_it_started_at_another_time_scale(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from emulator import stack as local_stack
+    from emulator.stack import processes
+
+    sagemaker = local_stack.part("sagemaker")
+    if processes.read_pid(sagemaker.pid_file(settings.state_dir())) is None:
+        pytest.skip("the running emulator was not started from this checkout's state folder")
+    monkeypatch.setenv(settings.TIME_SCALE_ENV, "30")
+    try:
+        assert local_stack.up(["sagemaker"]) == ["sagemaker"]
+        assert processes.reported_time_scale(sagemaker) == 30.0
+        assert "ran at time scale 1 where EMULATOR_TIME_SCALE asks for 30" in capfd.readouterr().err
+    finally:
+        monkeypatch.delenv(settings.TIME_SCALE_ENV)
+        local_stack.up(["sagemaker"])  # the shared stack goes back to AWS's pace for the other tests
+    assert processes.reported_time_scale(sagemaker) == 1.0
