@@ -213,7 +213,10 @@ class AlarmEvaluator:
         self.interval_s = interval_s
         self.settle_s = settle_s
         self.clock = clock or Clock()
-        self._loop = Periodic(self.evaluate_once, interval_s, name="alarm-evaluator")
+        self._loop = Periodic(
+            self.evaluate_once, interval_s, name="alarm-evaluator", next_wait=self.until_next_verdict
+        )
+        self._periods: set[int] = set()  # the periods of the alarms last evaluated
         self._reported_unsupported: set[str] = set()
         self._reported_failures: set[str] = set()
         self._listeners: list[ChangeListener] = []
@@ -249,6 +252,19 @@ class AlarmEvaluator:
                         log.exception("alarm change listener failed on %s", outcome.name)
         return outcomes
 
+    def until_next_verdict(self) -> float:
+        """Seconds until the next moment a period of some alarm has ended and settled.
+
+        Evaluating then, rather than on the fixed interval alone, gives a verdict `settle_s` after the
+        period ends (at most `interval_s` later otherwise), which is what an alarm action waits for.
+        """
+        now = self.clock.time()
+        moments = [
+            self.clock.period_start(self.clock.period_index(now - self.settle_s, p) + 1, p) + self.settle_s
+            for p in self._periods
+        ]
+        return min((m - now for m in moments), default=self.interval_s) + 0.01
+
     def latest_value(self, alarm: Mapping[str, Any], now: float | None = None) -> float | None:
         """The newest datapoint in the alarm's evaluation range (what a scaling policy acts on)."""
         try:
@@ -271,6 +287,7 @@ class AlarmEvaluator:
                 self._reported_unsupported.add(name)
                 log.info("leaving alarm %s alone: %s", name, why)
             return None
+        self._periods.add(rule.period)
         current = effective_state(alarm)
         scale = self.clock.scale
         datapoints = self.reader.read(rule, period_starts(rule, now, self.settle_s, scale=scale), scale=scale)

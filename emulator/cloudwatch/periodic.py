@@ -16,11 +16,19 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     def __init__(
-        self, job: Callable[[], object], interval_s: float, *, name: str, final_run: bool = False
+        self,
+        job: Callable[[], object],
+        interval_s: float,
+        *,
+        name: str,
+        final_run: bool = False,
+        next_wait: Callable[[], float] | None = None,
     ) -> None:
+        """`next_wait`, when given, says how long to wait before the next round (at most `interval_s`)."""
         if interval_s <= 0:
             raise ValueError(f"{name}: interval must be > 0 s")
         self._job = job
+        self._next_wait = next_wait
         self.interval_s = interval_s
         self.name = name
         self._final_run = final_run
@@ -47,8 +55,17 @@ class Periodic:
             if thread.is_alive():
                 log.warning("%s did not stop within %.0f s", self.name, timeout_s)
 
+    def _wait(self) -> float:
+        if self._next_wait is None:
+            return self.interval_s
+        try:
+            return min(self.interval_s, max(0.0, self._next_wait()))
+        except Exception:
+            log.exception("%s: next_wait failed; waiting the full interval", self.name)
+            return self.interval_s
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(self._wait()):
             self._run_once()
         if self._final_run:
             self._run_once()

@@ -53,3 +53,17 @@ def test_stop_gives_up_on_a_stuck_round_after_its_timeout() -> None:
 def test_a_zero_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
         Periodic(lambda: None, 0, name="bad")
+
+
+def test_next_wait_brings_the_next_round_forward_but_never_past_the_interval() -> None:
+    rounds = threading.Event()
+    soon = Periodic(rounds.set, 30.0, name="soon", next_wait=lambda: 0.01)
+    soon.start()
+    try:
+        assert rounds.wait(5), "next_wait of 0.01 s did not bring the round forward from the 30 s interval"
+    finally:
+        soon.stop()
+    late = Periodic(lambda: None, 0.5, name="late", next_wait=lambda: 3600.0)
+    assert late._wait() == 0.5
+    broken = Periodic(lambda: None, 0.5, name="broken", next_wait=lambda: 1 / 0)
+    assert broken._wait() == 0.5

@@ -193,3 +193,15 @@ def test_up_restarts_an_emulator_it_started_at_another_time_scale(
         monkeypatch.delenv(settings.TIME_SCALE_ENV)
         local_stack.up(["sagemaker"])  # the shared stack goes back to AWS's pace for the other tests
     assert processes.reported_time_scale(sagemaker) == 1.0
+
+
+def test_the_evaluator_wakes_when_a_scaled_period_has_ended_and_settled(cloudwatch: Any) -> None:
+    clock = ManualClock(start=1_000_000.3, scale=SCALE)
+    judge = AlarmEvaluator(lambda: cloudwatch, settle_s=0.7, interval_s=5.0, clock=clock)
+    assert judge.until_next_verdict() == pytest.approx(5.01)  # no alarm seen yet: the interval
+    alarm = _invocations_alarm(cloudwatch, f"ep-{uuid.uuid4().hex[:6]}", threshold=4.0)
+    judge.evaluate_once(alarm_names=[alarm])
+    # The last 60 s period (2 s at scale 30) ended at 1_000_000.0 and has its verdict due 0.7 s later.
+    assert judge.until_next_verdict() == pytest.approx(1_000_000.7 - 1_000_000.3 + 0.01)
+    clock.advance(0.5)  # that one is judged: the next ends at 1_000_002.0
+    assert judge.until_next_verdict() == pytest.approx(1_000_002.7 - 1_000_000.8 + 0.01)
