@@ -57,6 +57,18 @@ def _refused(**sections: Any) -> ConfigError:
     return caught.value
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _forget_remembered_values() -> Iterator[None]:
+    """Remembered values are masked for the life of the process: without this, a value fetched here
+    (such as "12345") would mask the account id in whatever test module runs next."""
+    known, ordered = set(secret_values._known), secret_values._ordered
+    yield
+    with secret_values._lock:
+        secret_values._known.clear()
+        secret_values._known.update(known)
+        secret_values._ordered = ordered
+
+
 # --- the config holds references only --------------------------------------------------------------------
 
 
