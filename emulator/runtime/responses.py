@@ -400,11 +400,22 @@ def build_app(runtime: Runtime, jobs: AsyncInference) -> Starlette:
         )
         return JSONResponse({"Invocations": [r.as_dict() for r in records]})
 
+    async def in_progress(request: Request) -> Response:
+        """Requests in progress per instance of each variant, for tests and benchmarks (not an AWS API)."""
+        name = request.query_params.get("EndpointName", "")
+        deployment = runtime.engine.primary(arns.key(name))
+        variants = {
+            v.name: {str(i.index): v.busy(i) for i in v.instances}
+            for v in (deployment.variants.values() if deployment else [])
+        }
+        return JSONResponse({"EndpointName": name, "InProgress": variants})
+
     return Starlette(
         routes=[
             Route("/endpoints/{name}/invocations", invoke_endpoint, methods=["POST"]),
             Route("/endpoints/{name}/async-invocations", invoke_endpoint_async, methods=["POST"]),
             Route("/_emulator/health", health, methods=["GET"]),
             Route("/_emulator/invocations", recent_invocations, methods=["GET"]),
+            Route("/_emulator/in-progress", in_progress, methods=["GET"]),
         ]
     )

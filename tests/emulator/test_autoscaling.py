@@ -7,10 +7,12 @@ a private emulator at time scale 60, where a metric minute lasts one second and 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from emulator_support import Aws, PrivateEmulator, Resources, make_clients
@@ -243,6 +245,72 @@ def test_raising_the_minimum_scales_the_variant_out_to_it(
     autoscaling.deregister_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION
     )
+
+
+@pytest.mark.usefixtures("shared_targets")
+def test_an_activity_updates_the_endpoint_and_only_ready_instances_get_requests(
+    stack: dict[str, str], aws: Aws, resources: Resources, double_image: str
+) -> None:
+    autoscaling, _ = clients(stack)
+    endpoint = _endpoint(resources, double_image, DOUBLE_START_DELAY="3")
+    first = aws.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}")["Body"].read()
+
+    _register(autoscaling, endpoint, 2, 2)
+
+    described = poll(
+        lambda: (
+            (d := aws.sagemaker.describe_endpoint(EndpointName=endpoint))["EndpointStatus"] == "Updating"
+            and d
+        ),
+        "the endpoint Updating",
+        timeout=30,
+        every=0.1,
+    )
+    starting = described["ProductionVariants"][0]
+    assert (starting["CurrentInstanceCount"], starting["DesiredInstanceCount"]) == (1, 2)
+    hosts_while_starting = set()
+    while aws.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Updating":
+        answer = aws.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}")["Body"].read()
+        hosts_while_starting.add(json.loads(answer)["hostname"])
+    assert hosts_while_starting <= {json.loads(first)["hostname"]}  # the new one was not ready yet
+    ready = variant(aws.sagemaker, endpoint)
+    assert (ready["CurrentInstanceCount"], ready["DesiredInstanceCount"]) == (2, 2)
+    hosts = {
+        json.loads(aws.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}")["Body"].read())["hostname"]
+        for _ in range(6)
+    }
+    assert len(hosts) == 2
+
+
+def test_scale_in_lets_requests_in_progress_finish(
+    stack: dict[str, str], aws: Aws, resources: Resources, double_image: str
+) -> None:
+    endpoint = _endpoint(resources, double_image, instances=2, DOUBLE_DELAY="2")
+    answers: list[Any] = []
+
+    def slow_pair() -> None:
+        for _ in range(2):  # round robin: one on each instance
+            answers.append(aws.runtime.invoke_endpoint(EndpointName=endpoint, Body=b"{}"))
+
+    threads = [threading.Thread(target=slow_pair) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    url = f"{stack['AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME']}/_emulator/in-progress"
+
+    def both_busy() -> bool:
+        busy = httpx.get(url, params={"EndpointName": endpoint}).json()["InProgress"]["AllTraffic"]
+        return len(busy) == 2 and all(count > 0 for count in busy.values())
+
+    poll(both_busy, "a request in progress on each instance", timeout=10, every=0.05)
+    aws.sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}],
+    )
+    for thread in threads:
+        thread.join(60)
+
+    assert len(answers) == 4  # none failed: the leaving instance finished what it had
+    assert resources.wait_status(endpoint, "InService")["ProductionVariants"][0]["CurrentInstanceCount"] == 1
 
 
 # --- acting on alarms, at time scale 60 ---------------------------------------------------------------------
