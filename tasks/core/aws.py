@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:  # the boto3 type stubs are a dev dependency: production imports none of them
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sts import STSClient
 
 # Standard mode retries throttling, 5xx and connection errors with backoff; the read timeout exceeds
 # SageMaker Runtime's 60 s invocation limit so a slow model is reported by the service, not by us.
@@ -66,6 +76,45 @@ def client(service: str, *, region: str | None = None) -> Any:
     return found
 
 
+# Typed factories: the same cached clients as `client`, typed by the boto3 stubs. The casts name the
+# type only; `client` is looked up at call time, so a test that replaces `aws.client` replaces these too.
+
+
+def sagemaker() -> SageMakerClient:
+    """The SageMaker control plane; only tasks/sagemaker calls it (tests/unit/test_boundaries.py)."""
+    return cast("SageMakerClient", client("sagemaker"))
+
+
+def autoscaling() -> ApplicationAutoScalingClient:
+    """Application Auto Scaling; only tasks/sagemaker calls it (tests/unit/test_boundaries.py)."""
+    return cast("ApplicationAutoScalingClient", client("application-autoscaling"))
+
+
+def sagemaker_runtime() -> SageMakerRuntimeClient:
+    """SageMaker Runtime, the data plane (InvokeEndpoint): any room may call it."""
+    return cast("SageMakerRuntimeClient", client("sagemaker-runtime"))
+
+
+def s3() -> S3Client:
+    return cast("S3Client", client("s3"))
+
+
+def ecr() -> ECRClient:
+    return cast("ECRClient", client("ecr"))
+
+
+def cloudwatch() -> CloudWatchClient:
+    return cast("CloudWatchClient", client("cloudwatch"))
+
+
+def sns() -> SNSClient:
+    return cast("SNSClient", client("sns"))
+
+
+def sts() -> STSClient:
+    return cast("STSClient", client("sts"))
+
+
 def region_name() -> str:
     """The region the clients use."""
     name = session().region_name
@@ -76,7 +125,7 @@ def region_name() -> str:
 
 def account_id() -> str:
     """The caller's account id (STS GetCallerIdentity)."""
-    return str(client("sts").get_caller_identity()["Account"])
+    return str(sts().get_caller_identity()["Account"])
 
 
 def reset_clients() -> None:

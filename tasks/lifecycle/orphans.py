@@ -27,7 +27,7 @@ from tasks.lifecycle.kinds import (
     SNS_TOPIC,
 )
 from tasks.lifecycle.ledger import Deleter, LedgerEntry, S3LedgerStore
-from tasks.sagemaker import hosting, in_use
+from tasks.sagemaker import hosting, in_use, lookup
 
 # Ledger states that make a release's leftovers deletable: its unwind ran (or began) and left them.
 DELETABLE_LEDGER_STATES = frozenset({"unwound", "unwind_failed", "unwinding"})
@@ -74,24 +74,16 @@ class Orphan:
 
 def tagged_resources() -> Iterator[Tagged]:
     """Every resource of ours that carries the managed-by tag."""
-    sagemaker = aws.client("sagemaker")
-    listings: list[tuple[str, str, str, str, str]] = [
-        (SAGEMAKER_ENDPOINT, "list_endpoints", "Endpoints", "EndpointName", "EndpointArn"),
-        (
-            SAGEMAKER_ENDPOINT_CONFIG,
-            "list_endpoint_configs",
-            "EndpointConfigs",
-            "EndpointConfigName",
-            "EndpointConfigArn",
-        ),
-        (SAGEMAKER_MODEL, "list_models", "Models", "ModelName", "ModelArn"),
+    listings: list[tuple[str, lookup.Resource]] = [
+        (SAGEMAKER_ENDPOINT, "endpoint"),
+        (SAGEMAKER_ENDPOINT_CONFIG, "endpoint-config"),
+        (SAGEMAKER_MODEL, "model"),
     ]
-    for kind, operation, key, name_key, arn_key in listings:
-        for page in sagemaker.get_paginator(operation).paginate():
-            for item in page[key]:
-                tags = _tags(sagemaker.list_tags(ResourceArn=item[arn_key]).get("Tags", []))
-                if _ours(tags):
-                    yield Tagged(kind, item[name_key], item[arn_key], tags, dict(item))
+    for kind, resource in listings:
+        for item in lookup.every(resource):
+            tags = lookup.tags(item.arn)
+            if _ours(tags):
+                yield Tagged(kind, item.name, item.arn, tags, item.summary)
     cloudwatch = aws.client("cloudwatch")
     for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
         for alarm in page["MetricAlarms"]:

@@ -26,6 +26,7 @@ from tasks.lifecycle.kinds import (
     SAGEMAKER_TRANSFORM_JOB,
     SNS_TOPIC,
 )
+from tasks.sagemaker import lookup as sagemaker_lookup
 
 if TYPE_CHECKING:  # the ledger calls `ours`; this module only names its types
     from tasks.lifecycle.ledger import Ledger, LedgerEntry
@@ -134,17 +135,12 @@ def release_tag(tags: list[dict[str, str]] | None) -> str | None:
     return None
 
 
-def _sagemaker(describe: str, name_param: str, arn_key: str) -> Callable[[str], Found | None]:
+def _sagemaker(resource: sagemaker_lookup.Resource) -> Callable[[str], Found | None]:
     def look(name: str) -> Found | None:
-        sagemaker = aws.client("sagemaker")
-        try:
-            described = getattr(sagemaker, describe)(**{name_param: name})
-        except Exception as exc:
-            if aws.is_not_found(exc):
-                return None
-            raise
-        arn = str(described[arn_key])
-        return Found(arn, release_tag(sagemaker.list_tags(ResourceArn=arn).get("Tags")))
+        arn = sagemaker_lookup.arn_of(resource, name)
+        if arn is None:
+            return None
+        return Found(arn, sagemaker_lookup.tags(arn).get(naming.RELEASE_ID_KEY))
 
     return look
 
@@ -182,12 +178,10 @@ def _alarm(name: str) -> Found | None:
 
 
 _LOOKUPS: dict[str, Callable[[str], Found | None]] = {
-    SAGEMAKER_MODEL: _sagemaker("describe_model", "ModelName", "ModelArn"),
-    SAGEMAKER_ENDPOINT_CONFIG: _sagemaker(
-        "describe_endpoint_config", "EndpointConfigName", "EndpointConfigArn"
-    ),
-    SAGEMAKER_ENDPOINT: _sagemaker("describe_endpoint", "EndpointName", "EndpointArn"),
-    SAGEMAKER_TRANSFORM_JOB: _sagemaker("describe_transform_job", "TransformJobName", "TransformJobArn"),
+    SAGEMAKER_MODEL: _sagemaker("model"),
+    SAGEMAKER_ENDPOINT_CONFIG: _sagemaker("endpoint-config"),
+    SAGEMAKER_ENDPOINT: _sagemaker("endpoint"),
+    SAGEMAKER_TRANSFORM_JOB: _sagemaker("transform-job"),
     SNS_TOPIC: _topic,
     ECR_REPOSITORY: _repository,
     CLOUDWATCH_ALARM: _alarm,

@@ -21,12 +21,12 @@ from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import image_refs
 from tasks.lifecycle.rollback import ReleaseConfigRef, release_configs
-from tasks.sagemaker import hosting, in_use
+from tasks.sagemaker import hosting, in_use, lookup
 
 
 def _models_of(config_name: str) -> set[str]:
     try:
-        described = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name)
+        described = lookup.endpoint_config(config_name)
     except Exception as exc:
         if aws.is_not_found(exc):
             return set()
@@ -35,14 +35,13 @@ def _models_of(config_name: str) -> set[str]:
 
 
 def _is_ours(model_name: str, endpoint: str) -> bool:
-    sagemaker = aws.client("sagemaker")
     try:
-        arn = sagemaker.describe_model(ModelName=model_name)["ModelArn"]
+        arn = str(lookup.model(model_name)["ModelArn"])
     except Exception as exc:
         if aws.is_not_found(exc):
             return False
         raise
-    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+    tags = lookup.tags(arn)
     return (
         tags.get(naming.MANAGED_BY_KEY) == naming.MANAGED_BY_VALUE
         and tags.get(naming.ENDPOINT_KEY) == endpoint
@@ -72,8 +71,7 @@ def retire_older_releases(
     Call it once the release has succeeded: with keep_previous False it deletes the config an unwind
     would put the endpoint back on.
     """
-    sagemaker = aws.client("sagemaker")
-    serving = str(sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"])
+    serving = str(lookup.endpoint(endpoint)["EndpointConfigName"])
     keep = {serving}
     if keep_previous and previous_config:
         keep.add(previous_config)
@@ -143,7 +141,7 @@ def _held_refs(
 
 def _containers(model_name: str) -> list[dict[str, Any]]:
     try:
-        described = aws.client("sagemaker").describe_model(ModelName=model_name)
+        described = lookup.model(model_name)
     except Exception as exc:
         if aws.is_not_found(exc):
             return []
@@ -152,7 +150,7 @@ def _containers(model_name: str) -> list[dict[str, Any]]:
 
 
 def _deleter(*, config: str | None = None, model: str | None = None) -> Callable[[], object]:
-    sagemaker = aws.client("sagemaker")
     if config is not None:
-        return lambda: sagemaker.delete_endpoint_config(EndpointConfigName=config)
-    return lambda: sagemaker.delete_model(ModelName=model)
+        return partial(hosting.delete_endpoint_config, config)
+    assert model is not None, "_deleter needs config or model"
+    return partial(hosting.delete_model, model)

@@ -15,7 +15,7 @@ the update fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,9 +25,8 @@ from tasks.core import aws
 from tasks.core.errors import ReleaseError, ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.core.purpose import PURPOSE_KEY, ROLLOUT_STAGING
-from tasks.core.retry import call_with_retries
 from tasks.core.waiting import Clock
-from tasks.sagemaker import hosting, scaling
+from tasks.sagemaker import hosting, lookup, scaling
 
 
 class NoPreviousRelease(ReleaseError):
@@ -78,13 +77,10 @@ class RollbackResult:
 
 def release_configs(endpoint: str) -> list[ReleaseConfigRef]:
     """Endpoint configs that releases made for `endpoint`, oldest first."""
-    sagemaker = aws.client("sagemaker")
     found = []
-    for summary in _list_configs(endpoint):
-        tags = {
-            t["Key"]: t["Value"]
-            for t in sagemaker.list_tags(ResourceArn=summary["EndpointConfigArn"]).get("Tags", [])
-        }
+    # Release config names start with the endpoint's name (tasks/config/naming.py keeps the readable start).
+    for summary in lookup.endpoint_configs(endpoint[:40]):
+        tags = lookup.tags(summary["EndpointConfigArn"])
         if (
             tags.get(naming.MANAGED_BY_KEY) != naming.MANAGED_BY_VALUE
             or tags.get(naming.ENDPOINT_KEY) != endpoint
@@ -101,20 +97,12 @@ def release_configs(endpoint: str) -> list[ReleaseConfigRef]:
     return sorted(found, key=lambda ref: (ref.created, ref.name))
 
 
-def _list_configs(endpoint: str) -> Iterator[dict[str, Any]]:
-    # Release config names start with the endpoint's name (tasks/config/naming.py keeps the readable start).
-    paginator = aws.client("sagemaker").get_paginator("list_endpoint_configs")
-    for page in paginator.paginate(NameContains=endpoint[:40], SortBy="CreationTime", SortOrder="Ascending"):
-        yield from page.get("EndpointConfigs", [])
-
-
 def unusable_reason(config_name: str) -> str | None:
     """Why `config_name` cannot serve any more (a model of it was deleted), or None when it can."""
-    sagemaker = aws.client("sagemaker")
-    described = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    described = lookup.endpoint_config(config_name)
     for variant in described["ProductionVariants"]:
         try:
-            sagemaker.describe_model(ModelName=variant["ModelName"])
+            lookup.model(variant["ModelName"])
         except Exception as exc:
             if aws.is_not_found(exc):
                 return f"{config_name}: its model {variant['ModelName']} was deleted"
@@ -186,16 +174,10 @@ def roll_back(
         return RollbackResult(endpoint, live.config_name, to_config, to_release, "unchanged")
 
     log.info("rolling endpoint %s back from %s to %s", endpoint, live.config_name, to_config)
-    target_variants = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=to_config)[
-        "ProductionVariants"
-    ]
+    target_variants = lookup.endpoint_config(to_config)["ProductionVariants"]
     suspended = _suspend_scaling(live, target_variants)
     try:
-        call_with_retries(
-            lambda: aws.client("sagemaker").update_endpoint(
-                EndpointName=endpoint, EndpointConfigName=to_config
-            )
-        )
+        hosting.send_endpoint_update(endpoint, to_config)
         hosting.wait_for_endpoint(
             endpoint, expect_config=to_config, timeout_s=timeout_s, interval_s=interval_s, clock=clock
         )

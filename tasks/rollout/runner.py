@@ -29,18 +29,16 @@ from typing import Any
 from tasks.checks.smoke import encode
 from tasks.config import naming
 from tasks.config.model import ReleaseConfig
-from tasks.core import aws
 from tasks.core.errors import AlarmFired, EndpointRolledBack, ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag
-from tasks.core.retry import call_with_retries
 from tasks.core.waiting import Clock, SystemClock, poll_until
 from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT
 from tasks.lifecycle.ledger import Ledger
 from tasks.rollout import alarms, step_metrics
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
 from tasks.rollout.planning import RolloutPlan, deployment_config, shifted_weights
-from tasks.sagemaker import hosting, scaling
+from tasks.sagemaker import hosting, lookup, scaling
 from tasks.sagemaker.endpoint_spec import production_variant
 from tasks.sagemaker.hosting import LiveEndpoint
 
@@ -259,7 +257,7 @@ class Rollout:
         self.log.info("deleted the staging endpoint config %s", staging)
 
     def _current_weights(self) -> dict[str, float]:
-        described = aws.client("sagemaker").describe_endpoint(EndpointName=self.endpoint)
+        described = lookup.endpoint(self.endpoint)
         return {
             str(v["VariantName"]): float(v.get("CurrentWeight", v.get("DesiredWeight", 1.0)))
             for v in described.get("ProductionVariants", [])
@@ -268,11 +266,10 @@ class Rollout:
     def _create_staging_config(self, new_variant: str, old_weights: Mapping[str, float]) -> str:
         """The live config's variants at their current weights and capacity, plus the new one at 0."""
         assert self.live is not None
-        sagemaker = aws.client("sagemaker")
-        live_config = sagemaker.describe_endpoint_config(EndpointConfigName=self.live.config_name)
+        live_config = lookup.endpoint_config(self.live.config_name)
         capacity = {
             str(v["VariantName"]): v.get("CurrentInstanceCount")
-            for v in sagemaker.describe_endpoint(EndpointName=self.endpoint).get("ProductionVariants", [])
+            for v in lookup.endpoint(self.endpoint).get("ProductionVariants", [])
         }
         variants = []
         for spec in live_config["ProductionVariants"]:
@@ -304,12 +301,7 @@ class Rollout:
         self.log.info(
             "weights of %s: %s", self.endpoint, ", ".join(f"{name} {w:g}" for name, w in weights.items())
         )
-        desired = [{"VariantName": name, "DesiredWeight": weight} for name, weight in weights.items()]
-        call_with_retries(
-            lambda: aws.client("sagemaker").update_endpoint_weights_and_capacities(
-                EndpointName=self.endpoint, DesiredWeightsAndCapacities=desired
-            )
-        )
+        hosting.send_variant_weights(self.endpoint, weights)
         hosting.wait_for_endpoint(
             self.endpoint,
             expect_config=staging,
@@ -322,7 +314,7 @@ class Rollout:
         """Move from the staging config to the release's single-variant config; re-point the alarms."""
         assert self.live is not None
         current = hosting.live_endpoint(self.endpoint)
-        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        final = lookup.endpoint_config(self.final_config)
         if current is not None:
             scaling.suspend_for_update(current, final["ProductionVariants"], self.ledger)
         hosting.update_endpoint(
@@ -344,7 +336,7 @@ class Rollout:
         names = self._arm(self.report.new_variant)
         self._await_quiet_alarms(names)
         request = deployment_config(self.plan, names, provisioning_s=self.timeout_s)
-        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        final = lookup.endpoint_config(self.final_config)
         scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)
         self.ledger.record(
             SAGEMAKER_ENDPOINT,
@@ -353,17 +345,13 @@ class Rollout:
             previous_config=self.live.config_name,
             created=False,
         )
-        call_with_retries(
-            lambda: aws.client("sagemaker").update_endpoint(
-                EndpointName=self.endpoint, EndpointConfigName=self.final_config, DeploymentConfig=request
-            )
-        )
+        hosting.send_endpoint_update(self.endpoint, self.final_config, deployment_config=request)
         self.log.info("updating %s with deployment guardrails: %s", self.endpoint, request)
         self.traffic.start(self.traffic_duration(None))
         watcher = _DeploymentWatcher(self)
         limit = request["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] + self.timeout_s
         described = poll_until(
-            lambda: dict(aws.client("sagemaker").describe_endpoint(EndpointName=self.endpoint)),
+            lambda: lookup.endpoint(self.endpoint),
             is_done=lambda d: d["EndpointStatus"] not in hosting.TRANSITIONAL,
             failure_reason=lambda d: None,
             status_of=lambda d: str(d["EndpointStatus"]),
@@ -399,7 +387,7 @@ class Rollout:
         """Serverless and async endpoints: update at once, bake, go back on an alarm."""
         assert self.live is not None
         self._await_quiet_alarms(self._arm(self.report.new_variant))
-        final = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=self.final_config)
+        final = lookup.endpoint_config(self.final_config)
         # An async endpoint scaled on a variant the update removes or re-types: SageMaker refuses the
         # update until that variant is off Application Auto Scaling.
         scaling.suspend_for_update(self.live, final["ProductionVariants"], self.ledger)

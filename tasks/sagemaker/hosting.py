@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.core import aws
 from tasks.core.errors import EndpointRolledBack, ResourceFailed
@@ -26,6 +26,9 @@ from tasks.lifecycle.kinds import (
 )
 from tasks.lifecycle.ledger import Ledger
 from tasks.lifecycle.ownership import create_once
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import DesiredWeightAndCapacityTypeDef
 
 # Statuses from which the endpoint moves on by itself; anything else is where it rests.
 TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
@@ -260,13 +263,36 @@ def update_endpoint(
     ledger.record(
         SAGEMAKER_ENDPOINT, name, config=config_name, previous_config=previous_config, created=False
     )
-    request: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
-    if deployment_config:
-        request["DeploymentConfig"] = dict(deployment_config)
-    call_with_retries(lambda: aws.client("sagemaker").update_endpoint(**request))
+    send_endpoint_update(name, config_name, deployment_config=deployment_config)
     run_logger().info("updating endpoint %s from %s to %s", name, previous_config, config_name)
     return wait_for_endpoint(
         name, expect_config=config_name, timeout_s=timeout_s, interval_s=interval_s, clock=clock
+    )
+
+
+def send_endpoint_update(
+    name: str, config_name: str, *, deployment_config: Mapping[str, Any] | None = None
+) -> None:
+    """Send UpdateEndpoint (retried) and return at once: no ledger entry, no wait.
+
+    For callers that record and wait themselves: `update_endpoint`, the runner's guardrails (which
+    watch the deployment as it goes) and rollback on demand (which owns no ledger).
+    """
+    request: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
+    if deployment_config:
+        request["DeploymentConfig"] = dict(deployment_config)
+    call_with_retries(lambda: aws.sagemaker().update_endpoint(**request))
+
+
+def send_variant_weights(name: str, weights: Mapping[str, float]) -> None:
+    """Send UpdateEndpointWeightsAndCapacities (retried) with `weights` by variant; no wait."""
+    desired: list[DesiredWeightAndCapacityTypeDef] = [
+        {"VariantName": variant, "DesiredWeight": w} for variant, w in weights.items()
+    ]
+    call_with_retries(
+        lambda: aws.sagemaker().update_endpoint_weights_and_capacities(
+            EndpointName=name, DesiredWeightsAndCapacities=desired
+        )
     )
 
 
