@@ -206,6 +206,11 @@ class AutoScaler:
         self.path = folder / "autoscaling-activities.json"
         self.activities: list[Activity] = self._load()
         self._targets: dict[str, _TargetMemory] = {}
+        # An activity a restart interrupted: the endpoint resumes its update, and it is followed to its end.
+        for activity in self.activities:
+            parsed = policies.parse_resource_id(activity.ResourceId)
+            if activity.StatusCode == "InProgress" and parsed is not None:
+                self._targets[activity.ResourceId] = _TargetMemory(*parsed, in_progress=activity)
         self._memory: dict[str, PolicyMemory] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

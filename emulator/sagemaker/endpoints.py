@@ -430,7 +430,17 @@ class EndpointEngine:
 
     async def _remove_orphans(self, known: set[str]) -> None:
         ours = await asyncio.to_thread(self.fleet.containers_by_deployment)
-        orphans = [cid for cid, deployment_id in ours.items() if deployment_id not in known]
+        kept = {
+            cid for deployments in self.deployments.values() for d in deployments for cid in d.container_ids()
+        }
+        # Containers of unknown deployments, and of instances a scaling interrupted by the restart was
+        # still starting (their deployment is known, they are not among its instances: their names would
+        # be taken when the scaling resumes).
+        orphans = [
+            cid
+            for cid, deployment_id in ours.items()
+            if deployment_id not in known or cid not in kept
+        ]
         if orphans:
             log.info("removing %d containers of deployments the store does not know", len(orphans))
             await self._remove_containers(orphans)

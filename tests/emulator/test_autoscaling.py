@@ -457,3 +457,23 @@ def test_suspended_dynamic_scale_out_holds_the_capacity_until_resumed(
             "scale-out once resumed",
             timeout=30,
         )
+
+
+def test_an_activity_a_restart_interrupted_is_followed_to_its_end(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    emulator = private_emulator()
+    aws = make_clients(emulator.client_env)
+    made = Resources(aws, bucket)
+    autoscaling, _ = clients(emulator.client_env)
+    endpoint = _endpoint(made, double_image, DOUBLE_START_DELAY="4")
+    resource_id = _register(autoscaling, endpoint, 2, 2)
+    poll(lambda: activities(autoscaling, resource_id), "an activity", timeout=30)
+
+    emulator.stop()
+    emulator.start()
+
+    listed = poll(lambda: settled(autoscaling, resource_id), "the activity settled", timeout=60)
+    assert [a["StatusCode"] for a in listed] == ["Successful"], listed
+    assert variant(aws.sagemaker, endpoint)["CurrentInstanceCount"] == 2
+    deregister_all(autoscaling, made.endpoints)
