@@ -437,9 +437,7 @@ class EndpointEngine:
         # still starting (their deployment is known, they are not among its instances: their names would
         # be taken when the scaling resumes).
         orphans = [
-            cid
-            for cid, deployment_id in ours.items()
-            if deployment_id not in known or cid not in kept
+            cid for cid, deployment_id in ours.items() if deployment_id not in known or cid not in kept
         ]
         if orphans:
             log.info("removing %d containers of deployments the store does not know", len(orphans))
