@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from tasks.artifact.model_source import ModelSnapshot  # noqa: E402
 from tasks.artifact.packaging import build_artifact, worker_threads  # noqa: E402
 from tasks.artifact.storage import ensure_bucket, store_artifact  # noqa: E402
-from tasks.config.model import PackagingConfig, StorageConfig  # noqa: E402
+from tasks.config import PackagingConfig, StorageConfig  # noqa: E402
 from tasks.core import aws  # noqa: E402
 from tasks.lifecycle.ledger import Ledger, LocalLedgerStore  # noqa: E402
 

@@ -30,7 +30,7 @@ from typing import Any
 from prefect import flow
 
 from flows import cli
-from tasks.config.model import check_value, load_config
+from tasks.config import check_value, load_config
 from tasks.core.errors import ConfigError, ReleaseError, ReleaseRunning
 from tasks.core.logs import run_logger
 from tasks.lifecycle import orphans, unwind

@@ -27,8 +27,15 @@ from tasks.artifact.packaging import package_model
 from tasks.artifact.storage import ensure_bucket, upload_model
 from tasks.checks.preflight import Preflight, check_confined_path, preflight
 from tasks.checks.smoke import SmokeResult, smoke_test, smoke_test_variant
-from tasks.config import naming, secret_values
-from tasks.config.model import ReleaseConfig, check_value, load_config, parse_override, shown_value
+from tasks.config import (
+    ReleaseConfig,
+    check_value,
+    load_config,
+    naming,
+    parse_override,
+    secret_values,
+    shown_value,
+)
 from tasks.core.errors import ConfigError, SmokeFailed
 from tasks.core.logs import run_logger
 from tasks.image.build import serving_image

@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.states import Failed, State
 
 from flows import cli
-from tasks.config.model import check_value
+from tasks.config import check_value
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.lifecycle import rollback as rollback_tasks

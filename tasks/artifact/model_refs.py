@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from tasks.config import naming
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig, naming
 from tasks.core import aws
 from tasks.lifecycle.kinds import S3_OBJECT
 from tasks.lifecycle.ledger import Ledger, LedgerEntry

@@ -21,7 +21,7 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, Revi
 from huggingface_hub.utils import filter_repo_objects, get_session
 from prefect import task
 
-from tasks.config.model import ModelSourceConfig
+from tasks.config import ModelSourceConfig
 from tasks.core.errors import ConfigError
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options

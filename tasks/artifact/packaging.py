@@ -31,7 +31,7 @@ from prefect import task
 from tasks.artifact import package_cache
 from tasks.artifact.model_source import ModelSnapshot
 from tasks.artifact.parallel_gzip import ParallelGzipWriter
-from tasks.config.model import PackagingConfig
+from tasks.config import PackagingConfig
 from tasks.core.errors import PackagingFailed
 from tasks.core.logs import run_logger
 from tasks.core.progress import ByteProgress, ProgressCallback, no_progress

@@ -22,8 +22,7 @@ from prefect import task
 
 from tasks.artifact import model_refs
 from tasks.artifact.packaging import ModelArtifact
-from tasks.config import naming
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig, naming
 from tasks.core import aws
 from tasks.core.errors import ConfigError
 from tasks.core.logs import run_logger

@@ -1,6 +1,6 @@
 """Pre-flight: what the release can decide from the live endpoint, decided before anything is created.
 
-The config is validated on its own when it is loaded (tasks/config/model.py); some of it can only be judged
+The config is validated on its own when it is loaded (tasks/config/); some of it can only be judged
 against the endpoint as it serves now -- a guardrails canary or linear shift needs 2+ live instances
 and the live variant's name. `preflight` describes the endpoint and plans the traffic shift before the
 release creates a bucket, a ledger or any resource, so a strategy that cannot work on this endpoint is
@@ -26,8 +26,7 @@ from pathlib import Path
 from prefect import task
 from prefect.runtime import deployment
 
-from tasks.config import secret_values
-from tasks.config.model import ReleaseConfig, SecretReference, check_local_folders, secret_references
+from tasks.config import ReleaseConfig, SecretReference, check_local_folders, secret_references, secret_values
 from tasks.core import aws
 from tasks.core.errors import ConfigError, ConfigIssue
 from tasks.core.retry import task_options

@@ -20,8 +20,7 @@ from typing import Any
 import pandas as pd
 from prefect import task
 
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig, SmokeConfig, split_s3_uri
+from tasks.config import ReleaseConfig, SmokeConfig, naming, split_s3_uri
 from tasks.core import aws
 from tasks.core.errors import SmokeFailed
 from tasks.core.logs import run_logger

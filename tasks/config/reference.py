@@ -3,9 +3,10 @@
     python -m tasks.config.reference > docs/configuration.md     # write the page
     python -m tasks.config.reference --check docs/configuration.md  # exit 1 when the page is behind
 
-Every row comes from a field of tasks/config/model.py: its type, its default, its bounds (ge/gt/le/lt,
-lengths, patterns, Literal choices) and its description. The page cannot drift from the model: the unit test
-tests/unit/test_config_reference.py fails when the committed page differs from what this prints.
+Every row comes from a field of the config model (tasks/config/sections.py and release.py): its type,
+its default, its bounds (ge/gt/le/lt, lengths, patterns, Literal choices) and its description. The page
+cannot drift from the model: the unit test tests/unit/config/test_config_reference.py fails when the
+committed page differs from what this prints.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from tasks.config.model import ReleaseConfig
+from tasks.config.release import ReleaseConfig
 
 REGENERATE = "python -m tasks.config.reference > docs/configuration.md"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -72,7 +73,7 @@ def render(root: type[BaseModel] = ReleaseConfig) -> str:
     lines = [
         "# Release configuration reference",
         "",
-        f"<!-- Generated from tasks/config/model.py by `{REGENERATE}`; do not edit by hand. -->",
+        f"<!-- Generated from the config model (tasks/config/) by `{REGENERATE}`; do not edit by hand. -->",
         "",
         "A release is one YAML file, or the same fields given as flow parameters (the Prefect UI renders "
         "them as the release form). The README shows a minimal file; this page lists every field.",
@@ -95,8 +96,8 @@ def render(root: type[BaseModel] = ReleaseConfig) -> str:
             if not field.description:
                 raise ReferenceError(
                     f"{where} ({section.model.__name__}.{name}) has no description; fix: give it "
-                    "Field(description=...) in tasks/config/model.py, the text users read in the form "
-                    "and here"
+                    "Field(description=...) in the config model (tasks/config/), the text users read in "
+                    "the form and here"
                 )
             links = {
                 model: by_place[(f"{where}{suffix}", model)]
@@ -133,7 +134,7 @@ def check(page: Path = PAGE, root: type[BaseModel] = ReleaseConfig) -> str | Non
     was = found_lines[line] if line < len(found_lines) else "(end of file)"
     wanted = expected_lines[line] if line < len(expected_lines) else "(end of file)"
     return (
-        f"{page} is out of date with tasks/config/model.py (first difference at line {line + 1}: "
+        f"{page} is out of date with the config model (tasks/config/) (first difference at line {line + 1}: "
         f"has {was!r}, the model gives {wanted!r}); fix: regenerate it with `{REGENERATE}` and commit it"
     )
 
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tasks.config.reference",
         description="Print the release configuration reference (Markdown) generated from "
-        "tasks/config/model.py.",
+        "the config model (tasks/config/).",
     )
     parser.add_argument(
         "--check",

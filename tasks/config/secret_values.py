@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from tasks.config.model import SecretReference
+from tasks.config.fields import SecretReference
 from tasks.core import aws
 from tasks.core.errors import ConfigError, ConfigIssue, ReleaseError
 

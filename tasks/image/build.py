@@ -49,8 +49,7 @@ import docker.auth
 import docker.errors
 from prefect import task
 
-from tasks.config import secret_values
-from tasks.config.model import ImageConfig, SecretReference, StorageConfig
+from tasks.config import ImageConfig, SecretReference, StorageConfig, secret_values
 from tasks.core import aws
 from tasks.core.errors import ResourceFailed, WaitTimeout
 from tasks.core.logs import run_logger

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.artifact import model_refs
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig
 from tasks.core import aws
 from tasks.lifecycle.ledger import Ledger, LedgerEntry
 

@@ -15,8 +15,7 @@ from functools import partial
 from typing import Any
 
 from tasks.artifact import model_refs
-from tasks.config import naming
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig, naming
 from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import image_refs

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tasks.artifact import model_refs
-from tasks.config.model import split_s3_uri
+from tasks.config import split_s3_uri
 from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import build, image_refs

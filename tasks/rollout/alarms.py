@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig, naming
 from tasks.core import aws
 from tasks.core.errors import AlarmsAlreadyFiring, ConfigError, WaitTimeout
 from tasks.core.logs import run_logger

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig
 from tasks.core.errors import ConfigError
 from tasks.sagemaker.hosting import LiveEndpoint
 

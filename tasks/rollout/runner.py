@@ -27,8 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tasks.checks.smoke import encode
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig, naming
 from tasks.core.errors import AlarmFired, EndpointRolledBack, ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag

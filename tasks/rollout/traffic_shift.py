@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from prefect import task
 
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.lifecycle.ledger import Ledger

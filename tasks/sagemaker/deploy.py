@@ -15,8 +15,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks.config import naming, secret_values
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig, naming, secret_values
 from tasks.core import aws
 from tasks.core.errors import ResourceFailed
 from tasks.core.retry import task_options

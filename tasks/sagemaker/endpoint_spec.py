@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import naming, secret_values
-from tasks.config.model import MAX_ENVIRONMENT_VALUE, ReleaseConfig
+from tasks.config import MAX_ENVIRONMENT_VALUE, ReleaseConfig, naming, secret_values
 from tasks.sagemaker.hosting import LiveEndpoint, ModelData
 
 

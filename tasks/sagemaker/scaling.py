@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig, naming
 from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.lifecycle.kinds import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM

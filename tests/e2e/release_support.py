@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flows.release import release
-from tasks.config.model import ReleaseConfig, parse_config
+from tasks.config import ReleaseConfig, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -16,8 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig, naming
 from tests.e2e.inspect_stack import ledger, resources_of_release, serving_config, unresolved_entries
 from tests.e2e.progressive_models import (
     FAILING_PAYLOADS,

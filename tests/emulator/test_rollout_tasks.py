@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from emulator_support import ROLE_ARN, PrivateEmulator, make_clients
 
-from tasks.config import naming
-from tasks.config.model import ReleaseConfig, parse_config
+from tasks.config import ReleaseConfig, naming, parse_config
 from tasks.core import aws
 from tasks.core.errors import AlarmFired
 from tasks.lifecycle import unwind

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from tasks.config.model import ReleaseConfig, parse_config
+from tasks.config import ReleaseConfig, parse_config
 from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"

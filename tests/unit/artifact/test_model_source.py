@@ -15,7 +15,7 @@ import uvicorn
 from emulator.hub import publish
 from emulator.hub.app import create_app
 from tasks.artifact.model_source import fetch_snapshot, has_model_files
-from tasks.config.model import ModelSourceConfig
+from tasks.config import ModelSourceConfig
 from tasks.core.errors import ConfigError
 
 REPO = "local-test/tiny-model"

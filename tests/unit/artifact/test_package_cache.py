@@ -11,7 +11,7 @@ import pytest
 from tasks.artifact import package_cache, packaging
 from tasks.artifact.model_source import ModelSnapshot
 from tasks.artifact.packaging import build_artifact, prune_packages
-from tasks.config.model import PackagingConfig
+from tasks.config import PackagingConfig
 
 FILES = {"config.json": b'{"hidden_size": 8}', "model.safetensors": os.urandom(1 << 20)}
 

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.artifact.model_source import ModelSnapshot
 from tasks.artifact.packaging import build_artifact, manifest_digest, prune_packages, write_tar_gz
-from tasks.config.model import PackagingConfig
+from tasks.config import PackagingConfig
 from tasks.core.errors import PackagingFailed
 
 FILES = {

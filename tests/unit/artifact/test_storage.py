@@ -9,7 +9,7 @@ import pytest
 from tasks.artifact.model_source import ModelSnapshot
 from tasks.artifact.packaging import ModelArtifact, build_artifact
 from tasks.artifact.storage import ensure_bucket, store_artifact
-from tasks.config.model import PackagingConfig, StorageConfig
+from tasks.config import PackagingConfig, StorageConfig
 from tasks.core.errors import ConfigError
 from tasks.lifecycle import unwind
 from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore

@@ -16,7 +16,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows import cli
 from flows.release import release
 from tasks.checks import preflight
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig
 from tasks.core.errors import ConfigError
 from tests.unit.deploy_helpers import make_config
 

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from tasks.checks.preflight import preflight as preflight_task
-from tasks.config.model import ModelSourceConfig
+from tasks.config import ModelSourceConfig
 from tasks.core import aws
 from tasks.core.errors import ConfigError, ResourceFailed
 from tests.unit.deploy_helpers import ROLE, make_config

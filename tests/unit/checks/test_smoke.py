@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from tasks.checks import smoke
 from tasks.checks.smoke import Answer, answers_frame, run_smoke
-from tasks.config.model import SmokeConfig
+from tasks.config import SmokeConfig
 from tasks.core.errors import SmokeFailed
 
 EMBEDDING = json.dumps([[0.1] * 384])

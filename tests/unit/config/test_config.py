@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.config.model import (
+from tasks.config import (
     MAX_ALIAS_EXPANSION,
     ReleaseConfig,
     check_value,

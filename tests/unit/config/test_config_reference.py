@@ -1,4 +1,5 @@
-"""docs/configuration.md is generated from tasks/config/model.py and must stay what the generator prints."""
+"""docs/configuration.md is generated from the config model (tasks/config/) and must stay what the
+generator prints."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.config.model import ReleaseConfig
+from tasks.config import ReleaseConfig
 from tasks.config.reference import REGENERATE, ReferenceError, check, main, render, sections
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.config import naming
-from tasks.config.model import parse_config
+from tasks.config import naming, parse_config
 
 MINIMAL = {
     "role_arn": "arn:aws:iam::123456789012:role/SageMakerExecution",

@@ -31,8 +31,7 @@ from emulator.hub.app import create_app
 from flows import release as release_flow
 from tasks.artifact import model_source
 from tasks.checks.preflight import check_secrets
-from tasks.config import secret_values
-from tasks.config.model import ModelSourceConfig, SecretReference, parse_override
+from tasks.config import ModelSourceConfig, SecretReference, parse_override, secret_values
 from tasks.core import aws
 from tasks.core.errors import ConfigError
 from tasks.image import build

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flows import cleanup, release, rollback
-from tasks.config.model import parse_override
+from tasks.config import parse_override
 from tasks.core.errors import ConfigError
 from tasks.lifecycle.lock import LEASE_STORAGE_ENV, SHARED_LEASE_STORAGE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tasks.config.model import ImageConfig
+from tasks.config import ImageConfig
 from tasks.image import build
 from tests.unit.deploy_helpers import kinds, local_ledger
 

@@ -14,8 +14,7 @@ import boto3
 import pytest
 
 from tasks.artifact import model_refs
-from tasks.config import naming
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig, naming
 from tasks.core.errors import ResourceFailed
 from tasks.image import build, image_refs
 from tasks.lifecycle import unwind

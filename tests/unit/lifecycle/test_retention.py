@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks.config.model import StorageConfig
+from tasks.config import StorageConfig
 from tasks.lifecycle.retention import retire_older_releases
 from tests.unit.rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
 

@@ -1,0 +1,128 @@
+"""The whole release configuration (`ReleaseConfig`): its sections and the checks that span several of
+them (autoscaling against the endpoint type, traffic shifting against the endpoint kind).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from tasks.config.fields import (
+    ReleaseId,
+    RoleArn,
+    SecretReference,
+    Tags,
+    _invalid,
+    _Section,
+    check_value,
+    is_burstable,
+)
+from tasks.config.naming import new_release_id
+from tasks.config.sections import (
+    EndpointConfig,
+    ImageConfig,
+    ModelSourceConfig,
+    PackagingConfig,
+    RolloutConfig,
+    ScalingConfig,
+    SmokeConfig,
+    StorageConfig,
+    TimeoutsConfig,
+)
+
+
+class ReleaseConfig(_Section):
+    """One release: which model, where it is stored, which image serves it, and how it goes live."""
+
+    release_id: ReleaseId | None = Field(
+        None, description="Id of this release (names and tags derive from it); empty generates one."
+    )
+    role_arn: RoleArn = Field(description="SageMaker execution role (arn:aws:iam::<account>:role/<name>).")
+    tags: Tags = Field(default_factory=dict, description="Extra tags on every resource of the release.")
+    model: ModelSourceConfig = Field(description="Model source: Hub repo and revision, or a local folder.")
+    packaging: PackagingConfig = Field(default_factory=PackagingConfig, description="Model packaging.")
+    storage: StorageConfig = Field(description="S3 location for model data and ledgers.")
+    image: ImageConfig = Field(default_factory=ImageConfig, description="Serving image.")
+    endpoint: EndpointConfig = Field(description="Target endpoint.")
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig, description="Autoscaling.")
+    smoke: SmokeConfig = Field(default_factory=SmokeConfig, description="Smoke test of the new model.")
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig, description="Traffic shifting and rollback."
+    )
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig, description="Wait limits.")
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> ReleaseConfig:
+        endpoint, scaling = self.endpoint, self.scaling
+        if scaling.enabled:
+            if endpoint.type in ("serverless", "batch"):
+                raise _invalid(
+                    f"a {endpoint.type} endpoint cannot be registered for autoscaling",
+                    "set scaling.enabled: false (serverless scales by itself; batch has no endpoint)",
+                    field="scaling.enabled",
+                )
+            if is_burstable(endpoint.instance_type):
+                raise _invalid(
+                    f"burstable instance type {endpoint.instance_type} cannot autoscale",
+                    "use a non-burstable type such as ml.m5.large or ml.c5.large, "
+                    "or set scaling.enabled: false",
+                    field="endpoint.instance_type",
+                )
+            if scaling.min_capacity > scaling.max_capacity:
+                raise _invalid(
+                    f"min_capacity {scaling.min_capacity} exceeds max_capacity {scaling.max_capacity}",
+                    "make scaling.min_capacity at most scaling.max_capacity",
+                    field="scaling.min_capacity",
+                )
+            if scaling.min_capacity == 0 and endpoint.type != "async":
+                raise _invalid(
+                    f"only async endpoints can scale to zero, this one is {endpoint.type}",
+                    "set scaling.min_capacity to 1 or more, or use endpoint.type: async",
+                    field="scaling.min_capacity",
+                )
+            if endpoint.instance_count > scaling.max_capacity:
+                raise _invalid(
+                    f"instance_count {endpoint.instance_count} exceeds "
+                    f"scaling.max_capacity {scaling.max_capacity}",
+                    "raise scaling.max_capacity or lower endpoint.instance_count",
+                    field="endpoint.instance_count",
+                )
+        if endpoint.type in ("serverless", "batch", "async") and self.rollout.strategy in (
+            "canary",
+            "linear",
+        ):
+            raise _invalid(
+                f"{self.rollout.strategy} traffic shifting needs instance-backed real-time endpoints, "
+                f"not {endpoint.type}",
+                "use rollout.strategy: all_at_once",
+                field="rollout.strategy",
+            )
+        return self
+
+    def with_release_id(self, release_id: str | None = None) -> ReleaseConfig:
+        """This config with its release id filled in (kept when already set)."""
+        if self.release_id is not None and release_id is None:
+            return self
+        chosen = check_value("release_id", release_id or new_release_id(), "release_id")
+        return self.model_copy(update={"release_id": chosen})
+
+    @property
+    def require_release_id(self) -> str:
+        if self.release_id is None:
+            raise ValueError("release_id is not set; call config.with_release_id() first")
+        return self.release_id
+
+
+def secret_references(config: ReleaseConfig) -> list[tuple[str, SecretReference]]:
+    """Every secret reference of the config with its dotted field, in the order the release uses them."""
+    found = [
+        (f"endpoint.environment.{key}", value)
+        for key, value in config.endpoint.environment.items()
+        if isinstance(value, SecretReference)
+    ]
+    if config.image.source == "build":
+        found += [
+            (f"image.build_args.{key}", value)
+            for key, value in config.image.build_args.items()
+            if isinstance(value, SecretReference)
+        ]
+    return found
