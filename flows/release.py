@@ -38,14 +38,13 @@ from tasks.config import (
 )
 from tasks.core.errors import ConfigError, SmokeFailed
 from tasks.core.logs import run_logger
-from tasks.image.build import serving_image
+from tasks.image.release_image import build_image, push_image
 from tasks.lifecycle import unwind
 from tasks.lifecycle.ledger import Ledger, S3LedgerStore
 from tasks.lifecycle.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_shared_lease_storage
-from tasks.report.summary import ReleaseReport
+from tasks.report.summary import ReleaseReport, ReleaseSteps
 from tasks.rollout.planning import RolloutPlan
 from tasks.rollout.traffic_shift import retire_previous_releases, shift_traffic
-from tasks.sagemaker import hosting
 from tasks.sagemaker.deploy import (
     apply_scaling,
     create_endpoint,
@@ -54,6 +53,7 @@ from tasks.sagemaker.deploy import (
     create_topics,
     run_transform_job,
     serves_release,
+    updated_endpoint,
 )
 from tasks.sagemaker.hosting import LiveEndpoint, ModelData
 
@@ -115,12 +115,14 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
             lease.check()
             ensure_bucket(config.storage)
             ledger = open_ledger(config, release_id, lease=lease)
+            steps = ReleaseSteps(config.model.describe(), live=checked.live)
             stop_noting = lease.on_renewed(_note_lease_expiry(ledger))
             try:
                 with ledger:
-                    _release(config, release_id, checked, ledger, report, lease.check)
+                    _release(config, release_id, checked, ledger, steps, lease.check)
             finally:
                 stop_noting()
+                report.absorb_steps(steps)
                 report.absorb_ledger(ledger)
             if report.action in ("created", "updated"):
                 # Only once the release stands: with keep_previous off it deletes the unwind's target,
@@ -163,14 +165,14 @@ def _failed_before_traffic(report: ReleaseReport) -> bool:
     return report.smoke_before_traffic is not None and not report.smoke_before_traffic.passed
 
 
-def _smoke_before_traffic(config: ReleaseConfig, report: ReleaseReport) -> Callable[[str], None]:
+def _smoke_before_traffic(config: ReleaseConfig, steps: ReleaseSteps) -> Callable[[str], None]:
     """The rollout's hook once the new variant serves at weight 0: smoke it there (variant_shift)."""
 
     def check(variant: str) -> None:
         try:
-            report.smoke_before_traffic = smoke_test_variant(config, variant)
+            steps.smoke_before_traffic = smoke_test_variant(config, variant)
         except SmokeFailed as exc:
-            report.smoke_before_traffic = _failed_smoke(exc)
+            steps.smoke_before_traffic = _failed_smoke(exc)
             raise
 
     return check
@@ -189,55 +191,50 @@ def _release(
     release_id: str,
     checked: Preflight,
     ledger: Ledger,
-    report: ReleaseReport,
+    steps: ReleaseSteps,
     safe_point: Callable[[], None],
 ) -> None:
-    """The steps of a release; `safe_point()` runs before each step that creates or changes something
-    (it raises LeaseLost once the endpoint lock is lost, and the ledger unwinds)."""
+    """The release, step by step: each task's result goes into `steps`, which the report reads once they
+    stop. `safe_point()` runs before each step that creates or changes something (it raises LeaseLost
+    once the endpoint lock is lost, and the ledger unwinds)."""
     tags = naming.tags(config, release_id)
-    live, plan = checked.live, checked.plan
-    snapshot = download_model(config.model)
-    report.model_source, report.model_commit = config.model.describe(), snapshot.commit
-    artifact = package_model(snapshot, config.packaging)
-    report.package_reused = artifact.reused
+    steps.snapshot = download_model(config.model)
+    steps.artifact = package_model(steps.snapshot, config.packaging)
     safe_point()
-    uploaded = upload_model(artifact, config.storage, ledger)
-    model_data = ModelData(uploaded.model_data_url, uploaded.compression)
-    report.model_data_url, report.uploaded_bytes = uploaded.model_data_url, uploaded.uploaded_bytes
+    steps.uploaded = upload_model(steps.artifact, config.storage, ledger)
+    model_data = ModelData(steps.uploaded.model_data_url, steps.uploaded.compression)
     safe_point()
-    image = serving_image(
+    built = build_image(
         config.image,
         instance_type=config.endpoint.instance_type,
         tags=tags,
         ledger=ledger,
         storage=config.storage,
     )
-    report.image_uri, report.image_digest = image.uri, image.digest
-    report.image_built, report.image_pushed = image.built, image.pushed
-
+    safe_point()
+    steps.image = push_image(built, ledger=ledger)
+    safe_point()
     if config.endpoint.type == "batch":
-        safe_point()
-        report.model_name = create_model(
-            config, release_id, image_uri=image.uri, model_data=model_data, ledger=ledger
+        steps.model_name = create_model(
+            config, release_id, image_uri=steps.image.uri, model_data=model_data, ledger=ledger
         )
         safe_point()
-        job = run_transform_job(config, release_id, model_name=report.model_name, ledger=ledger)
-        report.action, report.transform_output = (
-            "transformed",
-            job.get("TransformOutput", {}).get("S3OutputPath"),
+        steps.transform_job = run_transform_job(
+            config, release_id, model_name=steps.model_name, ledger=ledger
         )
         return
-
-    assert plan is not None
-    safe_point()
-    if serves_release(live, config, image_uri=image.uri, model_data=model_data):
-        assert live is not None
-        _note_unchanged(report, live)
+    live, plan = checked.live, checked.plan
+    assert plan is not None  # preflight plans every endpoint that is not batch
+    if live is not None and serves_release(live, config, image_uri=steps.image.uri, model_data=model_data):
+        _note_unchanged(live)
+        steps.unchanged = live
         model_refs.let_go(ledger)
     else:
-        deploy(config, release_id, live, plan, model_data, image.uri, ledger, report, safe_point=safe_point)
+        deploy(
+            config, release_id, live, plan, model_data, steps.image.uri, ledger, steps, safe_point=safe_point
+        )
     safe_point()
-    report.smoke = smoke_test(config, release_id, ledger)
+    steps.smoke = smoke_test(config, release_id, ledger)
 
 
 def deploy(
@@ -248,62 +245,55 @@ def deploy(
     model_data: ModelData,
     image_uri: str,
     ledger: Ledger,
-    report: ReleaseReport,
+    steps: ReleaseSteps,
     *,
     safe_point: Callable[[], None] = lambda: None,
 ) -> None:
-    """Model, endpoint config, a new endpoint when there is none, the traffic shift, autoscaling.
+    """The endpoint (model, endpoint config, a new endpoint when there is none), the traffic shift under
+    the release's alarms, autoscaling. `safe_point()` runs before each step (the lease check).
 
-    `shift_traffic` bakes a new endpoint, or moves a serving one to the release's config by the plan,
-    under the release's alarms, recording the update in the ledger; an alarm sends the traffic back
-    and raises AlarmFired naming it. `safe_point()` runs before each step (the lease check).
+    `shift_traffic` bakes a new endpoint, or moves a serving one to the release's config by the plan
+    (canary, linear, variant shift...) under the release's alarms, recording the update in the ledger;
+    an alarm sends the traffic back and raises AlarmFired naming it.
     """
     topics = create_topics(config, release_id, ledger)
     safe_point()
-    report.model_name = create_model(
+    steps.model_name = create_model(
         config, release_id, image_uri=image_uri, model_data=model_data, ledger=ledger
     )
     safe_point()
-    config_name = create_endpoint_config(
-        config, release_id, model_name=report.model_name, topics=topics, ledger=ledger
+    steps.endpoint_config_name = create_endpoint_config(
+        config, release_id, model_name=steps.model_name, topics=topics, ledger=ledger
     )
-    report.endpoint_config_name = config_name
     safe_point()
     if live is None:
-        state = create_endpoint(config, release_id, config_name=config_name, ledger=ledger)
-        report.action, report.endpoint_arn = state.action, state.arn
+        steps.endpoint = create_endpoint(
+            config, release_id, config_name=steps.endpoint_config_name, ledger=ledger
+        )
         safe_point()
-    else:
-        report.previous_config = live.config_name
     shift_traffic(
         config,
         release_id,
         plan=plan,
         live=live,
-        model_name=report.model_name,
-        final_config=config_name,
+        model_name=steps.model_name,
+        final_config=steps.endpoint_config_name,
         ledger=ledger,
-        before_traffic=_smoke_before_traffic(config, report),
-        on_report=report.keep_rollout,
+        before_traffic=_smoke_before_traffic(config, steps),
+        on_report=steps.keep_rollout,
     )
     if live is not None:
-        described = hosting.describe_endpoint(config.endpoint.name) or {}
-        report.action, report.endpoint_arn = "updated", described.get("EndpointArn")
+        steps.endpoint = updated_endpoint(config.endpoint.name, previous=live)
     safe_point()
-    applied = apply_scaling(config, release_id, ledger)
-    if applied is not None:
-        report.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"
+    steps.scaling = apply_scaling(config, release_id, ledger)
 
 
-def _note_unchanged(report: ReleaseReport, live: LiveEndpoint) -> None:
+def _note_unchanged(live: LiveEndpoint) -> None:
     run_logger().info(
         "endpoint %s already serves this model and image on %s; nothing to deploy",
         live.name,
         live.config_name,
     )
-    report.action = "unchanged"
-    report.endpoint_config_name = live.config_name
-    report.model_name = live.variants[0].model_name
 
 
 @flow(name="nightly-redeploy", log_prints=True)

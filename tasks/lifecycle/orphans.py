@@ -17,7 +17,7 @@ from typing import Any
 from tasks.config import naming
 from tasks.core import aws
 from tasks.core.logs import run_logger
-from tasks.image import build
+from tasks.image import ecr
 from tasks.lifecycle.kinds import (
     CLOUDWATCH_ALARM,
     ECR_REPOSITORY,
@@ -188,7 +188,7 @@ def _keep_reason(
             return f"endpoint ({status}): a sweep deletes endpoints only with --include-endpoints"
         if status not in DELETABLE_ENDPOINT_STATUSES:
             return f"endpoint is {status}: only a Failed or OutOfService endpoint is deleted by a sweep"
-    if resource.kind == ECR_REPOSITORY and build.repository_has_images(resource.resource_id):
+    if resource.kind == ECR_REPOSITORY and ecr.repository_has_images(resource.resource_id):
         return "the repository holds images; fix: delete the images no model uses, then sweep again"
     return None
 

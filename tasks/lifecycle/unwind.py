@@ -20,7 +20,9 @@ from tasks.artifact import model_refs
 from tasks.config import split_s3_uri
 from tasks.core import aws
 from tasks.core.logs import run_logger
-from tasks.image import build, image_refs
+from tasks.image import image_refs
+from tasks.image.ecr import digest_in_ecr, repository_has_images
+from tasks.image.registry import delete_from_registry
 from tasks.lifecycle.kinds import (
     AUTOSCALING_POLICY,
     AUTOSCALING_TARGET,
@@ -119,8 +121,8 @@ def delete_image(entry: LedgerEntry) -> None:
     if problems:
         raise RuntimeError(f"could not delete image {entry.resource_id}: {problems[0].get('failureReason')}")
     registry, digest = entry.attrs.get("registry"), entry.attrs.get("digest")
-    if registry and digest and not build.digest_in_ecr(repository, str(digest)):
-        build.delete_from_registry(str(registry), repository, tag, str(digest))
+    if registry and digest and not digest_in_ecr(repository, str(digest)):
+        delete_from_registry(str(registry), repository, tag, str(digest))
 
 
 def undo_target(entry: LedgerEntry) -> None:
@@ -210,7 +212,7 @@ def _image_keep_reason(entry: LedgerEntry) -> str | None:
         user = usage.repository_user(entry.resource_id)
     if user is not None:
         return f"endpoint {user} uses it"
-    if entry.kind == ECR_REPOSITORY and build.repository_has_images(entry.resource_id):
+    if entry.kind == ECR_REPOSITORY and repository_has_images(entry.resource_id):
         return "it holds images of other releases"
     return None
 

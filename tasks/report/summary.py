@@ -1,7 +1,9 @@
 """What a release tells its people: the JSON summary (last line of the CLI) and a Prefect markdown artifact.
 
-The flow fills a `ReleaseReport` as steps finish, so a failed release reports exactly as far as it got:
-what it created and what the unwind did with each resource, where traffic stands, the smoke results.
+The flow's steps put what each returns into `ReleaseSteps`; the report reads that record once the steps
+stop (`absorb_steps`), and the ledger after them (`absorb_ledger`), so a failed release reports exactly as
+far as it got: what it created and what the unwind did with each resource, where traffic stands, the
+smoke results. The flow body stays the steps, with no report fields set between them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
@@ -20,6 +22,44 @@ from tasks.config import secret_values
 from tasks.lifecycle.ledger import Ledger, LedgerEntry
 from tasks.report import rollout_chart
 from tasks.rollout.runner import RolloutReport
+
+if TYPE_CHECKING:
+    from tasks.artifact.model_source import ModelSnapshot
+    from tasks.artifact.packaging import ModelArtifact
+    from tasks.artifact.storage import UploadedModel
+    from tasks.image.release_image import ServingImage
+    from tasks.sagemaker.deploy import EndpointState
+    from tasks.sagemaker.hosting import LiveEndpoint
+    from tasks.sagemaker.scaling import AppliedScaling
+
+
+@dataclass
+class ReleaseSteps:
+    """What the release's steps returned, each field set by its step (None: the step has not run).
+
+    `live` is the endpoint as preflight found it (None: no endpoint yet); `unchanged` is set when it
+    already served this model and image (nothing deployed); `transform_job` is the DescribeTransformJob
+    answer of a batch release."""
+
+    model_source: str
+    live: LiveEndpoint | None = None
+    snapshot: ModelSnapshot | None = None
+    artifact: ModelArtifact | None = None
+    uploaded: UploadedModel | None = None
+    image: ServingImage | None = None
+    model_name: str | None = None
+    endpoint_config_name: str | None = None
+    endpoint: EndpointState | None = None
+    unchanged: LiveEndpoint | None = None
+    transform_job: dict[str, Any] | None = None
+    smoke_before_traffic: SmokeResult | None = None
+    rollout: RolloutReport | None = None
+    scaling: AppliedScaling | None = None
+    smoke: SmokeResult | None = None
+
+    def keep_rollout(self, rollout: RolloutReport) -> None:
+        """The rollout's on_report hook: the latest state of the shift (also when it fails)."""
+        self.rollout = rollout
 
 
 @dataclass
@@ -59,9 +99,38 @@ class ReleaseReport:
         self.entries = list(ledger.entries)
         self.ledger_location = ledger.store.describe()
 
-    def keep_rollout(self, rollout: RolloutReport) -> None:
-        """The rollout's on_report hook: the latest state of the shift."""
-        self.rollout = rollout
+    def absorb_steps(self, steps: ReleaseSteps) -> None:
+        """Everything the steps returned, as far as they got; fields of steps that did not run stay."""
+        if steps.snapshot is not None:
+            self.model_source, self.model_commit = steps.model_source, steps.snapshot.commit
+        if steps.artifact is not None:
+            self.package_reused = steps.artifact.reused
+        if steps.uploaded is not None:
+            self.model_data_url = steps.uploaded.model_data_url
+            self.uploaded_bytes = steps.uploaded.uploaded_bytes
+        if steps.image is not None:
+            self.image_uri, self.image_digest = steps.image.uri, steps.image.digest
+            self.image_built, self.image_pushed = steps.image.built, steps.image.pushed
+        self.model_name = steps.model_name or self.model_name
+        self.endpoint_config_name = steps.endpoint_config_name or self.endpoint_config_name
+        if steps.live is not None and steps.endpoint_config_name is not None:
+            # From the moment the release's config exists, the live endpoint is being moved off this one.
+            self.previous_config = steps.live.config_name
+        if steps.endpoint is not None:
+            self.action, self.endpoint_arn = steps.endpoint.action, steps.endpoint.arn
+        if steps.unchanged is not None:
+            self.action = "unchanged"
+            self.endpoint_config_name = steps.unchanged.config_name
+            self.model_name = steps.unchanged.variants[0].model_name
+        if steps.transform_job is not None:
+            self.action = "transformed"
+            self.transform_output = steps.transform_job.get("TransformOutput", {}).get("S3OutputPath")
+        self.smoke_before_traffic = steps.smoke_before_traffic or self.smoke_before_traffic
+        self.rollout = steps.rollout or self.rollout
+        if steps.scaling is not None:
+            applied = steps.scaling
+            self.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"
+        self.smoke = steps.smoke or self.smoke
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable outcome: the CLI prints it as its last line."""

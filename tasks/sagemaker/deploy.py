@@ -177,6 +177,20 @@ def create_endpoint(
     return EndpointState(name, described.get("EndpointArn"), config_name, "InService", "created", None)
 
 
+@task(name="read-updated-endpoint", **task_options())
+def updated_endpoint(name: str, *, previous: LiveEndpoint) -> EndpointState:
+    """Where an endpoint stands once the rollout moved it off `previous`: its ARN and current config."""
+    described = hosting.describe_endpoint(name) or {}
+    return EndpointState(
+        name,
+        described.get("EndpointArn"),
+        str(described.get("EndpointConfigName", "")),
+        str(described.get("EndpointStatus", "")),
+        "updated",
+        previous.config_name,
+    )
+
+
 @task(name="apply-scaling", **task_options())
 def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> scaling.AppliedScaling | None:
     """Register the variant for autoscaling when the config asks; None otherwise."""

@@ -192,7 +192,7 @@ def test_a_secret_build_arg_is_used_by_the_build_and_kept_out_of_the_image(
     ref = f"sagemaker-release-tests/secret-build:{uuid.uuid4().hex[:12]}"
     client = docker.from_env()
     try:
-        build.build_image(
+        build.docker_build(
             client,
             context,
             base_image,

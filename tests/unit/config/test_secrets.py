@@ -34,7 +34,7 @@ from tasks.checks.preflight import check_secrets
 from tasks.config import ModelSourceConfig, SecretReference, parse_override, secret_values
 from tasks.core import aws
 from tasks.core.errors import ConfigError
-from tasks.image import build
+from tasks.image import build, ecr, registry, release_image
 from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
 from tasks.report.summary import ReleaseReport
 from tasks.sagemaker import deploy
@@ -344,7 +344,7 @@ def test_a_secret_build_arg_is_a_buildkit_secret_in_the_environment_never_on_the
     secret_values.remember(value)
     monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=True)))
     with caplog.at_level(logging.INFO):
-        build.build_image(
+        build.docker_build(
             client=None,  # the CLI builds; the SDK client is not used
             context=tmp_path,
             base_image="base:1",
@@ -422,7 +422,7 @@ def _build_and_push(tmp_path: Path, engine: _Engine) -> None:
     context = tmp_path / "ctx"
     context.mkdir(parents=True)
     (context / "Dockerfile").write_text("FROM scratch\n")
-    build.build_and_push(
+    release_image.build_and_push(
         context=context,
         base_image="b:1",
         repository_name="serving",
@@ -436,25 +436,25 @@ def test_ecr_credentials_go_to_ecr_and_a_separate_registry_gets_only_its_own(
     mocked_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": build.MANIFEST_MEDIA_TYPES[0], "layers": []}
+        {"schemaVersion": 2, "mediaType": registry.MANIFEST_MEDIA_TYPES[0], "layers": []}
     ).encode()
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     sent: list[Any] = []
 
     def fetch(host: str, repository: str, tag: str, auth: Any) -> tuple[bytes, str]:
         sent.append((host, auth))
-        return manifest, build.MANIFEST_MEDIA_TYPES[0]
+        return manifest, registry.MANIFEST_MEDIA_TYPES[0]
 
-    monkeypatch.setattr(build, "fetch_manifest", fetch)
+    monkeypatch.setattr(registry, "fetch_manifest", fetch)
     # The engine's own login for the separate registry (docker login writes this file).
     config_dir = tmp_path / "docker-config"
     config_dir.mkdir()
     own = base64.b64encode(b"mirror-user:mirror-pass").decode()
     (config_dir / "config.json").write_text(json.dumps({"auths": {"mirror.example:5000": {"auth": own}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
-    ecr_password = build.registry_auth().password
+    ecr_password = registry.registry_auth().password
 
-    monkeypatch.setenv(build.REGISTRY_ENV, "mirror.example:5000")
+    monkeypatch.setenv(registry.REGISTRY_ENV, "mirror.example:5000")
     engine = _Engine(digest)
     _build_and_push(tmp_path / "one", engine)
     given = [*engine.auth, *sent]
@@ -471,9 +471,9 @@ def test_ecr_credentials_go_to_ecr_and_a_separate_registry_gets_only_its_own(
     assert [auth for _, auth in engine.auth] == [None, None]
 
     # Pushing to ECR itself: ECR's token, to ECR's host.
-    monkeypatch.delenv(build.REGISTRY_ENV)
+    monkeypatch.delenv(registry.REGISTRY_ENV)
     boto3.client("ecr").batch_delete_image(repositoryName="serving", imageIds=[{"imageDigest": digest}])
-    monkeypatch.setattr(build, "image_digest_in_ecr", _digest_after_push(digest))
+    monkeypatch.setattr(ecr, "image_digest_in_ecr", _digest_after_push(digest))
     engine = _Engine(digest)
     _build_and_push(tmp_path / "three", engine)
     ecr_host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

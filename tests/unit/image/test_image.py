@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
+import docker.errors
 import pytest
 
 from tasks.config import ImageConfig
-from tasks.image import build
+from tasks.core.errors import ResourceFailed
+from tasks.image import build, ecr, registry, release_image
+from tasks.lifecycle.ledger import Ledger
 from tests.unit.deploy_helpers import kinds, local_ledger
 
 BASE = "sagemaker-release/base:bookworm"
@@ -57,7 +62,7 @@ def test_tag_is_the_same_digest_as_the_build_script(tmp_path: Path) -> None:
 
 def test_new_repository_is_immutable_scanned_and_recorded(mocked_aws: None, tmp_path: Path) -> None:
     ledger = local_ledger(tmp_path)
-    repository = build.ensure_repository("team/serving", [{"Key": "release-id", "Value": "r1"}], ledger)
+    repository = ecr.ensure_repository("team/serving", [{"Key": "release-id", "Value": "r1"}], ledger)
     assert repository.created and repository.host == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     (described,) = boto3.client("ecr").describe_repositories(repositoryNames=["team/serving"])["repositories"]
     assert described["imageTagMutability"] == "IMMUTABLE"
@@ -68,24 +73,24 @@ def test_new_repository_is_immutable_scanned_and_recorded(mocked_aws: None, tmp_
 def test_a_repository_that_existed_is_not_recorded(mocked_aws: None, tmp_path: Path) -> None:
     boto3.client("ecr").create_repository(repositoryName="shared")
     ledger = local_ledger(tmp_path)
-    assert not build.ensure_repository("shared", [], ledger).created
+    assert not ecr.ensure_repository("shared", [], ledger).created
     assert kinds(ledger) == []
 
 
 def test_a_tag_already_in_ecr_skips_build_and_push(mocked_aws: None, tmp_path: Path) -> None:
     context = _context(tmp_path)
     tag = build.context_tag(context, BASE)
-    ecr = boto3.client("ecr")
-    ecr.create_repository(repositoryName="serving")
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": build.MANIFEST_MEDIA_TYPES[0], "layers": []})
-    ecr.put_image(repositoryName="serving", imageManifest=manifest, imageTag=tag)
+    ecr_api = boto3.client("ecr")
+    ecr_api.create_repository(repositoryName="serving")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": registry.MANIFEST_MEDIA_TYPES[0], "layers": []})
+    ecr_api.put_image(repositoryName="serving", imageManifest=manifest, imageTag=tag)
     ledger = local_ledger(tmp_path)
 
     class NoDocker:
         def __getattr__(self, name: str) -> None:
             raise AssertionError(f"docker was used ({name}) although the image is in ECR")
 
-    served = build.build_and_push(
+    served = release_image.build_and_push(
         context=context,
         base_image=BASE,
         repository_name="serving",
@@ -95,12 +100,12 @@ def test_a_tag_already_in_ecr_skips_build_and_push(mocked_aws: None, tmp_path: P
     )
     assert (served.built, served.pushed) == (False, False)
     assert served.uri == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:{tag}"
-    assert served.digest == build.image_digest_in_ecr("serving", tag)
+    assert served.digest == ecr.image_digest_in_ecr("serving", tag)
     assert kinds(ledger) == []
 
 
 def test_registry_credentials_come_from_the_authorization_token(mocked_aws: None) -> None:
-    auth = build.registry_auth()
+    auth = registry.registry_auth()
     assert auth.username == "AWS" and auth.password
 
 
@@ -114,17 +119,17 @@ def test_registry_credentials_come_from_the_authorization_token(mocked_aws: None
     ],
 )
 def test_loopback_registries_are_spoken_to_over_http(host: str, loopback: bool) -> None:
-    assert build._is_loopback(host) is loopback
+    assert registry._is_loopback(host) is loopback
 
 
 def test_push_goes_to_the_override_registry_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    repository = build.Repository(
+    repository = ecr.Repository(
         "serving", "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving", "123456789012", False
     )
-    monkeypatch.delenv(build.REGISTRY_ENV, raising=False)
-    assert build.push_host(repository) == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-    monkeypatch.setenv(build.REGISTRY_ENV, "127.0.0.1:5000/")
-    assert build.push_host(repository) == "127.0.0.1:5000"
+    monkeypatch.delenv(registry.REGISTRY_ENV, raising=False)
+    assert registry.push_host(repository) == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    monkeypatch.setenv(registry.REGISTRY_ENV, "127.0.0.1:5000/")
+    assert registry.push_host(repository) == "127.0.0.1:5000"
 
 
 def test_prebuilt_and_huggingface_images_replace_build_and_push(mocked_aws: None, tmp_path: Path) -> None:
@@ -132,17 +137,112 @@ def test_prebuilt_and_huggingface_images_replace_build_and_push(mocked_aws: None
     prebuilt = ImageConfig(
         source="prebuilt", image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1.0"
     )
-    served = build.serving_image.fn(prebuilt, instance_type="ml.m5.large", tags=[], ledger=ledger)
+    served = _served(prebuilt, "ml.m5.large", ledger)
     assert (served.uri, served.source, served.built) == (prebuilt.image_uri, "prebuilt", False)
-    dlc = build.serving_image.fn(
-        ImageConfig(source="huggingface_dlc"), instance_type="ml.m5.large", tags=[], ledger=ledger
-    )
+    dlc = _served(ImageConfig(source="huggingface_dlc"), "ml.m5.large", ledger)
     assert dlc.uri == (
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
         "2.6.0-transformers4.49.0-cpu-py312-ubuntu22.04"
     )
-    gpu = build.serving_image.fn(
-        ImageConfig(source="huggingface_dlc"), instance_type="ml.g5.xlarge", tags=[], ledger=ledger
-    )
+    gpu = _served(ImageConfig(source="huggingface_dlc"), "ml.g5.xlarge", ledger)
     assert "-gpu-" in gpu.uri
+    assert kinds(ledger) == []
+
+
+def _served(image: ImageConfig, instance_type: str, ledger: Ledger) -> release_image.ServingImage:
+    built = release_image.build_image.fn(image, instance_type=instance_type, tags=[], ledger=ledger)
+    return release_image.push_image.fn(built, ledger=ledger)
+
+
+class _Engine:
+    """The docker SDK's surface the build and push steps use: the image is absent until built, the
+    push reports `pushed`, the registry then serves `served`."""
+
+    def __init__(self, pushed: str, served: str) -> None:
+        self.pushed, self.served = pushed, served
+        self.images, self.api = self, self
+        self.calls: list[str] = []
+
+    def get(self, ref: str) -> object:
+        if "build" not in self.calls:
+            raise docker.errors.ImageNotFound(ref)
+        return object()
+
+    def build(self, **_: Any) -> Iterator[dict[str, Any]]:
+        self.calls.append("build")
+        yield {"stream": "Successfully built"}
+
+    def tag(self, *args: Any) -> None:
+        pass
+
+    def remove_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def push(self, repo: str, **_: Any) -> Iterator[dict[str, Any]]:
+        self.calls.append("push")
+        yield {"aux": {"Digest": self.pushed}}
+
+    def get_registry_data(self, ref: str, **_: Any) -> Any:
+        return type("Data", (), {"id": self.served})()
+
+
+def _build_config(context: Path) -> ImageConfig:
+    return ImageConfig(source="build", context=str(context), base_image=BASE, repository="serving")
+
+
+def test_build_image_builds_and_push_image_pushes_and_records_it(
+    mocked_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = "sha256:" + "a" * 64
+    engine = _Engine(digest, digest)
+    monkeypatch.setattr(build, "docker_client", lambda timeout_s=900: engine)
+    in_ecr: list[str | None] = [None, digest]  # before the build, then after the push
+    monkeypatch.setattr(ecr, "image_digest_in_ecr", lambda repository, tag: in_ecr.pop(0))
+    ledger = local_ledger(tmp_path)
+    config = _build_config(_context(tmp_path))
+
+    built = release_image.build_image.fn(config, instance_type="ml.m5.large", tags=[], ledger=ledger)
+    assert (built.built, built.needs_push, engine.calls) == (True, True, ["build"])
+    assert [kind for kind, _ in kinds(ledger)] == ["ecr:repository"]  # nothing pushed, nothing recorded
+
+    served = release_image.push_image.fn(built, ledger=ledger)
+    assert (served.built, served.pushed, served.digest, served.uri) == (True, True, digest, built.uri)
+    assert engine.calls == ["build", "push"]
+    assert [kind for kind, _ in kinds(ledger)] == ["ecr:repository", "ecr:image"]
+
+
+def test_push_image_refuses_a_registry_serving_another_digest_and_records_nothing(
+    mocked_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _Engine("sha256:" + "a" * 64, "sha256:" + "b" * 64)
+    monkeypatch.setattr(build, "docker_client", lambda timeout_s=900: engine)
+    monkeypatch.setattr(ecr, "image_digest_in_ecr", lambda repository, tag: None)
+    ledger = local_ledger(tmp_path)
+    built = release_image.build_image.fn(
+        _build_config(_context(tmp_path)), instance_type="ml.m5.large", tags=[], ledger=ledger
+    )
+    with pytest.raises(ResourceFailed, match="DigestMismatch") as caught:
+        release_image.push_image.fn(built, ledger=ledger)
+    assert "fix: push again" in str(caught.value)
+    assert [kind for kind, _ in kinds(ledger)] == ["ecr:repository"]
+
+
+def test_a_tag_already_in_ecr_leaves_both_tasks_nothing_to_do(
+    mocked_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = _context(tmp_path)
+    tag = build.context_tag(context, BASE)
+    ecr_api = boto3.client("ecr")
+    ecr_api.create_repository(repositoryName="serving")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": registry.MANIFEST_MEDIA_TYPES[0], "layers": []})
+    ecr_api.put_image(repositoryName="serving", imageManifest=manifest, imageTag=tag)
+
+    def no_docker(timeout_s: int = 900) -> Any:
+        raise AssertionError("docker was used although the image is in ECR")
+
+    monkeypatch.setattr(build, "docker_client", no_docker)
+    ledger = local_ledger(tmp_path)
+    served = _served(_build_config(context), "ml.m5.large", ledger)
+    assert (served.built, served.pushed) == (False, False)
+    assert served.digest == ecr.image_digest_in_ecr("serving", tag)
     assert kinds(ledger) == []

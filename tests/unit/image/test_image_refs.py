@@ -16,7 +16,8 @@ import pytest
 from tasks.artifact import model_refs
 from tasks.config import StorageConfig, naming
 from tasks.core.errors import ResourceFailed
-from tasks.image import build, image_refs
+from tasks.image import build, ecr, image_refs, release_image
+from tasks.image.registry import MANIFEST_MEDIA_TYPES
 from tasks.lifecycle import unwind
 from tasks.lifecycle.kinds import ECR_IMAGE, ECR_REPOSITORY
 from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore
@@ -28,7 +29,7 @@ HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPOSITORY = "team/serving"
 TAG = "0123456789ab"
 STORAGE = StorageConfig.model_validate({"bucket": "models", "prefix": "sr"})
-MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": build.MANIFEST_MEDIA_TYPES[0], "layers": []})
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPES[0], "layers": []})
 
 
 def _ledger(tmp_path: Path, release_id: str) -> Ledger:
@@ -48,10 +49,10 @@ def _push(repository: str = REPOSITORY, tag: str = TAG) -> str:
 
 def _pusher(tmp_path: Path, release_id: str = "r-pusher") -> Ledger:
     """A release that referenced the tag, created the repository and pushed the image, in that order
-    (as tasks/image/build.py does); nothing else."""
+    (as tasks/image/release_image.py does); nothing else."""
     ledger = _ledger(tmp_path, release_id)
     held = image_refs.hold(STORAGE, REPOSITORY, TAG, ledger)
-    repository = build.ensure_repository(REPOSITORY, [], ledger, held=held)
+    repository = ecr.ensure_repository(REPOSITORY, [], ledger, held=held)
     assert repository.created
     digest = _push()
     ledger.record(
@@ -117,7 +118,7 @@ def test_a_built_image_is_referenced_before_it_is_looked_up(bucket: None, tmp_pa
         def __getattr__(self, name: str) -> None:
             raise AssertionError(f"docker was used ({name}) although the image is in ECR")
 
-    served = build.build_and_push(
+    served = release_image.build_and_push(
         context=context,
         base_image="base:1",
         repository_name=REPOSITORY,

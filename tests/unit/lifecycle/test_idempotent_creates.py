@@ -19,7 +19,7 @@ from botocore.exceptions import ReadTimeoutError
 from tasks.core import aws
 from tasks.core.errors import ResourceTaken
 from tasks.core.waiting import FakeClock
-from tasks.image import build
+from tasks.image.ecr import ensure_repository
 from tasks.lifecycle import unwind
 from tasks.lifecycle.ledger import Ledger, LocalLedgerStore
 from tasks.rollout import alarms
@@ -213,7 +213,7 @@ def test_sns_topics_whose_answers_were_lost_are_recorded_once(account: None, tmp
 def test_an_ecr_repository_whose_answer_was_lost_is_this_releases(account: None, tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     faults.lose_answers(aws.client("ecr"), "CreateRepository")
-    repository = build.ensure_repository("serving", OURS, ledger)
+    repository = ensure_repository("serving", OURS, ledger)
     assert repository.created
     assert _entries(ledger) == [("ecr:repository", "serving", "created")]
     ledger.unwind()
@@ -240,7 +240,7 @@ def test_an_ecr_repository_another_release_created_meanwhile_is_shared(
         return real_describe(**params)
 
     monkeypatch.setattr(ecr, "describe_repositories", describe_after_a_race)
-    repository = build.ensure_repository("serving", OURS, ledger)
+    repository = ensure_repository("serving", OURS, ledger)
     assert not repository.created
     assert _entries(ledger) == [("ecr:repository", "serving", "foreign")]
     ledger.unwind()

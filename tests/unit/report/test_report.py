@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from tasks.artifact.model_source import ModelSnapshot
+from tasks.artifact.packaging import ModelArtifact
+from tasks.artifact.storage import UploadedModel
 from tasks.checks.smoke import SmokeResult
-from tasks.report.summary import ReleaseReport
+from tasks.image.release_image import ServingImage
+from tasks.report.summary import ReleaseReport, ReleaseSteps
 from tasks.rollout.runner import RolloutReport, StepRecord
+from tasks.sagemaker.deploy import EndpointState
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
+from tasks.sagemaker.scaling import AppliedScaling
 from tests.unit.deploy_helpers import local_ledger
 
 SUMMARY_KEYS = {
@@ -85,7 +93,9 @@ def test_the_traffic_shift_is_in_the_summary_and_the_artifact(tmp_path: Path) ->
         final_config="demo-embedder-r1",
         previous_config="demo-embedder-r0",
     )
-    report.keep_rollout(shift)
+    steps = ReleaseSteps(model_source="local folder /models/demo")
+    steps.keep_rollout(shift)
+    report.absorb_steps(steps)
     shift.steps.append(
         StepRecord(0, "50% on the new model", 50.0, 100.0, 125.0, invocations=40, errors_5xx=0)
     )
@@ -114,3 +124,83 @@ def test_a_model_refused_before_traffic_shows_that_smoke_and_no_endpoint_smoke(t
     markdown = report.markdown()
     assert "Before traffic, on the new variant at weight 0:" in markdown
     assert "**failed**: 3 requests" in markdown and "On the endpoint: not run." in markdown
+
+
+def _steps_up_to_the_image() -> ReleaseSteps:
+    steps = ReleaseSteps("org/model@c0ffee (main)", live=_live("demo-embedder-r0"))
+    steps.snapshot = ModelSnapshot("/models/demo", ("config.json",), 10, "org/model", "main", "c0ffee")
+    steps.artifact = replace(_artifact(), reused=True)
+    steps.uploaded = UploadedModel("s3://b/sr/models/abc/model.tar.gz", "Gzip", "abc", 2048, 1, 0)
+    steps.image = ServingImage(
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:abc", None, True, True, "build"
+    )
+    return steps
+
+
+def _artifact() -> ModelArtifact:
+    return ModelArtifact("tar.gz", "/tmp/model.tar.gz", "abc", 1024, 10, ("config.json",))
+
+
+def _served(model_name: str) -> ServedModel:
+    return ServedModel("AllTraffic", model_name, None, None, {}, "ml.m5.large", 1, None)
+
+
+def _live(config_name: str) -> LiveEndpoint:
+    return LiveEndpoint(
+        "demo-embedder",
+        "InService",
+        config_name,
+        None,
+        (_served("demo-embedder-r0"),),
+    )
+
+
+def test_the_report_reads_the_steps_as_far_as_they_got() -> None:
+    report = ReleaseReport("r1", "demo-embedder", "realtime")
+    steps = _steps_up_to_the_image()
+    report.absorb_steps(steps)
+    summary = report.summary()
+    assert (summary["model_data_url"], summary["uploaded_bytes"], summary["package_reused"]) == (
+        "s3://b/sr/models/abc/model.tar.gz",
+        2048,
+        True,
+    )
+    assert (summary["image_built"], report.image_pushed, report.model_commit) == (True, True, "c0ffee")
+    # It failed before any endpoint config: the live endpoint was never moved, so no previous config.
+    assert (summary["action"], summary["endpoint_config_name"], summary["previous_config"]) == (
+        None,
+        None,
+        None,
+    )
+
+    steps.model_name, steps.endpoint_config_name = "demo-embedder-r1", "demo-embedder-r1"
+    steps.endpoint = EndpointState("demo-embedder", "arn:x", "demo-embedder-r1", "InService", "updated", None)
+    steps.scaling = AppliedScaling("endpoint/demo-embedder/variant/AllTraffic", 1, 4, (), ())
+    report.absorb_steps(steps)
+    assert (report.action, report.previous_config, report.endpoint_arn) == (
+        "updated",
+        "demo-embedder-r0",
+        "arn:x",
+    )
+    assert report.scaling == "`endpoint/demo-embedder/variant/AllTraffic` 1-4 instances"
+
+
+def test_a_step_that_never_ran_reports_nothing_and_an_unchanged_endpoint_reports_what_serves() -> None:
+    report = ReleaseReport("r1", "demo-embedder", "realtime")
+    report.absorb_steps(ReleaseSteps("org/model@c0ffee (main)"))
+    assert (report.model_source, report.model_data_url, report.image_uri, report.action) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+    steps = _steps_up_to_the_image()
+    steps.unchanged = _live("demo-embedder-r0")
+    report.absorb_steps(steps)
+    assert (report.action, report.endpoint_config_name, report.model_name) == (
+        "unchanged",
+        "demo-embedder-r0",
+        "demo-embedder-r0",
+    )
+    assert report.previous_config is None

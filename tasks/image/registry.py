@@ -1,0 +1,190 @@
+"""The registry side of the serving image: credentials per host, the push, manifests, and deleting an image
+pushed to a separate registry.
+
+Pushes go to `$SAGEMAKER_RELEASE_REGISTRY/<repo>:<tag>` when that variable is set, else to the ECR host.
+Registry credentials go only to the registry they belong to: ECR's token to the ECR host, and a separate
+registry gets the engine's own credentials for that host (docker login), or none.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import docker
+import docker.auth
+
+from tasks.core import aws
+from tasks.core.errors import ResourceFailed
+from tasks.core.logs import run_logger
+from tasks.image.build import follow_events
+from tasks.image.ecr import Repository
+
+REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+# Docker's own rule: registries on loopback addresses are reached over plain HTTP.
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    username: str
+    password: str
+
+    def as_docker_auth(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password}
+
+
+# --- credentials, one registry at a time -----------------------------------------------------------------
+
+
+def registry_auth() -> RegistryAuth:
+    """Docker credentials from ECR's GetAuthorizationToken (base64 "AWS:<password>")."""
+    data = aws.client("ecr").get_authorization_token()["authorizationData"][0]
+    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return RegistryAuth(username, password)
+
+
+def push_host(repository: Repository) -> str:
+    """Where `docker push` sends the image: the override registry when set, else the ECR host."""
+    return os.environ.get(REGISTRY_ENV, "").strip().rstrip("/") or repository.host
+
+
+def engine_auth(host: str) -> RegistryAuth | None:
+    """The engine's own credentials for `host` (docker login, credential helpers), or None."""
+    found = docker.auth.resolve_authconfig(docker.auth.load_config(), host)
+    if not found or not found.get("username") or not found.get("password"):
+        return None
+    return RegistryAuth(str(found["username"]), str(found["password"]))
+
+
+def auth_for(host: str, repository: Repository) -> RegistryAuth | None:
+    """Credentials for `host` only: ECR's token for the repository's ECR host, and for a separate
+    registry the engine's own credentials for it (never ECR's token, which is not that registry's)."""
+    if host == repository.host:
+        return registry_auth()
+    return engine_auth(host)
+
+
+def _basic(auth: RegistryAuth | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+    return {"Authorization": "Basic " + token}
+
+
+# --- push and manifests ----------------------------------------------------------------------------------
+
+
+def docker_push(
+    client: docker.DockerClient,
+    local_ref: str,
+    target_repo: str,
+    tag: str,
+    auth: RegistryAuth | None,
+    *,
+    timeout_s: float,
+) -> str:
+    """Tag `local_ref` as `target_repo:tag`, push it, and return the digest the push reported.
+
+    The registry tag is only a handle for the push: it is removed afterwards, so the engine keeps the
+    image under its local name alone."""
+    client.api.tag(local_ref, target_repo, tag)
+    run_logger().info("pushing %s:%s", target_repo, tag)
+    try:
+        events = client.api.push(
+            target_repo,
+            tag=tag,
+            stream=True,
+            decode=True,
+            auth_config=auth.as_docker_auth() if auth is not None else None,
+        )
+        aux = follow_events(
+            events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
+        )
+    finally:
+        client.api.remove_image(f"{target_repo}:{tag}", noprune=True)
+    digest = aux.get("Digest")
+    if not digest:
+        raise ResourceFailed(
+            f"image push {target_repo}:{tag}",
+            "PushFailed",
+            "the engine reported no digest for the pushed image",
+        )
+    return str(digest)
+
+
+def registry_digest(client: docker.DockerClient, ref: str, auth: RegistryAuth | None) -> str:
+    """The manifest digest the registry serves for `ref` (the engine's distribution inspect)."""
+    data = client.images.get_registry_data(
+        ref, auth_config=auth.as_docker_auth() if auth is not None else None
+    )
+    return str(data.id)
+
+
+def fetch_manifest(host: str, repository: str, tag: str, auth: RegistryAuth | None) -> tuple[bytes, str]:
+    """The raw manifest and its media type from the registry at `host` (OCI distribution API), with
+    `auth` (which must be `host`'s own credentials) when given."""
+    scheme = "http" if _is_loopback(host) else "https"
+    request = urllib.request.Request(
+        f"{scheme}://{host}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(auth)},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body: bytes = response.read()
+        media_type = response.headers.get("Content-Type", MANIFEST_MEDIA_TYPES[0]).split(";")[0]
+    return body, media_type
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> None:
+    """Delete the manifest `digest`, pushed as `repository:tag`, from the separate registry at `host`.
+
+    Only while the tag still names that digest there: that registry's tags are mutable, and a tag
+    pushed again since is not the release's to delete. A missing tag or manifest is fine.
+    """
+    # This registry's own credentials: ECR's token is not for it.
+    scheme = "http" if _is_loopback(host) else "https"
+    headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(host))}
+    base = f"{scheme}://{host}/v2/{repository}/manifests/"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + tag, headers=headers, method="HEAD"), timeout=30
+        ) as response:
+            current = response.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise
+    if current != digest:
+        return
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + digest, headers=headers, method="DELETE"), timeout=30
+        ):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise ResourceFailed(
+            f"image {host}/{repository}@{digest}",
+            "DeleteFailed",
+            f"the registry answered {exc.code} {exc.reason} to deleting the manifest; fix: enable deletes "
+            "in the registry (storage: delete: enabled: true) or delete the image there by hand",
+        ) from exc
