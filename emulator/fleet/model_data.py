@@ -4,6 +4,10 @@ A tarball is unpacked member by member by emulator/fleet/archives.py (no links, 
 `..` names, bounded size and member count); an S3 prefix may not hold keys that escape it. Each
 unpacked copy is keyed by the S3 URI and the object ETags, so redeploying the same data reuses it
 and re-creating containers after a restart does not need S3 at all.
+
+Endpoints prune the copies no deployment references; a transform job is no deployment, so it holds
+its copy (prepare(hold=True) ... release) and prune leaves a held copy alone: removing the folder
+under a loading container empties /opt/ml/model, and the model fails to load files that were there.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -72,6 +78,10 @@ class ModelDataCache:
         self.archive_limits = ArchiveLimits(
             max_bytes=limits.archive_max_bytes, max_members=limits.archive_max_members
         )
+        # prepare runs in worker threads while prune runs on the event loop: the lock makes taking a
+        # hold and removing an unheld copy exclusive, so a held copy is never half removed.
+        self._lock = threading.Lock()
+        self._holds: Counter[str] = Counter()
 
     # -- S3 ---------------------------------------------------------------------------------------
 
@@ -102,7 +112,8 @@ class ModelDataCache:
 
     # -- cache ------------------------------------------------------------------------------------
 
-    def prepare(self, spec: ModelDataSpec) -> PreparedModelData:
+    def prepare(self, spec: ModelDataSpec, *, hold: bool = False) -> PreparedModelData:
+        """The unpacked copy of the spec's data; with `hold`, prune keeps it until release(cache_key)."""
         objects = self._objects(spec)
         if not objects:
             raise ModelDataError(
@@ -111,6 +122,32 @@ class ModelDataCache:
             )
         identity = json.dumps([spec.s3_uri, spec.data_type, spec.compression, sorted(objects)])
         cache_key = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        if not hold:
+            return self._prepare(spec, objects, cache_key)
+        # Held before the cached copy is looked up, so a prune between the lookup and the caller's
+        # use of the folder cannot remove it.
+        with self._lock:
+            self._holds[cache_key] += 1
+        try:
+            return self._prepare(spec, objects, cache_key)
+        except BaseException:
+            self.release(cache_key)
+            raise
+
+    def release(self, cache_key: str) -> None:
+        """Drop one hold taken by prepare(hold=True); the copy is pruned again once none is left."""
+        with self._lock:
+            self._holds[cache_key] -= 1
+            if self._holds[cache_key] <= 0:
+                del self._holds[cache_key]
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._holds)
+
+    def _prepare(
+        self, spec: ModelDataSpec, objects: list[tuple[str, str, int]], cache_key: str
+    ) -> PreparedModelData:
         final = self.root / cache_key
         if (final / "complete").exists():
             return PreparedModelData(cache_key, final / "model")
@@ -160,12 +197,14 @@ class ModelDataCache:
                     shutil.rmtree(entry, ignore_errors=True)
 
     def prune(self, keep: set[str]) -> None:
-        """Remove unpacked data no deployment uses any more."""
+        """Remove unpacked data no deployment uses any more and nothing holds (a transform job)."""
         if not self.root.exists():
             return
         for entry in self.root.iterdir():
             if entry.is_dir() and not entry.name.startswith(".") and entry.name not in keep:
-                shutil.rmtree(entry, ignore_errors=True)
+                with self._lock:
+                    if entry.name not in self._holds:
+                        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _make_readable(folder: Path) -> None:

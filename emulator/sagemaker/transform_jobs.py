@@ -14,6 +14,7 @@ container said, or Stopping → Stopped. The containers are removed when the job
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -29,7 +30,12 @@ from emulator.fleet import images
 from emulator.fleet.archives import UnreadableArchive, UnsafeArchive, gunzip
 from emulator.fleet.containers import ContainerFailed, ContainerSpec, Fleet, RunningContainer
 from emulator.fleet.instance_types import instance_size
-from emulator.fleet.model_data import ModelDataCache, ModelDataError, ModelDataSpec
+from emulator.fleet.model_data import (
+    ModelDataCache,
+    ModelDataError,
+    ModelDataSpec,
+    PreparedModelData,
+)
 from emulator.sagemaker import arns
 from emulator.sagemaker.exceptions import ValidationException
 from emulator.sagemaker.store import Record, Store
@@ -230,8 +236,9 @@ class TransformJobs:
     async def _run(self, key: str) -> None:
         job = self.store.transform_jobs[key]
         ended: dict[str, Any] = {}
+        held: list[str] = []  # the model data this job holds against the endpoints' prune
         try:
-            containers = await self._start_containers(job)
+            containers = await self._start_containers(job, held)
             await self._transform(job, containers)
             ended = {"TransformJobStatus": "Completed"}
         except asyncio.CancelledError:
@@ -247,11 +254,13 @@ class TransformJobs:
             # The instances stop before the job reports its end, as on SageMaker.
             ids = await asyncio.to_thread(self.fleet.containers, {LABEL_TRANSFORM_JOB: key})
             await asyncio.gather(*(asyncio.to_thread(self.fleet.remove, c) for c in ids))
+            for cache_key in held:
+                self.model_data.release(cache_key)
             self._tasks.pop(key, None)
             if ended:
                 self._set(key, TransformEndTime=time.time(), **ended)
 
-    async def _start_containers(self, job: Record) -> list[RunningContainer]:
+    async def _start_containers(self, job: Record, held: list[str]) -> list[RunningContainer]:
         model = self.store.models.get(arns.key(job["ModelName"]))
         if model is None:
             raise JobFailed(f"ClientError: model {job['ModelName']} was deleted before the job started")
@@ -259,7 +268,7 @@ class TransformJobs:
             raise JobFailed("ClientError: the emulator runs transform jobs on single-container models only")
         definition = model["PrimaryContainer"]
         image_id = await self._pull(definition["Image"])
-        model_dir = await self._model_dir(definition)
+        model_dir = await self._model_dir(definition, held)
         environment = {**(definition.get("Environment") or {}), **(job.get("Environment") or {})}
         count = int(job["TransformResources"]["InstanceCount"])
         suffix = uuid.uuid4().hex[:8]
@@ -302,19 +311,34 @@ class TransformJobs:
             raise JobFailed(f"ClientError: pulling the image {uri} did not finish in time") from error
         return pulled.local_id
 
-    async def _model_dir(self, definition: Record) -> Path | None:
+    async def _model_dir(self, definition: Record, held: list[str]) -> Path | None:
+        """The unpacked model data, held (appended to `held`) until the job ends.
+
+        Endpoints prune model data no deployment references; without the hold, an endpoint deleted
+        while the job's container loads removes /opt/ml/model from under it.
+        """
         spec = ModelDataSpec.from_container(definition)
         if spec is None:
             return None
+        preparing = asyncio.ensure_future(
+            asyncio.to_thread(functools.partial(self.model_data.prepare, spec, hold=True))
+        )
         try:
-            prepared = await asyncio.wait_for(
-                asyncio.to_thread(self.model_data.prepare, spec), self.limits.model_download_timeout
-            )
+            prepared = await asyncio.wait_for(asyncio.shield(preparing), self.limits.model_download_timeout)
         except ModelDataError as error:
             raise JobFailed(f"ClientError: failed to prepare the model data: {error}") from error
-        except TimeoutError as error:
+        except (TimeoutError, asyncio.CancelledError) as error:
+            # The thread cannot be stopped: the hold it takes is dropped when it ends.
+            preparing.add_done_callback(self._release_when_prepared)
+            if isinstance(error, asyncio.CancelledError):
+                raise
             raise JobFailed(f"ClientError: downloading {spec.s3_uri} did not finish in time") from error
+        held.append(prepared.cache_key)
         return Path(prepared.path)
+
+    def _release_when_prepared(self, preparing: asyncio.Future[PreparedModelData]) -> None:
+        if not preparing.cancelled() and preparing.exception() is None:
+            self.model_data.release(preparing.result().cache_key)
 
     async def _transform(self, job: Record, containers: list[RunningContainer]) -> None:
         prefix = job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]

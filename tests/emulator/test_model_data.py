@@ -152,3 +152,30 @@ def test_a_name_the_disk_refuses_is_reported_as_such(tmp_path: Path) -> None:
     target.mkdir()
     with pytest.raises(ModelDataError, match="could not be unpacked on this machine: member 'nnn"):
         unpack_tarball(archive, target)
+
+
+def test_prune_keeps_a_held_copy_until_it_is_released(tmp_path: Path, s3: Any) -> None:
+    cache = ModelDataCache(tmp_path / "cache", lambda: s3, _limits())
+    held = cache.prepare(
+        _spec(s3, _tar_gz(_file("tokenizer.json", b"{}")), key="held/model.tar.gz"), hold=True
+    )
+    loose = cache.prepare(_spec(s3, _tar_gz(_file("config.json", b"{}")), key="loose/model.tar.gz"))
+
+    cache.prune(keep=set())
+
+    assert (held.path / "tokenizer.json").read_bytes() == b"{}", "a transform job's data outlives prune"
+    assert not loose.path.exists()
+    cache.release(held.cache_key)
+    assert cache.held() == set()
+    cache.prune(keep=set())
+    assert not held.path.exists()
+
+
+def test_a_prepare_that_fails_holds_nothing(tmp_path: Path, s3: Any) -> None:
+    cache = ModelDataCache(tmp_path / "cache", lambda: s3, _limits())
+    spec = _spec(s3, _tar_gz(_symlink("passwd", "/etc/passwd")))
+
+    with pytest.raises(ModelDataError):
+        cache.prepare(spec, hold=True)
+
+    assert cache.held() == set()

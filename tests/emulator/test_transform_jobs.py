@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
+from emulator_support import (
+    PrivateEmulator,
+    Resources,
+    delete_endpoint,
+    make_clients,
+    tarball,
+    unique,
+)
 from test_response_shapes import WireRecorder
 
 from emulator.sagemaker.transform_jobs import JobFailed, assemble, batches, output_key, split_records
@@ -217,6 +224,39 @@ def test_stop_ends_a_running_job_and_removes_its_container(
     assert _wait_job(made, name, {"Stopped"}, timeout=30)["TransformJobStatus"] == "Stopped"
     assert emulator.containers() == []
     assert wire.problems() == []
+
+
+@pytest.mark.stack
+@pytest.mark.docker
+def test_an_endpoint_deleted_while_a_job_runs_leaves_the_jobs_model_data_in_place(
+    emulator: PrivateEmulator, made: Resources, double_image: str
+) -> None:
+    # Deleting an endpoint prunes the model data no deployment references; a transform job is no
+    # deployment, and its container lost /opt/ml/model while loading (CI: MiniLM's tokenizer.json gone).
+    model = made.model(
+        double_image,
+        made.upload(tarball({"weights.txt": b"w1"})),
+        container={"Environment": {"DOUBLE_DELAY": "3"}},
+    )
+    prefix = unique("batch")
+    _inputs(made, prefix)
+    name = _job(made, model, prefix, BatchStrategy="SingleRecord")
+    deadline = time.monotonic() + 60
+    while not emulator.containers():
+        assert time.monotonic() < deadline, "the job never started its container"
+        time.sleep(0.3)
+    other = made.model(double_image, made.upload(tarball({"other.txt": b"o"})))
+    endpoint = made.endpoint(made.single(other))
+    assert made.wait_status(endpoint, "InService")["EndpointStatus"] == "InService"
+    delete_endpoint(made.aws, endpoint)
+    assert made.aws.sagemaker.describe_transform_job(TransformJobName=name)["TransformJobStatus"] == (
+        "InProgress"
+    ), "the job must still run when the endpoint is deleted, or this test shows nothing"
+
+    done = _wait_job(made, name, {"Completed", "Failed"})
+    assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
+    answers = _answers(made, f"{prefix}/out/a.jsonl.out") + _answers(made, f"{prefix}/out/sub/b.jsonl.out")
+    assert [a["model_files"] for a in answers] == [{"weights.txt": "w1"}] * 5
 
 
 @pytest.mark.stack
