@@ -13,6 +13,11 @@ A ledger that cannot be saved never stops an unwind: every save also writes a lo
 dir, the unwind goes on deleting when the store refuses, retries the save at the end, and reports a save
 that still fails as a note on the release's own error. While the release runs, a failed save stops it
 (LedgerSaveFailed) before it creates anything the store does not know about.
+
+Inside a Prefect flow run each undo is its own run of the task `undo` (named `undo <kind> <resource>`),
+so a failed release's graph shows what was removed and what was put back, newest first. The ledger still
+decides and records everything; Prefect only shows it. When the task cannot run (Prefect's API is
+unreachable), the entry is undone directly: an unwind never depends on Prefect.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 
 from tasks.config import naming, secret_values
 from tasks.core import aws
@@ -204,6 +213,8 @@ class Ledger:
         self._save_error: str | None = None
         self._local_copy_ok = False
         self._tolerate_save_failures = False
+        # What each `undo` task run did, by entry seq (see `_undo_shown`).
+        self._undo_outcomes: dict[int, str | None] = {}
 
     # -- creation and loading -------------------------------------------------------------------
 
@@ -539,7 +550,7 @@ class Ledger:
                 if not entry.pending:
                     continue
                 handled.append(entry)
-                problem = self._undo_one(entry, deleters, keep)
+                problem = self._undo_shown(entry, deleters, keep)
                 if problem is not None:
                     failures.append(f"{entry.describe()}: {problem}")
             with self._lock:
@@ -561,6 +572,31 @@ class Ledger:
                 first.add_note(str(other))
             raise first
         return handled
+
+    def _undo_shown(
+        self, entry: LedgerEntry, deleters: Mapping[str, Deleter], keep: Callable[[LedgerEntry], bool] | None
+    ) -> str | None:
+        """`_undo_one` as a run of the `undo` task inside a flow run, directly outside one or when the task
+        cannot run. The outcome comes back through the ledger, not the task's result, so a task whose
+        state could not be reported after the undo ran does not undo it twice."""
+        if FlowRunContext.get() is None:
+            return self._undo_one(entry, deleters, keep)
+        self._undo_outcomes.pop(entry.seq, None)
+        try:
+            undo_entry.with_options(task_run_name=f"undo {entry.describe()}")(
+                self, entry.seq, deleters, keep, return_state=True
+            )
+        except Exception as exc:
+            logger.warning(
+                "ledger %s: could not run the undo task for %s (%s: %s); undoing it directly",
+                self.release_id,
+                entry.describe(),
+                type(exc).__name__,
+                exc,
+            )
+        if entry.seq in self._undo_outcomes:
+            return self._undo_outcomes.pop(entry.seq)
+        return self._undo_one(entry, deleters, keep)
 
     def _undo_one(
         self, entry: LedgerEntry, deleters: Mapping[str, Deleter], keep: Callable[[LedgerEntry], bool] | None
@@ -665,6 +701,22 @@ class Ledger:
             exc.add_note(str(problem))
             for note in getattr(problem, "__notes__", []):
                 exc.add_note(note)
+
+
+@task(name="undo", retries=0, cache_policy=NO_CACHE)
+def undo_entry(
+    ledger: Ledger, seq: int, deleters: Mapping[str, Deleter], keep: Callable[[LedgerEntry], bool] | None
+) -> str:
+    """Undo the ledger's entry `seq` (delete what it created, or put back what it changed) and mark it.
+
+    Takes the entry by number: Prefect may copy dataclass arguments, and the mark must land on the
+    ledger's own entry. A failed undo fails the task run, so the graph shows it; the unwind goes on."""
+    entry = next(e for e in ledger.entries if e.seq == seq)
+    problem = ledger._undo_one(entry, deleters, keep)
+    ledger._undo_outcomes[seq] = problem
+    if problem is not None:
+        raise UnwindFailed(ledger.release_id, [f"{entry.describe()}: {problem}"])
+    return f"{entry.describe()}: {entry.status}"
 
 
 def default_local_copy(store: LedgerStore, release_id: str) -> Path | None:
