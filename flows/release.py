@@ -228,7 +228,7 @@ def _release(
     if live is not None and serves_release(live, config, image_uri=steps.image.uri, model_data=model_data):
         _note_unchanged(live)
         steps.unchanged = live
-        model_refs.let_go(ledger)
+        model_refs.drop_own(ledger)
     else:
         deploy(
             config, release_id, live, plan, model_data, steps.image.uri, ledger, steps, safe_point=safe_point

@@ -53,7 +53,7 @@ def put_ref(bucket: str, key: str, ledger: Ledger, *, mark: str) -> None:
     ledger.record(S3_OBJECT, f"s3://{bucket}/{key}", bucket=bucket, key=key, **{mark: True})
 
 
-def let_go(ledger: Ledger) -> None:
+def drop_own(ledger: Ledger) -> None:
     """Drop the release's references now: a release that deploys nothing (the endpoint already serves
     this model and image) uses no model data or image, and would otherwise leave references behind on
     every rerun."""
@@ -82,7 +82,7 @@ def other_holders(entry: LedgerEntry) -> list[str]:
     return [release for release in holders(bucket, str(refs_prefix)) if str(refs_prefix) + release != own]
 
 
-def release(storage: StorageConfig, digest: str, release_id: str) -> None:
+def drop(storage: StorageConfig, digest: str, release_id: str) -> None:
     """Drop a release's reference (a missing one is fine)."""
     key = ref_prefix(storage.prefix, digest) + release_id
     aws.client("s3").delete_object(Bucket=storage.bucket, Key=key)

@@ -87,7 +87,7 @@ def other_holders(entry: LedgerEntry) -> list[str]:
     ]
 
 
-def release(storage: StorageConfig, repository: str, tag: str, release_id: str) -> None:
+def drop(storage: StorageConfig, repository: str, tag: str, release_id: str) -> None:
     """Drop a release's reference to `repository:tag` (a missing one is fine)."""
     key = image_prefix(storage.prefix, repository, tag) + release_id
     aws.client("s3").delete_object(Bucket=storage.bucket, Key=key)

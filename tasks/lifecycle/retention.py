@@ -55,7 +55,7 @@ class Retired:
     failed: tuple[str, ...]
 
 
-def retire_older_releases(
+def delete_unkept_releases(
     endpoint: str,
     release_id: str,
     *,
@@ -128,11 +128,11 @@ def _held_refs(
                     images[(name.repository, name.tag, ref.release_id)] = None
     return [
         *(
-            (f"model data reference {digest[:12]}/{rid}", partial(model_refs.release, storage, digest, rid))
+            (f"model data reference {digest[:12]}/{rid}", partial(model_refs.drop, storage, digest, rid))
             for digest, rid in found
         ),
         *(
-            (f"image reference {repo}:{tag}/{rid}", partial(image_refs.release, storage, repo, tag, rid))
+            (f"image reference {repo}:{tag}/{rid}", partial(image_refs.drop, storage, repo, tag, rid))
             for repo, tag, rid in images
         ),
     ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from tasks.config import naming
 from tasks.core import aws
@@ -63,7 +63,7 @@ class RollbackResult:
     from_config: str
     to_config: str
     to_release: str | None
-    status: str
+    status: Literal["rolled back", "unchanged"]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -147,7 +147,7 @@ def roll_back(
             f"endpoint {endpoint}", "NotFound", "there is no such endpoint; fix: check the name and region"
         )
     if live.status != "InService":
-        live_status = live.status
+        live_status: str = live.status
         if live.status in hosting.TRANSITIONAL:
             rested = hosting.wait_until_resting(
                 endpoint, timeout_s=timeout_s, interval_s=interval_s, clock=clock

@@ -18,13 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tasks.config import ReleaseConfig
 from tasks.core.errors import ConfigError
 from tasks.sagemaker.hosting import LiveEndpoint
 
-GUARDRAILS = frozenset({"all_at_once", "canary", "linear"})
+# What a plan does (the strategies above); `RequestedStrategy` is what the config may ask for.
+Strategy = Literal["create", "all_at_once", "canary", "linear", "variant_shift"]
+RequestedStrategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
+
+GUARDRAILS: frozenset[Strategy] = frozenset({"all_at_once", "canary", "linear"})
 MAX_WAIT_INTERVAL_S = 3600
 MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S = 600, 28800
 
@@ -33,8 +37,8 @@ MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S = 600, 28800
 class RolloutPlan:
     """What the rollout will do, decided before anything changes."""
 
-    strategy: str  # create | all_at_once | canary | linear | variant_shift
-    requested: str
+    strategy: Strategy
+    requested: RequestedStrategy
     reason: str
     steps: tuple[float, ...]  # cumulative % of traffic on the new model, ending at 100
     bake_s: int
@@ -74,7 +78,7 @@ def plan_rollout(config: ReleaseConfig, live: LiveEndpoint | None) -> RolloutPla
     return RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count, size)
 
 
-def _choose(config: ReleaseConfig, live: LiveEndpoint) -> tuple[str, str]:
+def _choose(config: ReleaseConfig, live: LiveEndpoint) -> tuple[Strategy, str]:
     requested = config.rollout.strategy
     endpoint = config.endpoint
     same_variant = len(live.variants) == 1 and live.variants[0].variant == endpoint.variant_name

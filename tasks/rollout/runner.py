@@ -1,4 +1,4 @@
-"""Progressive delivery: move an endpoint's traffic to the new model in steps, under alarms.
+"""The rollout: move an endpoint's traffic to the new model in steps, under alarms.
 
 `Rollout(...).run()` carries out a `RolloutPlan` (tasks/rollout/planning.py) once the release's model and
 its final single-variant endpoint config exist:
@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tasks.checks.smoke import encode
 from tasks.config import ReleaseConfig, naming
@@ -36,10 +36,21 @@ from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT
 from tasks.lifecycle.ledger import Ledger
 from tasks.rollout import alarms, step_metrics
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
-from tasks.rollout.planning import RolloutPlan, deployment_config, shifted_weights
+from tasks.rollout.planning import (
+    RequestedStrategy,
+    RolloutPlan,
+    Strategy,
+    deployment_config,
+    shifted_weights,
+)
 from tasks.sagemaker import hosting, lookup, scaling
 from tasks.sagemaker.endpoint_spec import production_variant
 from tasks.sagemaker.hosting import LiveEndpoint
+
+# How one step ended, and how the whole rollout stands: closed sets the JSON summary reports as is.
+StepOutcome = Literal["passed", "alarm", "rolled back"]
+RolloutOutcome = Literal["running", "completed", "rolled back"]
+P99Source = Literal["cloudwatch", "bake traffic"]
 
 
 @dataclass
@@ -55,10 +66,10 @@ class StepRecord:
     errors_5xx: int | None = None
     errors_4xx: int | None = None
     p99_ms: float | None = None
-    p99_source: str | None = None  # "cloudwatch" or "bake traffic"
+    p99_source: P99Source | None = None
     bake_requests: int = 0
     alarm_states: dict[str, str] = field(default_factory=dict)
-    outcome: str = "passed"  # passed | alarm | rolled back
+    outcome: StepOutcome = "passed"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,8 +80,8 @@ class RolloutReport:
     """How the rollout went, step by step; filled while it runs, so a failure reports its steps too."""
 
     endpoint: str
-    strategy: str
-    requested: str
+    strategy: Strategy
+    requested: RequestedStrategy
     reason: str
     new_variant: str
     final_config: str
@@ -78,7 +89,7 @@ class RolloutReport:
     guard_alarms: list[str] = field(default_factory=list)
     rollback_alarms: list[str] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
-    outcome: str = "running"  # running | completed | rolled back
+    outcome: RolloutOutcome = "running"
     fired: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -445,7 +456,8 @@ class Rollout:
         variant = self.report.new_variant
         window = step_metrics.variant_window(self.endpoint, variant, start, end)
         bake = self.traffic.summary(start, end, variant if self.plan.strategy == "variant_shift" else None)
-        p99, source = window.p99_ms, "cloudwatch"
+        source: P99Source = "cloudwatch"
+        p99 = window.p99_ms
         if p99 is None and bake.p99_ms is not None:
             p99, source = bake.p99_ms, "bake traffic"
         return StepRecord(

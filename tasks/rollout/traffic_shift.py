@@ -1,4 +1,4 @@
-"""Progressive delivery as Prefect tasks, for flows/release.py.
+"""The rollout as Prefect tasks (traffic shift and retiring earlier releases), for flows/release.py.
 
     plan = plan_traffic_shift(config, live)                 # before anything is created
     ...model and the release's single-variant endpoint config...
@@ -11,7 +11,7 @@
 `shift_traffic` does the endpoint update itself (guardrails, or the variant shift) and records it in
 the ledger, so the flow makes no other endpoint update. `on_report` receives the rollout's
 report after every step and at the end, also when the rollout fails, so the release artifact can show
-the shift (tasks/rollout_report.markdown).
+the shift (tasks/report/rollout_chart.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tasks.config import ReleaseConfig
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.lifecycle.ledger import Ledger
-from tasks.lifecycle.retention import Retired, retire_older_releases
+from tasks.lifecycle.retention import Retired, delete_unkept_releases
 from tasks.rollout import alarms, planning
 from tasks.rollout.runner import Rollout, RolloutReport
 from tasks.sagemaker.hosting import LiveEndpoint
@@ -87,7 +87,7 @@ def retire_previous_releases(
     except Exception as exc:
         failed.append(f"guard alarms of earlier releases: {type(exc).__name__}: {exc}")
     try:
-        retired = retire_older_releases(
+        retired = delete_unkept_releases(
             config.endpoint.name,
             release_id,
             previous_config=previous_config,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tasks.core import aws
 from tasks.core.errors import EndpointRolledBack, ResourceFailed
@@ -30,9 +30,23 @@ from tasks.lifecycle.ownership import create_once
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import DesiredWeightAndCapacityTypeDef
 
+# DescribeEndpoint's EndpointStatus, every value of the API reference (test_hosting checks the stubs').
+EndpointStatus = Literal[
+    "OutOfService",
+    "Creating",
+    "Updating",
+    "SystemUpdating",
+    "RollingBack",
+    "InService",
+    "Deleting",
+    "Failed",
+    "UpdateRollbackFailed",
+]
 # Statuses from which the endpoint moves on by itself; anything else is where it rests.
-TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
-ENDPOINT_FAILED = frozenset({"Failed", "UpdateRollbackFailed"})
+TRANSITIONAL: frozenset[EndpointStatus] = frozenset(
+    {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
+)
+ENDPOINT_FAILED: frozenset[EndpointStatus] = frozenset({"Failed", "UpdateRollbackFailed"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ class LiveEndpoint:
     """An endpoint as it stands before the release touches it."""
 
     name: str
-    status: str
+    status: EndpointStatus
     config_name: str
     failure_reason: str | None
     variants: tuple[ServedModel, ...] = field(default_factory=tuple)

@@ -21,7 +21,7 @@ from tasks.image.registry import MANIFEST_MEDIA_TYPES
 from tasks.lifecycle import unwind
 from tasks.lifecycle.kinds import ECR_IMAGE, ECR_REPOSITORY
 from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore
-from tasks.lifecycle.retention import retire_older_releases
+from tasks.lifecycle.retention import delete_unkept_releases
 from tasks.sagemaker import in_use
 from tests.unit.deploy_helpers import ROLE, kinds
 
@@ -134,7 +134,7 @@ def test_a_built_image_is_referenced_before_it_is_looked_up(bucket: None, tmp_pa
     tagging = boto3.client("s3").get_object_tagging(Bucket="models", Key=key)["TagSet"]
     assert {t["Key"]: t["Value"] for t in tagging}[naming.RELEASE_ID_KEY] == "r1"
     # Nothing deployed (the endpoint already served it): the reference goes with the model data's.
-    model_refs.let_go(ledger)
+    model_refs.drop_own(ledger)
     assert _refs() == []
 
 
@@ -267,7 +267,7 @@ def test_retired_releases_drop_their_image_references(bucket: None, tmp_path: Pa
         image_refs.hold(STORAGE, REPOSITORY, TAG, _ledger(tmp_path, release_id))
     sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=f"{endpoint}-r2")
 
-    retired = retire_older_releases(
+    retired = delete_unkept_releases(
         endpoint, "r2", previous_config=None, keep_previous=False, storage=STORAGE
     )
     assert f"image reference {REPOSITORY}:{TAG}/r1" in retired.deleted

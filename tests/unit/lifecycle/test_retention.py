@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tasks.config import StorageConfig
-from tasks.lifecycle.retention import retire_older_releases
+from tasks.lifecycle.retention import delete_unkept_releases
 from tests.unit.rollout_fakes import FakeSageMaker, release_tags, sagemaker_double, variant
 
 ENDPOINT = "demo-embedder"
@@ -30,7 +30,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSage
 
 
 def test_older_releases_go_and_the_previous_one_stays(fake: FakeSageMaker) -> None:
-    retired = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
+    retired = delete_unkept_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
     assert retired.failed == ()
     assert list(retired.deleted) == [
         "endpoint config demo-embedder-r1",
@@ -42,7 +42,7 @@ def test_older_releases_go_and_the_previous_one_stays(fake: FakeSageMaker) -> No
 
 
 def test_without_keep_previous_only_the_serving_release_stays(fake: FakeSageMaker) -> None:
-    retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=False)
+    delete_unkept_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=False)
     assert set(fake.configs) == {"demo-embedder-r3", "hand-made-config"}
     assert fake.deleted_models == {"model-r1", "model-r2"}
 
@@ -56,7 +56,7 @@ def test_a_failed_delete_is_reported_not_raised(fake: FakeSageMaker, monkeypatch
         return real_delete(**params)
 
     monkeypatch.setattr(fake, "delete_endpoint_config", refuse_r1)
-    retired = retire_older_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
+    retired = delete_unkept_releases(ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True)
     assert "endpoint config demo-embedder-r0" in retired.deleted
     assert len(retired.failed) == 1 and retired.failed[0].startswith(
         "endpoint config demo-embedder-r1: ClientError"
@@ -70,7 +70,7 @@ def test_retired_releases_drop_their_model_data_references(fake: FakeSageMaker) 
         digest = f"{release}digest"
         fake.model_data[f"model-{release}"] = f"s3://models/team/sr/models/{digest}/model.tar.gz"
         boto3.client("s3").put_object(Bucket="models", Key=f"team/sr/model-refs/{digest}/{release}", Body=b"")
-    retired = retire_older_releases(
+    retired = delete_unkept_releases(
         ENDPOINT, "r3", previous_config="demo-embedder-r2", keep_previous=True, storage=storage
     )
     assert "model data reference r1digest/r1" in retired.deleted

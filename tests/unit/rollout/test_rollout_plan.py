@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from tasks.core.errors import ConfigError
-from tasks.rollout.planning import deployment_config, plan_rollout, shifted_weights
+from tasks.rollout.planning import RequestedStrategy, deployment_config, plan_rollout, shifted_weights
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import make_config
 from tests.unit.rollout_fakes import check_shape
@@ -156,3 +156,8 @@ def test_shifted_weights_keep_the_old_variants_ratio() -> None:
     assert shifted_weights({"AllTraffic": 1.0}, "New", 100) == {"AllTraffic": 0.0, "New": 100.0}
     with pytest.raises(ValueError):
         shifted_weights({"AllTraffic": 1.0}, "New", 120)
+
+
+def test_requested_strategy_is_what_the_config_accepts() -> None:
+    field = type(config().rollout).model_fields["strategy"]
+    assert set(get_args(field.annotation)) == set(get_args(RequestedStrategy))

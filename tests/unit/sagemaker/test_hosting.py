@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from tasks.core.errors import EndpointRolledBack, ResourceFailed, ResourceTaken, WaitTimeout
@@ -254,3 +255,48 @@ def test_create_endpoint_refuses_an_endpoint_another_release_created_and_leaves_
     deleted: list[str] = []
     ledger.unwind({"sagemaker:endpoint": lambda e: deleted.append(e.resource_id)})
     assert deleted == []
+
+
+def test_endpoint_status_is_every_status_botocore_knows() -> None:
+    shape = boto3.client("sagemaker", region_name="us-east-1").meta.service_model.shape_for("EndpointStatus")
+    assert set(get_args(hosting.EndpointStatus)) == set(shape.enum)
+    assert set(get_args(hosting.EndpointStatus)) > hosting.TRANSITIONAL | hosting.ENDPOINT_FAILED
+
+
+def test_send_variant_weights_sends_each_variant_weight(stubbed: Stubber) -> None:
+    stubbed.add_response(
+        "update_endpoint_weights_and_capacities",
+        {"EndpointArn": ARN},
+        {
+            "EndpointName": "ep",
+            "DesiredWeightsAndCapacities": [
+                {"VariantName": "AllTraffic", "DesiredWeight": 0.9},
+                {"VariantName": "new", "DesiredWeight": 0.1},
+            ],
+        },
+    )
+    hosting.send_variant_weights("ep", {"AllTraffic": 0.9, "new": 0.1})
+    stubbed.assert_no_pending_responses()
+
+
+def test_send_variant_weights_raises_what_sagemaker_refuses(stubbed: Stubber) -> None:
+    stubbed.add_client_error(
+        "update_endpoint_weights_and_capacities", "ValidationException", "variant new does not exist"
+    )
+    with pytest.raises(ClientError, match="variant new does not exist"):
+        hosting.send_variant_weights("ep", {"new": 1.0})
+
+
+def test_send_endpoint_update_passes_the_deployment_config(stubbed: Stubber) -> None:
+    deployment = {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]}}
+    stubbed.add_response(
+        "update_endpoint",
+        {"EndpointArn": ARN},
+        {"EndpointName": "ep", "EndpointConfigName": "c2", "DeploymentConfig": deployment},
+    )
+    stubbed.add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": "ep", "EndpointConfigName": "c1"}
+    )
+    hosting.send_endpoint_update("ep", "c2", deployment_config=deployment)
+    hosting.send_endpoint_update("ep", "c1")  # without one, no DeploymentConfig at all
+    stubbed.assert_no_pending_responses()
