@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tasks.core import aws
 from tasks.core.errors import EndpointRolledBack, ResourceFailed
@@ -28,7 +28,7 @@ from tasks.lifecycle.ledger import Ledger
 from tasks.lifecycle.ownership import create_once
 
 if TYPE_CHECKING:
-    from mypy_boto3_sagemaker.type_defs import DesiredWeightAndCapacityTypeDef
+    from mypy_boto3_sagemaker.type_defs import DesiredWeightAndCapacityTypeDef, TagTypeDef
 
 # DescribeEndpoint's EndpointStatus, every value of the API reference (test_hosting checks the stubs').
 EndpointStatus = Literal[
@@ -111,7 +111,7 @@ class LiveEndpoint:
 def describe_endpoint(name: str) -> dict[str, Any] | None:
     """DescribeEndpoint, or None when there is no such endpoint."""
     try:
-        return dict(aws.client("sagemaker").describe_endpoint(EndpointName=name))
+        return dict(aws.sagemaker().describe_endpoint(EndpointName=name))
     except Exception as exc:
         if aws.is_not_found(exc):
             return None
@@ -123,7 +123,7 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
     described = describe_endpoint(name)
     if described is None:
         return None
-    sagemaker = aws.client("sagemaker")
+    sagemaker = aws.sagemaker()
     config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
     variants = []
     for variant in config["ProductionVariants"]:
@@ -138,7 +138,7 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
                 environment=dict(container.get("Environment") or {}),
                 instance_type=variant.get("InstanceType"),
                 instance_count=variant.get("InitialInstanceCount"),
-                serverless=variant.get("ServerlessConfig"),
+                serverless=_plain(variant.get("ServerlessConfig")),
             )
         )
     return LiveEndpoint(
@@ -147,9 +147,14 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
         config_name=described["EndpointConfigName"],
         failure_reason=described.get("FailureReason"),
         variants=tuple(variants),
-        async_config=config.get("AsyncInferenceConfig"),
-        data_capture=config.get("DataCaptureConfig"),
+        async_config=_plain(config.get("AsyncInferenceConfig")),
+        data_capture=_plain(config.get("DataCaptureConfig")),
     )
+
+
+def _plain(shape: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A response shape (a TypedDict to the type checker) as the plain dict LiveEndpoint keeps."""
+    return dict(shape) if shape is not None else None
 
 
 def model_data_of(container: Mapping[str, Any]) -> ModelData | None:
@@ -195,7 +200,7 @@ def create_model(
         ledger,
         SAGEMAKER_MODEL,
         name,
-        lambda: aws.client("sagemaker").create_model(**request),
+        lambda: aws.sagemaker().create_model(**request),
         arn_key="ModelArn",
         fix=_NAMED_BY_RELEASE_FIX.format(what=f"model {name}", delete=f"delete-model --model-name {name}"),
         endpoint=endpoint,
@@ -212,7 +217,7 @@ def create_endpoint_config(request: Mapping[str, Any], ledger: Ledger, *, endpoi
         SAGEMAKER_ENDPOINT_CONFIG,
         name,
         # The model was created a moment ago; SageMaker may not see it yet ("Could not find model").
-        lambda: call_with_retries(lambda: aws.client("sagemaker").create_endpoint_config(**request)),
+        lambda: call_with_retries(lambda: aws.sagemaker().create_endpoint_config(**request)),
         arn_key="EndpointConfigArn",
         fix=_NAMED_BY_RELEASE_FIX.format(
             what=f"endpoint config {name}", delete=f"delete-endpoint-config --endpoint-config-name {name}"
@@ -234,14 +239,19 @@ def create_endpoint(
     clock: Clock | None = None,
 ) -> dict[str, Any]:
     """CreateEndpoint and wait until it is InService; returns the last DescribeEndpoint."""
-    sagemaker = aws.client("sagemaker")
+    sagemaker = aws.sagemaker()
     create_once(
         ledger,
         SAGEMAKER_ENDPOINT,
         name,
         # Right after CreateEndpointConfig, SageMaker can answer "Could not find endpoint configuration".
         lambda: call_with_retries(
-            lambda: sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
+            lambda: sagemaker.create_endpoint(
+                EndpointName=name,
+                EndpointConfigName=config_name,
+                # The stubs want TagTypeDef; ours are the same {Key, Value} pairs, typed as plain dicts.
+                Tags=cast("list[TagTypeDef]", tags),
+            )
         ),
         arn_key="EndpointArn",
         fix=(
@@ -329,7 +339,7 @@ def wait_for_endpoint(
             log.info("endpoint %s is %s (%.0f s)", name, status, elapsed)
 
     described = poll_until(
-        lambda: dict(aws.client("sagemaker").describe_endpoint(EndpointName=name)),
+        lambda: dict(aws.sagemaker().describe_endpoint(EndpointName=name)),
         is_done=lambda d: d["EndpointStatus"] not in TRANSITIONAL,
         failure_reason=_endpoint_failure,
         status_of=lambda d: str(d["EndpointStatus"]),
@@ -367,7 +377,7 @@ def create_transform_job(
 ) -> dict[str, Any]:
     """CreateTransformJob and wait until it Completed; returns the last DescribeTransformJob."""
     name = str(request["TransformJobName"])
-    sagemaker = aws.client("sagemaker")
+    sagemaker = aws.sagemaker()
     arn = create_once(
         ledger,
         SAGEMAKER_TRANSFORM_JOB,
@@ -408,7 +418,7 @@ def delete_endpoint(
     name: str, *, timeout_s: float, interval_s: float = 5.0, clock: Clock | None = None
 ) -> None:
     """DeleteEndpoint and wait until it is gone (a NotFound from the first call means already gone)."""
-    sagemaker = aws.client("sagemaker")
+    sagemaker = aws.sagemaker()
     described = describe_endpoint(name)
     if described is None:
         return
@@ -468,25 +478,25 @@ def restore_endpoint(
     if resting["EndpointStatus"] == "InService" and resting["EndpointConfigName"] == previous_config:
         return
     run_logger().info("putting endpoint %s back on %s", name, previous_config)
-    aws.client("sagemaker").update_endpoint(EndpointName=name, EndpointConfigName=previous_config)
+    aws.sagemaker().update_endpoint(EndpointName=name, EndpointConfigName=previous_config)
     wait_for_endpoint(
         name, expect_config=previous_config, timeout_s=timeout_s, interval_s=interval_s, clock=clock
     )
 
 
 def delete_endpoint_config(name: str) -> None:
-    aws.client("sagemaker").delete_endpoint_config(EndpointConfigName=name)
+    aws.sagemaker().delete_endpoint_config(EndpointConfigName=name)
 
 
 def delete_model(name: str) -> None:
-    aws.client("sagemaker").delete_model(ModelName=name)
+    aws.sagemaker().delete_model(ModelName=name)
 
 
 def stop_transform_job(
     name: str, *, timeout_s: float, interval_s: float = 10.0, clock: Clock | None = None
 ) -> None:
     """Stop a transform job that is still running (a finished one has nothing left to delete)."""
-    sagemaker = aws.client("sagemaker")
+    sagemaker = aws.sagemaker()
     status = sagemaker.describe_transform_job(TransformJobName=name)["TransformJobStatus"]
     if status not in ("InProgress", "Stopping"):
         return
