@@ -198,10 +198,10 @@ def _release(
     stop. `safe_point()` runs before each step that creates or changes something (it raises LeaseLost
     once the endpoint lock is lost, and the ledger unwinds)."""
     tags = naming.tags(config, release_id)
-    steps.snapshot = download_model(config.model)
+    steps.snapshot = download_model(config.model, timeout_s=config.timeouts.download_s)
     steps.artifact = package_model(steps.snapshot, config.packaging)
     safe_point()
-    steps.uploaded = upload_model(steps.artifact, config.storage, ledger)
+    steps.uploaded = upload_model(steps.artifact, config.storage, ledger, timeout_s=config.timeouts.upload_s)
     model_data = ModelData(steps.uploaded.model_data_url, steps.uploaded.compression)
     safe_point()
     built = build_image(

@@ -11,6 +11,9 @@ says, so a request hook on its session drops it from every request to another ho
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from huggingface_hub.utils import filter_repo_objects, get_session
 from prefect import task
 
 from tasks.config import ModelSourceConfig
-from tasks.core.errors import ConfigError
+from tasks.core.errors import ConfigError, WaitTimeout
 from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.core.state_dir import state_subdir
@@ -177,8 +180,46 @@ def require_model_files(files: list[str], source: ModelSourceConfig, where: str)
     raise ConfigError(field, f"{where} holds no model files ({shown})", fix)
 
 
-def fetch_snapshot(source: ModelSourceConfig, cache_dir: Path | None = None) -> ModelSnapshot:
-    """Resolve and fetch the model files (plain function; `download_model` is the Prefect task)."""
+DOWNLOAD_TIMEOUT_FIELD = "timeouts.download_s"
+
+
+def _within(timeout_s: float, what: str, work: Callable[[], str]) -> str:
+    """`work()`'s result, or WaitTimeout naming timeouts.download_s once `timeout_s` has passed.
+
+    The download runs in a daemon thread because huggingface_hub has no way to cancel one: on timeout
+    the release fails now and the abandoned thread only fills the Hub cache (whose partial files are
+    `.incomplete` and never served), and it cannot keep the worker's process alive."""
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread below
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    start = time.monotonic()
+    threading.Thread(target=run, name="download-model", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise WaitTimeout(
+            f"{what} (limit {DOWNLOAD_TIMEOUT_FIELD})",
+            "downloading",
+            time.monotonic() - start,
+            timeout_s=timeout_s,
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return str(outcome["value"])
+
+
+def fetch_snapshot(
+    source: ModelSourceConfig, cache_dir: Path | None = None, *, timeout_s: float | None = None
+) -> ModelSnapshot:
+    """Resolve and fetch the model files (plain function; `download_model` is the Prefect task).
+
+    `timeout_s` (the config's timeouts.download_s) bounds the download of the files."""
     if source.local_path is not None:
         return _local_snapshot(source)
     assert source.repo_id is not None
@@ -188,17 +229,21 @@ def fetch_snapshot(source: ModelSourceConfig, cache_dir: Path | None = None) -> 
     log = run_logger()
     log.info("downloading %s@%s (resolved from %s)", source.repo_id, commit, source.revision)
     guard_hub_token()
-    folder = Path(
-        snapshot_download(
-            source.repo_id,
+    repo_id, endpoint = source.repo_id, hub_endpoint()
+
+    def download() -> str:
+        return snapshot_download(
+            repo_id,
             revision=commit,
             cache_dir=cache,
             token=token,
             allow_patterns=source.allow_patterns,
             ignore_patterns=source.ignore_patterns,
-            endpoint=hub_endpoint(),
+            endpoint=endpoint,
         )
-    )
+
+    what = f"model download of {repo_id}@{commit}"
+    folder = Path(download() if timeout_s is None else _within(timeout_s, what, download))
     files = list_files(folder, source)
     require_model_files(files, source, f"{source.repo_id}@{commit}")
     return ModelSnapshot(
@@ -227,10 +272,14 @@ def _local_snapshot(source: ModelSourceConfig) -> ModelSnapshot:
     )
 
 
-@task(name="download-model", timeout_seconds=3 * 3600, **task_options())
-def download_model(source: ModelSourceConfig, cache_dir: str | None = None) -> ModelSnapshot:
-    """Fetch the model: a Hub snapshot pinned to the resolved commit, or a local folder."""
-    snapshot = fetch_snapshot(source, Path(cache_dir) if cache_dir else None)
+@task(name="download-model", **task_options())
+def download_model(
+    source: ModelSourceConfig, cache_dir: str | None = None, *, timeout_s: float | None = None
+) -> ModelSnapshot:
+    """Fetch the model: a Hub snapshot pinned to the resolved commit, or a local folder.
+
+    `timeout_s` is the config's timeouts.download_s (the flow passes it; None waits without limit)."""
+    snapshot = fetch_snapshot(source, Path(cache_dir) if cache_dir else None, timeout_s=timeout_s)
     run_logger().info(
         "model %s: %d files, %.1f MiB", snapshot.describe(), len(snapshot.files), snapshot.total_bytes / 2**20
     )

@@ -24,10 +24,11 @@ from tasks.artifact import model_refs
 from tasks.artifact.packaging import ModelArtifact
 from tasks.config import StorageConfig, naming
 from tasks.core import aws
-from tasks.core.errors import ConfigError
+from tasks.core.errors import ConfigError, WaitTimeout
 from tasks.core.logs import run_logger
 from tasks.core.progress import ByteProgress, ProgressCallback, no_progress
 from tasks.core.retry import task_options
+from tasks.core.waiting import Clock, SystemClock
 from tasks.lifecycle.kinds import S3_OBJECT, S3_PREFIX
 from tasks.lifecycle.ledger import Ledger
 
@@ -130,8 +131,13 @@ def upload_files(
     *,
     tags: dict[str, str],
     on_progress: ProgressCallback = no_progress,
+    timeout_s: float | None = None,
+    clock: Clock | None = None,
 ) -> None:
-    """Upload each file to its key with its sha256 in the metadata, several files and parts at once."""
+    """Upload each file to its key with its sha256 in the metadata, several files and parts at once.
+
+    Past `timeout_s` (the config's timeouts.upload_s) the uploads still running are cancelled and
+    WaitTimeout names that field."""
     if not uploads:
         return
     manager = create_transfer_manager(aws.client("s3"), transfer_config(storage))
@@ -150,8 +156,30 @@ def upload_files(
             )
             for item in uploads
         ]
+        if timeout_s is not None:
+            # Raising inside the `with` makes the transfer manager cancel what is still in flight.
+            _wait_for(futures, timeout_s, clock or SystemClock(), f"upload to s3://{bucket}")
         for future in futures:
             future.result()
+
+
+UPLOAD_TIMEOUT_FIELD = "timeouts.upload_s"
+_UPLOAD_POLL_S = 0.1
+
+
+def _wait_for(futures: Sequence[Any], timeout_s: float, clock: Clock, what: str) -> None:
+    start = clock.monotonic()
+    while not all(future.done() for future in futures):
+        elapsed = clock.monotonic() - start
+        if elapsed >= timeout_s:
+            running = sum(not future.done() for future in futures)
+            raise WaitTimeout(
+                f"{what} (limit {UPLOAD_TIMEOUT_FIELD})",
+                f"uploading ({running} of {len(futures)} file(s) unfinished)",
+                elapsed,
+                timeout_s=timeout_s,
+            )
+        clock.sleep(min(_UPLOAD_POLL_S, timeout_s - elapsed))
 
 
 def store_artifact(
@@ -160,6 +188,8 @@ def store_artifact(
     ledger: Ledger,
     *,
     on_progress: ProgressCallback | None = None,
+    timeout_s: float | None = None,
+    clock: Clock | None = None,
 ) -> UploadedModel:
     """Upload what is missing and record it (plain function; `upload_model` is the Prefect task)."""
     bucket = storage.bucket
@@ -175,7 +205,9 @@ def store_artifact(
         progress = ByteProgress(f"uploading to s3://{bucket}/{root_key}", total) if missing else no_progress
     tags = {naming.MANAGED_BY_KEY: naming.MANAGED_BY_VALUE, naming.RELEASE_ID_KEY: ledger.release_id}
     try:
-        upload_files(missing, bucket, storage, tags=tags, on_progress=progress)
+        upload_files(
+            missing, bucket, storage, tags=tags, on_progress=progress, timeout_s=timeout_s, clock=clock
+        )
     finally:
         # Record even after a partial failure: whatever did reach S3 must be unwound with the release.
         shared = {
@@ -230,7 +262,11 @@ def _record(
         )
 
 
-@task(name="upload-model", timeout_seconds=3 * 3600, **task_options())
-def upload_model(artifact: ModelArtifact, storage: StorageConfig, ledger: Ledger) -> UploadedModel:
-    """Put the packaged model in S3 under content-addressed keys; 0 bytes when it is already there."""
-    return store_artifact(artifact, storage, ledger)
+@task(name="upload-model", **task_options())
+def upload_model(
+    artifact: ModelArtifact, storage: StorageConfig, ledger: Ledger, *, timeout_s: float | None = None
+) -> UploadedModel:
+    """Put the packaged model in S3 under content-addressed keys; 0 bytes when it is already there.
+
+    `timeout_s` is the config's timeouts.upload_s (the flow passes it; None waits without limit)."""
+    return store_artifact(artifact, storage, ledger, timeout_s=timeout_s)

@@ -516,4 +516,4 @@ class TimeoutsConfig(_Section):
     transform_job_s: int = Field(7200, ge=30, le=172800, description="Batch transform job (s).")
     poll_interval_s: float = Field(10.0, ge=0.1, le=300, description="Seconds between status checks.")
     download_s: int = Field(3 * 3600, ge=30, le=86400, description="Model download from the Hub (s).")
-    upload_s: int = Field(3 * 3600, ge=30, le=86400, description="Packaging and upload to S3 (s).")
+    upload_s: int = Field(3 * 3600, ge=30, le=86400, description="Upload of the model data to S3 (s).")
