@@ -17,7 +17,7 @@ import hashlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from emulator.runtime.invocations import InvocationLog
 from emulator.runtime.queue_metrics import QueueMetrics
 from emulator.runtime.responses import Runtime
 from emulator.runtime.responses import build_app as build_runtime_app
+from emulator.sagemaker import arns
 from emulator.sagemaker.capacity import SageMakerCapacity
 from emulator.sagemaker.endpoints import EndpointEngine
 from emulator.sagemaker.responses import SageMakerApi, service_model
@@ -110,6 +111,19 @@ def dispatch_by_port(by_port: dict[int, ASGIApp]) -> ASGIApp:
     return app
 
 
+def judges(store: Store, alarm: Mapping[str, Any]) -> bool:
+    """Whether this emulator sets an alarm's state: not when it watches another emulator's endpoint.
+
+    A private emulator (tests) shares moto with the stack's; both would judge every alarm, each on its
+    own clock, and set it back and forth. An alarm on an endpoint's metrics belongs to the emulator that
+    runs the endpoint; any other alarm is judged by every emulator.
+    """
+    for dimension in alarm.get("Dimensions") or []:
+        if dimension.get("Name") == "EndpointName":
+            return arns.key(str(dimension.get("Value"))) in store.endpoints
+    return True
+
+
 def control_plane(sagemaker: ASGIApp, autoscaling: AutoScalingApi) -> ASGIApp:
     """The control plane's port: Application Auto Scaling by its X-Amz-Target, SageMaker otherwise."""
 
@@ -153,7 +167,7 @@ async def serve(
         emulator.engine, emulator.engine.model_data, emulator.http, service_model(), emulator.transforms
     )
     # CloudWatch metrics from real invocations and queues, and alarms evaluated on them (moto does neither).
-    monitoring = Monitoring.from_env(clock=clock)
+    monitoring = Monitoring.from_env(clock=clock, judges=lambda alarm: judges(emulator.store, alarm))
     scaler = AutoScaler(SageMakerCapacity(api), monitoring.evaluator, clock, state / "emulator")
     monitoring.evaluator.on_change(lambda outcome: scaler.poke())
     autoscaling = AutoScalingApi(scaler, emulator.http, autoscaling_model())

@@ -17,10 +17,12 @@ Where datapoints come from:
   (what real CloudWatch answers). moto reads those bounds to the second, so at a time scale whose
   periods are not whole seconds such a series' datapoints land in neighbouring periods.
 
-Alarm actions are not executed here: subscribers (`on_change`) hear of every state change, and
-Application Auto Scaling (emulator/autoscaling/) acts on the alarms that name its policies. moto creates
-alarms in state OK with the reason "Unchecked: Initial alarm creation"; CloudWatch creates them in
-INSUFFICIENT_DATA, so that is the state judged from.
+Several emulators may share one moto (a test's private emulator beside the stack's), each at its own time
+scale; `judges` keeps each to its own alarms (server.py: those on its endpoints' metrics), so two clocks
+never take turns setting one alarm. Alarm actions are not executed here: subscribers (`on_change`) hear
+of every state change, and Application Auto Scaling (emulator/autoscaling/) acts on the alarms that name
+its policies. moto creates alarms in state OK with the reason "Unchecked: Initial alarm creation";
+CloudWatch creates them in INSUFFICIENT_DATA, so that is the state judged from.
 """
 
 from __future__ import annotations
@@ -205,9 +207,12 @@ class AlarmEvaluator:
         interval_s: float = 10.0,
         settle_s: float = 2.0,
         clock: Clock | None = None,
+        judges: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> None:
+        """`judges(alarm)` says whether this evaluator sets the alarm's state (default: every alarm)."""
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
+        self.judges = judges
         self._cloudwatch = cloudwatch
         self.reader = DatapointReader(cloudwatch, samples)
         self.interval_s = interval_s
@@ -232,6 +237,8 @@ class AlarmEvaluator:
         moment = self.clock.time() if now is None else now
         outcomes = []
         for alarm in self._metric_alarms(alarm_names):
+            if self.judges is not None and not self.judges(alarm):
+                continue
             try:
                 outcome = self.evaluate_alarm(alarm, moment)
             except Exception:

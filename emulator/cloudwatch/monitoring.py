@@ -15,7 +15,7 @@ datapoints count). At a time scale (emulator/clock.py) each is divided by the sc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +61,12 @@ class Monitoring:
     _unsubscribe: Callable[[], None] | None = None
 
     @classmethod
-    def from_env(cls, client: Any | None = None, clock: Clock | None = None) -> Monitoring:
+    def from_env(
+        cls,
+        client: Any | None = None,
+        clock: Clock | None = None,
+        judges: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> Monitoring:
         cloudwatch = client if client is not None else cloudwatch_client()
         clock = clock or Clock.from_env()
         samples = SampleWindow(clock=clock.time)
@@ -79,6 +84,7 @@ class Monitoring:
                 _env_float("SAGEMAKER_EMULATOR_ALARM_SETTLE_S", 2.0), clock, flush + FLOORS["settle"]
             ),
             clock=clock,
+            judges=judges,
         )
         return cls(publisher, evaluator, clock)
 

@@ -205,3 +205,26 @@ def test_the_evaluator_wakes_when_a_scaled_period_has_ended_and_settled(cloudwat
     assert judge.until_next_verdict() == pytest.approx(1_000_000.7 - 1_000_000.3 + 0.01)
     clock.advance(0.5)  # that one is judged: the next ends at 1_000_002.0
     assert judge.until_next_verdict() == pytest.approx(1_000_002.7 - 1_000_000.8 + 0.01)
+
+
+def test_an_emulator_leaves_alarms_on_another_emulators_endpoints_alone(
+    cloudwatch: Any, tmp_path: Any
+) -> None:
+    """Two emulators on one moto, at two time scales, must not take turns setting the same alarm."""
+    from emulator.sagemaker.store import Store
+    from emulator.server import judges
+
+    store = Store.open(tmp_path)
+    store.endpoints["mine"] = {"EndpointName": "Mine"}
+    ours = _invocations_alarm(cloudwatch, "Mine", threshold=4.0)
+    theirs = _invocations_alarm(cloudwatch, "theirs", threshold=4.0)
+    judge = AlarmEvaluator(
+        lambda: cloudwatch, settle_s=0.0, clock=ManualClock(scale=SCALE), judges=lambda a: judges(store, a)
+    )
+
+    outcomes = judge.evaluate_once(alarm_names=[ours, theirs])
+
+    assert [o.name for o in outcomes] == [ours]
+    untouched = cloudwatch.describe_alarms(AlarmNames=[theirs])["MetricAlarms"][0]
+    assert untouched["StateReason"].startswith("Unchecked")
+    assert judges(store, {"Namespace": "Tests", "Dimensions": [{"Name": "Service", "Value": "x"}]})
