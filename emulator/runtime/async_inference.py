@@ -117,8 +117,9 @@ class AsyncInference:
     def backlog(self, endpoint_name: str) -> int:
         """Requests queued or in progress: SageMaker's ApproximateBacklogSize."""
         key = arns.key(endpoint_name)
-        queue = self._queues.get(key)
-        return (queue.qsize() if queue else 0) + self._in_flight.get(key, 0)
+        # Waiting counts the job the dispatcher already took off the queue and holds until capacity frees:
+        # with no instance at all, that one request is the whole backlog.
+        return len(self._waiting.get(key) or {}) + self._in_flight.get(key, 0)
 
     def gauges(self, clock: Clock) -> list[QueueGauge]:
         """Every asynchronous endpoint's queue now (Creating, Deleting and Failed ones report nothing)."""

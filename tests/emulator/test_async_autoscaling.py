@@ -15,13 +15,14 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import ROLE_ARN, PrivateEmulator
-from scaling_support import poll, settled
+from emulator_support import ROLE_ARN, PrivateEmulator, Resources, make_clients, unique
+from scaling_support import DIMENSION, clients, deregister_all, poll, settled, variant
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
@@ -208,3 +209,92 @@ def test_async_endpoint_scales_to_zero_and_back_with_the_blog_recipe(
     for uri in outputs[:3]:
         bucket_name, key = uri.removeprefix("s3://").split("/", 1)
         assert b'"slept_s":2' in s3.get_object(Bucket=bucket_name, Key=key)["Body"].read().replace(b" ", b"")
+
+
+def test_one_request_at_zero_instances_is_a_backlog_the_step_policy_serves(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    """The queue metrics are published each (one-second) minute per EndpointName, a single waiting request
+    counts, and the HasBacklogWithoutCapacity step policy brings the first instance back for it."""
+    emulator = private_emulator(EMULATOR_TIME_SCALE="60")
+    aws = make_clients(emulator.client_env)
+    autoscaling, cloudwatch = clients(emulator.client_env)
+    made = Resources(aws, bucket)
+    prefix = unique("one-waiting")
+    config = made.config(
+        [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": made.model(double_image),
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": f"s3://{bucket}/{prefix}/out"}},
+    )
+    endpoint = made.endpoint(config)
+    made.wait_status(endpoint, "InService")
+    aws.sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 0}],
+    )
+    assert made.wait_status(endpoint, "InService")["ProductionVariants"][0]["CurrentInstanceCount"] == 0
+    resource_id = f"endpoint/{endpoint}/variant/AllTraffic"
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=DIMENSION,
+        MinCapacity=0,
+        MaxCapacity=1,
+    )
+    step = autoscaling.put_scaling_policy(
+        PolicyName="from-zero",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=DIMENSION,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        },
+    )["PolicyARN"]
+    cloudwatch.put_metric_alarm(
+        AlarmName=f"{prefix}-no-capacity",
+        Namespace="AWS/SageMaker",
+        MetricName="HasBacklogWithoutCapacity",
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=0.5,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        AlarmActions=[step],
+    )
+    try:
+        started = datetime.now(UTC)
+        input_uri = made.upload(b'{"one": 1}', f"{prefix}/in.json")
+        output = aws.runtime.invoke_endpoint_async(EndpointName=endpoint, InputLocation=input_uri)[
+            "OutputLocation"
+        ]
+
+        poll(lambda: _exists(aws.s3, output), "the output of the one request", timeout=30)
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName="HasBacklogWithoutCapacity",
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+            StartTime=started - timedelta(seconds=5),
+            EndTime=datetime.now(UTC) + timedelta(seconds=5),
+            Period=1,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        assert max(p["Maximum"] for p in points) == 1.0
+        assert variant(aws.sagemaker, endpoint)["CurrentInstanceCount"] == 1
+        (activity,) = poll(lambda: settled(autoscaling, resource_id), "the activity settled", timeout=10)
+        assert (
+            activity["Cause"]
+            == f"monitor alarm {prefix}-no-capacity in state ALARM triggered policy from-zero"
+        )
+    finally:
+        deregister_all(autoscaling, [endpoint])
+        cloudwatch.delete_alarms(AlarmNames=[f"{prefix}-no-capacity"])
+        made.cleanup()
