@@ -230,6 +230,7 @@ def test_raising_the_minimum_scales_the_variant_out_to_it(
     stack: dict[str, str], aws: Aws, resources: Resources, double_image: str
 ) -> None:
     autoscaling, _ = clients(stack)
+    wire = AutoscalingWire(autoscaling)
     endpoint = _endpoint(resources, double_image)
 
     resource_id = _register(autoscaling, endpoint, 2, 3)
@@ -242,6 +243,8 @@ def test_raising_the_minimum_scales_the_variant_out_to_it(
     assert done[0]["Cause"] == "minimum capacity was set to 2"
     assert done[0]["Description"] == "Setting desired instance count to 2."
     assert done[0]["StatusMessage"].startswith("Successfully set desired instance count to 2.")
+    assert done[0]["EndTime"] >= done[0]["StartTime"]
+    assert wire.problems() == []  # DescribeScalingActivities as botocore's shape has it
     autoscaling.deregister_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION
     )
