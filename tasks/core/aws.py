@@ -8,11 +8,14 @@ variables gets a fresh client.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
+import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 if TYPE_CHECKING:  # the boto3 type stubs are a dev dependency: production imports none of them
@@ -38,8 +41,19 @@ BOTO_CONFIG = Config(
 _local = threading.local()
 
 
+@functools.cache
+def endpoint_variable(service: str) -> str:
+    """The variable boto3 reads for this service's endpoint: named after the service id, not the client
+    name (application-autoscaling reads AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING)."""
+    try:
+        name = str(botocore.session.get_session().get_service_model(service).service_id)
+    except botocore.exceptions.UnknownServiceError:
+        name = service  # no model to name it: boto3 would not make the client either
+    return "AWS_ENDPOINT_URL_" + name.upper().replace(" ", "_").replace("-", "_")
+
+
 def _env_key(service: str, region: str | None) -> tuple[str | None, ...]:
-    service_var = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+    service_var = endpoint_variable(service)
     return (
         service,
         region,

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from emulator_support import (
+
+from tests.emulator.emulator_support import (
     HERE,
     Aws,
     PrivateEmulator,

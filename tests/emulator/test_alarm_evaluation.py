@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from local_moto import cloudwatch_client, moto_server
 
 from emulator.cloudwatch.alarms import AlarmEvaluator, period_starts
 from emulator.cloudwatch.metrics import MetricsPublisher, SampleWindow
 from emulator.cloudwatch.rules import ALARM, INSUFFICIENT_DATA, OK, AlarmRule, Datapoint, evaluate
 from emulator.runtime.invocations import Invocation
+from tests.emulator.local_moto import cloudwatch_client, moto_server
 
 PERIOD = 10
 NAMESPACE = "Tests/Alarms"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import Aws, Resources, unique
+
+from tests.emulator.emulator_support import Aws, Resources, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -21,8 +21,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import ROLE_ARN, PrivateEmulator, Resources, make_clients, unique
-from scaling_support import DIMENSION, clients, deregister_all, poll, settled, variant
+
+from tests.emulator.emulator_support import ROLE_ARN, PrivateEmulator, Resources, make_clients, unique
+from tests.emulator.scaling_support import DIMENSION, clients, deregister_all, poll, settled, variant
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator_support import ROLE_ARN, Aws, tarball, unique, wait_for_status
+
+from tests.emulator.emulator_support import ROLE_ARN, Aws, tarball, unique, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -16,9 +16,9 @@ from typing import Any
 import docker
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
 
 from emulator.fleet.instance_types import INSTANCE_SIZES
+from tests.emulator.emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
+
+from tests.emulator.emulator_support import PrivateEmulator, Resources, make_clients, tarball, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import Aws, PrivateEmulator, Resources, delete_endpoint, make_clients, tarball
+
+from tests.emulator.emulator_support import (
+    Aws,
+    PrivateEmulator,
+    Resources,
+    delete_endpoint,
+    make_clients,
+    tarball,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

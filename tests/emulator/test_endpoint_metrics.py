@@ -10,7 +10,8 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from emulator_support import PrivateEmulator, Resources, make_clients
+
+from tests.emulator.emulator_support import PrivateEmulator, Resources, make_clients
 
 
 def cloudwatch_for(env: dict[str, str]) -> Any:

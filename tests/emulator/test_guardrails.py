@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import Aws, PrivateEmulator, Resources, make_clients
+
+from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients
 
 CANARY = {"Type": "INSTANCE_COUNT", "Value": 1}
 

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from emulator_support import ROLE_ARN, Aws, Resources, tarball, unique
+
+from tests.emulator.emulator_support import ROLE_ARN, Aws, Resources, tarball, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

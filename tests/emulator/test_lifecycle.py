@@ -6,7 +6,8 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError, WaiterError
-from emulator_support import Aws, Resources, tarball
+
+from tests.emulator.emulator_support import Aws, Resources, tarball
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from local_moto import cloudwatch_client, moto_server
 
 from emulator.cloudwatch.metrics import (
     MODEL_LATENCY,
@@ -19,6 +18,7 @@ from emulator.cloudwatch.metrics import (
     variant_dimensions,
 )
 from emulator.runtime.invocations import Invocation, InvocationLog
+from tests.emulator.local_moto import cloudwatch_client, moto_server
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from botocore.model import Shape
-from emulator_support import ROLE_ARN, Aws, make_clients, tarball, unique, wait_for_status
+
+from tests.emulator.emulator_support import ROLE_ARN, Aws, make_clients, tarball, unique, wait_for_status
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

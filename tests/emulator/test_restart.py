@@ -10,7 +10,8 @@ import json
 from collections.abc import Callable
 
 import pytest
-from emulator_support import Aws, PrivateEmulator, Resources, make_clients, tarball
+
+from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients, tarball
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

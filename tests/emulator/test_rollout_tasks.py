@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulator_support import ROLE_ARN, PrivateEmulator, make_clients
 
 from tasks.config import ReleaseConfig, naming, parse_config
 from tasks.core import aws
@@ -23,6 +22,7 @@ from tasks.rollout.planning import plan_rollout
 from tasks.rollout.runner import Rollout
 from tasks.sagemaker import hosting
 from tasks.sagemaker.endpoint_spec import endpoint_config_request, production_variant
+from tests.emulator.emulator_support import ROLE_ARN, PrivateEmulator, make_clients
 
 
 @pytest.fixture

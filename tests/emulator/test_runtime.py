@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_support import Aws, PrivateEmulator, Resources, make_clients
+
+from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -16,8 +16,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emulator_support import PrivateEmulator, Resources, make_clients
-from scaling_support import poll
+
+from tests.emulator.emulator_support import PrivateEmulator, Resources, make_clients
+from tests.emulator.scaling_support import poll
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from local_moto import cloudwatch_client, moto_server
 
 from emulator import settings
 from emulator.clock import Clock, ManualClock
@@ -23,6 +22,7 @@ from emulator.cloudwatch.monitoring import Monitoring
 from emulator.cloudwatch.rules import ALARM, OK, AlarmRule
 from emulator.runtime.invocations import Invocation, QueueGauge
 from emulator.runtime.queue_metrics import QueueMetrics
+from tests.emulator.local_moto import cloudwatch_client, moto_server
 
 SCALE = 30.0
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import (
+
+from emulator.sagemaker.transform_jobs import JobFailed, assemble, batches, output_key, split_records
+from tests.emulator.emulator_support import (
     PrivateEmulator,
     Resources,
     delete_endpoint,
@@ -21,9 +23,7 @@ from emulator_support import (
     tarball,
     unique,
 )
-from test_response_shapes import WireRecorder
-
-from emulator.sagemaker.transform_jobs import JobFailed, assemble, batches, output_key, split_records
+from tests.emulator.test_response_shapes import WireRecorder
 
 # --- pure: splitting, batching, assembling, naming -----------------------------------------------
 

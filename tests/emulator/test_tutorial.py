@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from emulator_support import ROLE_ARN, Aws, unique
+
+from tests.emulator.emulator_support import ROLE_ARN, Aws, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator_support import Aws, Resources
+
+from tests.emulator.emulator_support import Aws, Resources
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

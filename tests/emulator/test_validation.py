@@ -9,7 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emulator_support import ROLE_ARN, Aws, Resources, tarball, unique
+
+from tests.emulator.emulator_support import ROLE_ARN, Aws, Resources, tarball, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 

@@ -60,3 +60,18 @@ def test_error_code_and_status() -> None:
     error = _error("ThrottlingException", status=400)
     assert aws.error_code(error) == "ThrottlingException" and aws.http_status(error) == 400
     assert aws.error_code(ValueError()) is None and aws.http_status(ValueError()) is None
+
+
+def test_a_service_endpoint_variable_is_named_as_boto3_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # boto3 names the variable after the service id: a cached client must follow a change of it.
+    assert aws.endpoint_variable("application-autoscaling") == "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING"
+    assert aws.endpoint_variable("sagemaker-runtime") == "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", "http://127.0.0.1:1")
+    aws.reset_clients()
+    first = aws.client("application-autoscaling")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", "http://127.0.0.1:2")
+    second = aws.client("application-autoscaling")
+    assert first is not second
+    assert second.meta.endpoint_url == "http://127.0.0.1:2"
+    aws.reset_clients()
