@@ -28,6 +28,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -679,11 +680,9 @@ class Ledger:
         A ledger left `running` in the store would let a later cleanup unwind what this release
         serves, so success counts only once the store holds it.
         """
-        try:
+        with suppress(LedgerSaveFailed):  # first try; the flush below retries with backoff
             self.succeed()
             return
-        except LedgerSaveFailed:
-            pass
         try:
             self.flush()
             return
