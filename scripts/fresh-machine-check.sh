@@ -36,7 +36,7 @@ done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 started=$SECONDS
 result() {  # verdict, detail
-    echo "fresh-machine-check: $1 ($2; $(( (SECONDS - started) / 60 )) min; $("$python" --version 2>&1); commit $(git -C "$repo" rev-parse --short HEAD))"
+    echo "fresh-machine-check: $1 ($2; $(( (SECONDS - started) / 60 )) min; $("$python" --version 2>&1); commit ${tested:-$(git -C "$repo" rev-parse --short HEAD)})"
 }
 step() { echo "==> fresh-machine-check: $*" >&2; }
 
@@ -96,6 +96,8 @@ rm -rf "$repo/.state" "$repo/container/wheelhouse"
 clone=$(mktemp -d /tmp/sagemaker-release-fresh.XXXXXX)
 step "cloning $repo into $clone"
 git clone -q "$repo" "$clone" || { result FAIL "git clone failed"; exit 1; }
+# The commit the clone holds: the checkout may move on while the check runs.
+tested=$(git -C "$clone" rev-parse --short HEAD)
 cd "$clone" || exit 1
 log=$clone/fresh-machine-check.log
 export PYTHON=$python
