@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from tasks.config import guardrails
 from tasks.config.fields import (
     ReleaseId,
     RoleArn,
@@ -96,6 +97,26 @@ class ReleaseConfig(_Section):
                 "use rollout.strategy: all_at_once",
                 field="rollout.strategy",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _guardrail_waits(self) -> ReleaseConfig:
+        # A linear update waits bake_s after each step and final_bake_s at the end; SageMaker's
+        # MaximumExecutionTimeoutInSeconds (at most 8 h) must exceed that, and a capped timeout would roll
+        # the release back half-way. Pre-flight checks again on the steps of the fleet it finds.
+        rollout, endpoint = self.rollout, self.endpoint
+        if rollout.strategy != "linear" or endpoint.type != "realtime" or endpoint.instance_count < 2:
+            return self
+        percent = guardrails.linear_increment(rollout.steps, rollout.linear_step_percent)
+        assert percent is not None  # RolloutConfig refuses unequal linear steps
+        size = guardrails.linear_instances(endpoint.instance_count, percent)
+        steps = guardrails.linear_step_count(endpoint.instance_count, size)
+        if not guardrails.waits_fit(rollout.bake_s, rollout.final_bake_s, steps):
+            name = "rollout.steps" if rollout.steps is not None else "rollout.linear_step_percent"
+            problem, fix = guardrails.waits_problem_and_fix(
+                "linear", rollout.bake_s, rollout.final_bake_s, steps, step_field=name
+            )
+            raise _invalid(problem, fix, field="rollout.bake_s")
         return self
 
     def with_release_id(self, release_id: str | None = None) -> ReleaseConfig:

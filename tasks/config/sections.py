@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tasks.config import guardrails
 from tasks.config.fields import (
     AlarmNames,
     BucketName,
@@ -445,8 +446,20 @@ class RolloutConfig(_Section):
         "(need 2+ instances). variant_shift: new variant beside the old one, weights moved step by step "
         "(works on one instance). auto: picks per endpoint.",
     )
-    canary_percent: int = Field(10, ge=1, le=99, description="Traffic share of the canary step (%).")
-    linear_step_percent: int = Field(25, ge=1, le=99, description="Traffic added per linear step (%).")
+    canary_percent: int = Field(
+        10,
+        ge=1,
+        le=99,
+        description="Traffic share of the canary step (%); at most 50 with strategy canary (SageMaker's "
+        "guardrails).",
+    )
+    linear_step_percent: int = Field(
+        25,
+        ge=1,
+        le=99,
+        description="Traffic added per linear step (%): SageMaker's guardrails take 10-50% of the fleet per "
+        "step.",
+    )
     steps: list[int] | None = Field(
         None,
         description="Explicit cumulative traffic percentages, increasing, e.g. [10, 50, 100]; "
@@ -491,6 +504,46 @@ class RolloutConfig(_Section):
                 raise _invalid(
                     f"is set, but strategy {self.strategy} does not use it (used only by {', '.join(users)})",
                     f"remove rollout.{name}, or set rollout.strategy to {choose}",
+                    field=name,
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _guardrail_bounds(self) -> RolloutConfig:
+        # UpdateEndpoint refuses a LinearStepSize outside 10-50% of the fleet and a CanarySize above 50%;
+        # the release would otherwise learn it only after the upload, the build and CreateModel.
+        if self.strategy == "linear":
+            increment = guardrails.linear_increment(self.steps, self.linear_step_percent)
+            name = "steps" if self.steps is not None else "linear_step_percent"
+            if increment is None:
+                raise _invalid(
+                    f"guardrails move linear traffic in equal steps, the config lists {self.steps}",
+                    "give equal steps (e.g. [25, 50, 75, 100]), or set rollout.linear_step_percent instead",
+                    field="steps",
+                )
+            if not guardrails.LINEAR_MIN_PERCENT <= increment <= guardrails.LINEAR_MAX_PERCENT:
+                low, high = guardrails.LINEAR_MIN_PERCENT, guardrails.LINEAR_MAX_PERCENT
+                raise _invalid(
+                    f"a linear step of {increment}% is outside the {low}-{high}% of the fleet SageMaker's "
+                    "guardrails move per step (LinearStepSize)",
+                    f"use linear steps of {low} to {high}% in rollout.{name}, or rollout.strategy: "
+                    "variant_shift for finer steps",
+                    field=name,
+                )
+        if self.strategy == "canary":
+            first = self.steps[0] if self.steps else self.canary_percent
+            name = "steps" if self.steps else "canary_percent"
+            if first > guardrails.CANARY_MAX_PERCENT:
+                most = guardrails.CANARY_MAX_PERCENT
+                smaller = (
+                    f"start rollout.steps at {most} or less (e.g. [10, 100])"
+                    if self.steps
+                    else f"set rollout.canary_percent to at most {most}"
+                )
+                raise _invalid(
+                    f"a canary of {first}% is more than the {most}% of the fleet SageMaker's guardrails "
+                    "allow (CanarySize)",
+                    f"{smaller}, or use rollout.strategy: variant_shift",
                     field=name,
                 )
         return self

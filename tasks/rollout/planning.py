@@ -5,8 +5,12 @@ Strategies:
 * `all_at_once`, `canary`, `linear`: SageMaker deployment guardrails, an UpdateEndpoint with a
   DeploymentConfig (BlueGreenUpdatePolicy + AutoRollbackConfiguration). The variant name stays, so
   the new config must keep the live variant's name; canary and linear need at least 2 instances
-  (a canary is a share of the new fleet's instances). Serverless and async endpoints update without
-  a DeploymentConfig and are baked afterwards.
+  (a canary is a share of the new fleet's instances, at most half of it; a linear step is 10-50% of
+  it, so a percentage that rounds below 10% is raised to the fewest whole instances that reach it).
+  Every bake and the final bake must fit under MaximumExecutionTimeoutInSeconds (at most 8 h): a plan
+  whose waits do not fit is refused, naming the fields to shorten (tasks/config/guardrails.py holds
+  SageMaker's bounds). Serverless and async endpoints update without a DeploymentConfig and are baked
+  afterwards.
 * `variant_shift`: the new model joins as a second production variant at weight 0 and its share
   moves through the steps with UpdateEndpointWeightsAndCapacities; works on one instance.
 * `auto`: create for a new endpoint; all_at_once for serverless/async; canary when the live variant
@@ -20,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks.config import ReleaseConfig
+from tasks.config import ReleaseConfig, guardrails
 from tasks.core.errors import ConfigError
 from tasks.sagemaker.hosting import LiveEndpoint
 
@@ -29,8 +33,9 @@ Strategy = Literal["create", "all_at_once", "canary", "linear", "variant_shift"]
 RequestedStrategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
 
 GUARDRAILS: frozenset[Strategy] = frozenset({"all_at_once", "canary", "linear"})
-MAX_WAIT_INTERVAL_S = 3600
-MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S = 600, 28800
+MAX_WAIT_INTERVAL_S = guardrails.MAX_WAIT_INTERVAL_S
+MIN_EXECUTION_TIMEOUT_S = guardrails.MIN_EXECUTION_TIMEOUT_S
+MAX_EXECUTION_TIMEOUT_S = guardrails.MAX_EXECUTION_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,25 @@ def plan_rollout(config: ReleaseConfig, live: LiveEndpoint | None) -> RolloutPla
     if strategy == "variant_shift":
         steps = tuple(float(s) for s in rollout.traffic_steps("variant_shift"))
         return RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count)
+    size: int | None = None
     if strategy == "all_at_once":
-        return RolloutPlan(strategy, requested, reason, (100.0,), rollout.bake_s, rollout.final_bake_s, count)
-    if strategy == "canary":
+        steps = (100.0,)
+    elif strategy == "canary":
         size = _canary_instances(config, count)
         steps = (round(100.0 * size / count, 1), 100.0)
-        return RolloutPlan(
-            strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count, size
-        )
-    size = _linear_instances(config, count)
-    shares = [100.0 * size * k / count for k in range(1, math.ceil(count / size))]
-    steps = (*(round(s, 1) for s in shares), 100.0)
-    return RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count, size)
+    else:
+        size, raised = _linear_instances(config, count)
+        shares = [100.0 * size * k / count for k in range(1, guardrails.linear_step_count(count, size))]
+        steps = (*(round(s, 1) for s in shares), 100.0)
+        if raised:
+            reason += (
+                f"; {size} of {count} instances per step, the fewest whole instances that reach "
+                f"SageMaker's {guardrails.LINEAR_MIN_PERCENT}% minimum"
+            )
+    plan = RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count, size)
+    if config.endpoint.type == "realtime":  # only an instance-backed update sends a DeploymentConfig
+        check_waits(plan)
+    return plan
 
 
 def _choose(config: ReleaseConfig, live: LiveEndpoint) -> tuple[Strategy, str]:
@@ -131,37 +143,58 @@ def _canary_instances(config: ReleaseConfig, count: int) -> int:
             "give one step (e.g. [10, 100]) or use rollout.strategy: linear or variant_shift",
         )
     percent = rollout.steps[0] if rollout.steps else rollout.canary_percent
-    size = max(1, math.floor(count * percent / 100))
-    if size > count // 2:
+    size = guardrails.canary_instances(count, percent)
+    if size > guardrails.half(count):
         raise ConfigError(
-            "rollout.canary_percent",
-            f"a canary of {percent}% is {size} of {count} instances; SageMaker allows at most half",
-            f"use a canary of at most {100 * (count // 2) // count}%",
+            "rollout.steps" if rollout.steps else "rollout.canary_percent",
+            f"a canary of {percent}% is {size} of {count} instances; SageMaker allows at most half "
+            "(CanarySize)",
+            f"use a canary of at most {100 * guardrails.half(count) // count}%",
         )
     return size
 
 
-def _linear_instances(config: ReleaseConfig, count: int) -> int:
+def _linear_instances(config: ReleaseConfig, count: int) -> tuple[int, bool]:
+    """Instances per linear step, and whether SageMaker's 10% minimum raised them above the percentage."""
     rollout = config.rollout
-    percent = rollout.linear_step_percent
-    if rollout.steps is not None:
-        body = [step for step in rollout.steps if step != 100]
-        increments = {b - a for a, b in zip([0, *body], body, strict=False)}
-        if len(increments) != 1:
-            raise ConfigError(
-                "rollout.steps",
-                f"guardrails move linear traffic in equal steps, the config lists {rollout.steps}",
-                "give equal steps (e.g. [25, 50, 75, 100]), set linear_step_percent, or use variant_shift",
-            )
-        percent = increments.pop()
-    size = max(1, math.floor(count * percent / 100))
-    if size > count // 2:
+    field = "rollout.steps" if rollout.steps is not None else "rollout.linear_step_percent"
+    percent = guardrails.linear_increment(rollout.steps, rollout.linear_step_percent)
+    if percent is None:
         raise ConfigError(
-            "rollout.linear_step_percent",
-            f"a linear step of {percent}% is {size} of {count} instances; SageMaker allows at most half",
-            f"use steps of at most {100 * (count // 2) // count}%",
+            "rollout.steps",
+            f"guardrails move linear traffic in equal steps, the config lists {rollout.steps}",
+            "give equal steps (e.g. [25, 50, 75, 100]), set linear_step_percent, or use variant_shift",
         )
-    return size
+    low, high = guardrails.LINEAR_MIN_PERCENT, guardrails.LINEAR_MAX_PERCENT
+    if not low <= percent <= high:
+        raise ConfigError(
+            field,
+            f"a linear step of {percent}% is outside the {low}-{high}% of the fleet SageMaker's guardrails "
+            "move per step (LinearStepSize)",
+            f"use linear steps of {low} to {high}%, or rollout.strategy: variant_shift for finer steps",
+        )
+    size = guardrails.linear_instances(count, percent)
+    if size > guardrails.half(count):
+        raise ConfigError(
+            field,
+            f"a linear step of {percent}% is {size} of {count} instances; SageMaker allows at most half "
+            "(LinearStepSize)",
+            f"use steps of at most {100 * guardrails.half(count) // count}%",
+        )
+    return size, size > math.floor(count * percent / 100)
+
+
+def check_waits(plan: RolloutPlan) -> None:
+    """ConfigError when the plan's waits (a bake per step, then the final bake) reach SageMaker's
+    largest MaximumExecutionTimeoutInSeconds: the update would be cut short and rolled back."""
+    steps = len(plan.steps)
+    if guardrails.waits_fit(plan.bake_s, plan.final_bake_s, steps):
+        return
+    step_field = "rollout.linear_step_percent (or rollout.steps)" if plan.strategy == "linear" else None
+    problem, fix = guardrails.waits_problem_and_fix(
+        plan.strategy, plan.bake_s, plan.final_bake_s, steps, step_field=step_field
+    )
+    raise ConfigError("rollout.bake_s", problem, fix)
 
 
 def deployment_config(
@@ -170,10 +203,12 @@ def deployment_config(
     """UpdateEndpoint's DeploymentConfig for a guardrails plan.
 
     MaximumExecutionTimeoutInSeconds covers provisioning the new fleet, every bake and the final
-    wait, within SageMaker's 600-28800 s.
+    wait, within SageMaker's 600-28800 s; it always exceeds the waits (a plan whose waits reach 28800 s
+    is refused), and provisioning gets what is left of the 28800 s when its budget does not fit.
     """
     if not plan.uses_guardrails:
         raise ValueError(f"strategy {plan.strategy} does not use a DeploymentConfig")
+    check_waits(plan)
     routing: dict[str, Any] = {
         "Type": plan.strategy.upper(),
         "WaitIntervalInSeconds": min(plan.bake_s, MAX_WAIT_INTERVAL_S),
@@ -182,8 +217,9 @@ def deployment_config(
         routing["CanarySize"] = {"Type": "INSTANCE_COUNT", "Value": plan.step_instances}
     elif plan.strategy == "linear":
         routing["LinearStepSize"] = {"Type": "INSTANCE_COUNT", "Value": plan.step_instances}
-    planned = provisioning_s + plan.bake_s * len(plan.steps) + plan.final_bake_s
-    timeout = int(min(MAX_EXECUTION_TIMEOUT_S, max(MIN_EXECUTION_TIMEOUT_S, math.ceil(planned))))
+    waits = guardrails.total_wait_s(plan.bake_s, plan.final_bake_s, len(plan.steps))
+    wanted = max(MIN_EXECUTION_TIMEOUT_S, waits + 1, math.ceil(provisioning_s + waits))
+    timeout = int(min(MAX_EXECUTION_TIMEOUT_S, wanted))
     config: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,

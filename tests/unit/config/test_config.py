@@ -156,6 +156,57 @@ def test_a_minimal_config_gets_sensible_defaults() -> None:
             "increasing percentages",
         ),
         (
+            "linear step below SageMaker's 10%",
+            _with(rollout={"strategy": "linear", "linear_step_percent": 5}),
+            "rollout.linear_step_percent",
+            "linear steps of 10 to 50%",
+        ),
+        (
+            "linear step above half the fleet",
+            _with(rollout={"strategy": "linear", "linear_step_percent": 60}),
+            "rollout.linear_step_percent",
+            "linear steps of 10 to 50%",
+        ),
+        (
+            "linear steps of 5%",
+            _with(rollout={"strategy": "linear", "steps": [5, 10, 15, 100]}),
+            "rollout.steps",
+            "linear steps of 10 to 50%",
+        ),
+        (
+            "linear steps unequal",
+            _with(rollout={"strategy": "linear", "steps": [20, 50, 100]}),
+            "rollout.steps",
+            "give equal steps",
+        ),
+        (
+            "canary above half the fleet",
+            _with(rollout={"strategy": "canary", "canary_percent": 60}),
+            "rollout.canary_percent",
+            "at most 50",
+        ),
+        (
+            "canary step above half the fleet",
+            _with(rollout={"strategy": "canary", "steps": [75, 100]}),
+            "rollout.steps",
+            "start rollout.steps at 50 or less",
+        ),
+        (
+            "linear waits beyond the execution timeout",
+            _with(
+                endpoint={"name": "e", "instance_count": 10},
+                rollout={"strategy": "linear", "linear_step_percent": 10, "bake_s": 3600},
+            ),
+            "rollout.bake_s",
+            "shorten rollout.bake_s to at most 2873 s",
+        ),
+        (
+            "linear on serverless",
+            _with(endpoint={"name": "e", "type": "serverless"}, rollout={"strategy": "linear"}),
+            "rollout.strategy",
+            "all_at_once",
+        ),
+        (
             "alarm period",
             _with(rollout={"alarms": {"period_s": 45}}),
             "rollout.alarms.period_s",

@@ -205,6 +205,30 @@ CASES: list[Case] = [
         changed(rollout={"strategy": "variant_shift", "steps": [True, 100]}),
         "rollout.steps[0]",
     ),
+    # -- SageMaker's deployment guardrails --------
+    release_case(
+        "linear step 5%",
+        changed(endpoint={"instance_count": 20}, rollout={"strategy": "linear", "linear_step_percent": 5}),
+        "rollout.linear_step_percent",
+    ),
+    release_case(
+        "canary above half",
+        changed(endpoint={"instance_count": 4}, rollout={"strategy": "canary", "canary_percent": 75}),
+        "rollout.canary_percent",
+    ),
+    release_case(
+        "linear waits past 8 h",
+        changed(
+            endpoint={"instance_count": 20},
+            rollout={"strategy": "linear", "linear_step_percent": 10, "bake_s": 3600},
+        ),
+        "rollout.bake_s",
+    ),
+    release_case(
+        "canary on serverless",
+        changed(endpoint={"type": "serverless"}, rollout={"strategy": "canary"}),
+        "rollout.strategy",
+    ),
     release_case("strategy unknown", changed(rollout={"strategy": "blue-green"}), "rollout.strategy"),
     release_case(
         "percentile unknown", changed(smoke={"latency_percentile": "p42"}), "smoke.latency_percentile"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, get_args
 
 import pytest
 
 from tasks.core.errors import ConfigError
-from tasks.rollout.planning import RequestedStrategy, deployment_config, plan_rollout, shifted_weights
+from tasks.rollout.planning import (
+    RequestedStrategy,
+    check_waits,
+    deployment_config,
+    plan_rollout,
+    shifted_weights,
+)
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import make_config
 from tests.unit.rollout_fakes import check_shape
@@ -161,3 +168,100 @@ def test_shifted_weights_keep_the_old_variants_ratio() -> None:
 def test_requested_strategy_is_what_the_config_accepts() -> None:
     field = type(config().rollout).model_fields["strategy"]
     assert set(get_args(field.annotation)) == set(get_args(RequestedStrategy))
+
+
+# -- SageMaker's guardrail bounds (tasks/config/guardrails.py) ---------------------------------------
+
+
+def test_a_linear_step_is_never_below_a_tenth_of_the_fleet() -> None:
+    """The 5%-of-20-instances request SageMaker refuses cannot be sent: 10% of 20 is two instances."""
+    plan = plan_rollout(config(20, strategy="linear", linear_step_percent=10), live(20))
+    assert plan.step_instances == 2 and len(plan.steps) == 10
+    request = deployment_config(plan, [], provisioning_s=600)
+    step = request["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["LinearStepSize"]
+    assert step == {"Type": "INSTANCE_COUNT", "Value": 2}
+
+
+def test_a_percentage_that_rounds_below_ten_percent_is_raised_and_said() -> None:
+    plan = plan_rollout(config(15, strategy="linear", linear_step_percent=10), live(15))
+    assert plan.step_instances == 2  # 1 of 15 would be 6.7%
+    assert plan.steps == (13.3, 26.7, 40.0, 53.3, 66.7, 80.0, 93.3, 100.0)
+    assert "10% minimum" in plan.reason
+
+
+@pytest.mark.parametrize("count", range(2, 101))
+def test_every_linear_step_is_within_ten_to_fifty_percent_of_the_fleet(count: int) -> None:
+    for percent in (10, 17, 25, 33, 50):
+        plan = plan_rollout(config(count, strategy="linear", linear_step_percent=percent), live(count))
+        assert plan.step_instances is not None
+        assert 0.1 <= plan.step_instances / count <= 0.5, (count, percent, plan.step_instances)
+
+
+def test_planning_refuses_a_linear_step_outside_ten_to_fifty_percent() -> None:
+    # model_copy skips the config's own check: planning refuses what reaches it anyway.
+    valid = config(20, strategy="linear", linear_step_percent=10)
+    for percent in (5, 60):
+        bad = valid.model_copy(
+            update={"rollout": valid.rollout.model_copy(update={"linear_step_percent": percent})}
+        )
+        with pytest.raises(ConfigError) as raised:
+            plan_rollout(bad, live(20))
+        assert raised.value.field == "rollout.linear_step_percent"
+        assert "10-50%" in raised.value.problem and "variant_shift" in raised.value.fix
+
+
+def test_a_canary_above_half_the_fleet_is_refused_at_config_time() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config(4, strategy="canary", canary_percent=60)
+    assert raised.value.field == "rollout.canary_percent" and "at most 50" in raised.value.fix
+
+
+def test_waits_the_execution_timeout_cannot_cover_are_refused_naming_the_fields() -> None:
+    # 10 steps of 2 of 20 instances: 10 x 3000 s + 60 s is more than SageMaker's 28800 s at most.
+    with pytest.raises(ConfigError) as raised:
+        config(20, strategy="linear", linear_step_percent=10, bake_s=3000)
+    error = raised.value
+    assert error.field == "rollout.bake_s"
+    assert "30060 s" in error.problem and "28800" in error.problem
+    assert "rollout.bake_s to at most 2873 s" in error.fix and "rollout.final_bake_s" in error.fix
+    assert "rollout.linear_step_percent" in error.fix
+
+
+def test_planning_checks_the_waits_of_the_steps_it_made() -> None:
+    # 25% of 5 instances is one instance: five steps, not the four the percentage suggests.
+    plan = plan_rollout(config(5, strategy="linear", linear_step_percent=25, bake_s=3000), live(5))
+    assert len(plan.steps) == 5
+    check_waits(plan)  # 5 x 3000 + 60 s fits
+    ten_steps = replace(plan, steps=tuple(float(10 * k) for k in range(1, 11)))
+    with pytest.raises(ConfigError) as raised:
+        check_waits(ten_steps)
+    assert raised.value.field == "rollout.bake_s" and "10 steps waits 30060 s" in raised.value.problem
+    with pytest.raises(ConfigError):
+        deployment_config(ten_steps, [], provisioning_s=600)  # never sent with a capped timeout
+
+
+def test_the_execution_timeout_always_exceeds_the_waits() -> None:
+    plan = plan_rollout(config(20, strategy="linear", linear_step_percent=10, bake_s=2800), live(20))
+    waits = 10 * 2800 + 60
+    for provisioning in (0, 600, 3600, 14400):
+        policy = deployment_config(plan, ["a"], provisioning_s=provisioning)["BlueGreenUpdatePolicy"]
+        timeout = policy["MaximumExecutionTimeoutInSeconds"]
+        assert waits < timeout <= 28800, (provisioning, timeout)
+    check_shape(
+        "UpdateEndpoint",
+        {
+            "EndpointName": "e",
+            "EndpointConfigName": "c",
+            "DeploymentConfig": deployment_config(plan, [], provisioning_s=0),
+        },
+    )
+
+
+def test_serverless_gets_no_guardrails() -> None:
+    for strategy in ("canary", "linear"):
+        with pytest.raises(ConfigError) as raised:
+            make_config(
+                endpoint={"type": "serverless", "serverless": {"memory_mb": 2048}},
+                rollout={"strategy": strategy},
+            )
+        assert raised.value.field == "rollout.strategy" and "all_at_once" in raised.value.fix
