@@ -253,3 +253,30 @@ def test_tags(aws: Aws, resources: Resources, double_image: str) -> None:
     assert error["Code"] == "ValidationException"
     aws.sagemaker.delete_model(ModelName=model)
     assert _error(aws.sagemaker.list_tags, ResourceArn=arn)["Code"] == "ValidationException"
+
+
+TAG_PATTERN = r"([\p{L}\p{Z}\p{N}_.:/=+\-@]*)"
+
+
+def test_tag_keys_and_values_are_held_to_their_unicode_pattern(
+    aws: Aws, resources: Resources, double_image: str
+) -> None:
+    # botocore checks no pattern on the client: these reach the server, which checks \p{...} classes too.
+    error = _error(
+        aws.sagemaker.create_model,
+        ModelName=unique("m"),
+        PrimaryContainer={"Image": double_image},
+        Tags=[{"Key": "team#1", "Value": "ml"}, {"Key": "cost", "Value": "a,b"}],
+    )
+    assert error == {
+        "Code": "ValidationException",
+        "Message": "2 validation errors detected: "
+        f"Value 'team#1' at 'tags.1.member.key' failed to satisfy constraint: Member must satisfy regular "
+        f"expression pattern: {TAG_PATTERN}; "
+        f"Value 'a,b' at 'tags.2.member.value' failed to satisfy constraint: Member must satisfy regular "
+        f"expression pattern: {TAG_PATTERN}",
+    }
+    # Letters, numbers and separators of any script pass, with _ . : / = + - @.
+    tags = [{"Key": "équipe Ω", "Value": "données ٣ / a=b+c-d@e:f_g.h"}]
+    model = resources.model(double_image, Tags=tags)
+    assert aws.sagemaker.list_tags(ResourceArn=f"{ARN}:model/{model}")["Tags"] == tags
