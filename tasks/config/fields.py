@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -275,11 +276,39 @@ def _environment(value: dict[str, str | SecretReference]) -> dict[str, str | Sec
     return value
 
 
+# SageMaker's rule for tag keys and values (TagKey, TagValue in its service model); Python's `re` has no
+# Unicode properties, the `regex` package reads them as AWS's Java does.
+TAG_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
+_TAG_CHARACTERS = regex.compile(TAG_PATTERN)
+_TAG_CHARACTER = regex.compile(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]")
+_TAG_FIX = "use only letters, numbers, spaces and _ . : / = + - @"
+
+
+def _tag_characters(text: str) -> str | None:
+    """The characters of `text` a SageMaker tag cannot hold, shown as Python shows them; None when none."""
+    if _TAG_CHARACTERS.fullmatch(text):
+        return None
+    refused = dict.fromkeys(c for c in text if not _TAG_CHARACTER.fullmatch(c))
+    return ", ".join(repr(c) for c in refused)
+
+
 def _tags(value: dict[str, str]) -> dict[str, str]:
     for key, item in value.items():
         if not 1 <= len(key) <= 128 or len(item) > 256:
             raise _invalid(
                 f"tag {key!r} is too long", "keep keys within 128 characters and values within 256"
+            )
+        refused = _tag_characters(key)
+        if refused is not None:
+            raise _invalid(
+                f"tag key {key!r} holds {refused}, which SageMaker refuses in a tag key",
+                f"rename the tag: {_TAG_FIX}",
+            )
+        refused = _tag_characters(item)
+        if refused is not None:
+            raise _invalid(
+                f"the value of tag {key!r} holds {refused}, which SageMaker refuses in a tag value",
+                f"change the value: {_TAG_FIX}",
             )
         if key.lower().startswith("aws:"):
             raise _invalid(f"tag {key!r} uses the reserved aws: prefix", "rename the tag")

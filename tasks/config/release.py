@@ -1,5 +1,6 @@
 """The whole release configuration (`ReleaseConfig`): its sections and the checks that span several of
-them (autoscaling against the endpoint type, traffic shifting against the endpoint kind).
+them (autoscaling against the endpoint type, traffic shifting against the endpoint kind, model data
+against the endpoint type, a batch job's environment).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tasks.config.fields import (
 )
 from tasks.config.naming import new_release_id
 from tasks.config.sections import (
+    MAX_TRANSFORM_ENVIRONMENT,
     EndpointConfig,
     ImageConfig,
     ModelSourceConfig,
@@ -87,6 +89,8 @@ class ReleaseConfig(_Section):
                     "raise scaling.max_capacity or lower endpoint.instance_count",
                     field="endpoint.instance_count",
                 )
+        self._model_data_fits_the_endpoint()
+        self._transform_environment_fits()
         if endpoint.type in ("serverless", "batch", "async") and self.rollout.strategy in (
             "canary",
             "linear",
@@ -98,6 +102,36 @@ class ReleaseConfig(_Section):
                 field="rollout.strategy",
             )
         return self
+
+    def _model_data_fits_the_endpoint(self) -> None:
+        # s3_prefix model data is a ModelDataSource; SageMaker refuses a model that has one in a serverless
+        # endpoint config and in CreateTransformJob, after the upload, the build and CreateModel.
+        kind = {"serverless": "serverless endpoints", "batch": "batch transform"}.get(self.endpoint.type)
+        if self.packaging.format == "s3_prefix" and kind is not None:
+            raise _invalid(
+                f"s3_prefix model data (an uncompressed S3 prefix, ModelDataSource) cannot be used with "
+                f"{kind}: SageMaker takes only a model.tar.gz (ModelDataUrl) there",
+                f"set packaging.format: tar.gz for endpoint.type {self.endpoint.type}, or use "
+                "endpoint.type realtime or async",
+                field="packaging.format",
+            )
+
+    def _transform_environment_fits(self) -> None:
+        if self.endpoint.type != "batch":
+            return
+        environment = self.endpoint.environment
+        # The transform job gets the container's environment, HF_TASK included (model_environment).
+        adds_task = bool(self.model.task) and "HF_TASK" not in environment
+        count = len(environment) + adds_task
+        if count > MAX_TRANSFORM_ENVIRONMENT:
+            task = " plus HF_TASK from model.task" if adds_task else ""
+            room = MAX_TRANSFORM_ENVIRONMENT - adds_task
+            raise _invalid(
+                f"a batch transform job passes {len(environment)} environment variables{task}; "
+                f"CreateTransformJob accepts at most {MAX_TRANSFORM_ENVIRONMENT}",
+                f"keep at most {room} variables in endpoint.environment for endpoint.type batch",
+                field="endpoint.environment",
+            )
 
     @model_validator(mode="after")
     def _guardrail_waits(self) -> ReleaseConfig:

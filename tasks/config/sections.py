@@ -251,6 +251,12 @@ class AsyncInferenceConfig(_Section):
         return self
 
 
+# CreateTransformJob's limits: requests in flight on one instance (MaxConcurrentTransforms x MaxPayloadInMB,
+# in MB) and entries of its Environment (TransformEnvironmentMap).
+MAX_TRANSFORM_PAYLOAD_MB = 100
+MAX_TRANSFORM_ENVIRONMENT = 16
+
+
 class BatchTransformConfig(_Section):
     """Batch transform: score a dataset in S3 with a transform job, no endpoint left running."""
 
@@ -267,8 +273,30 @@ class BatchTransformConfig(_Section):
     assemble_with: Literal["None", "Line"] = Field("Line", description="How outputs are joined.")
     max_payload_mb: int = Field(6, ge=0, le=100, description="Largest request body in MB.")
     max_concurrent_transforms: int = Field(
-        0, ge=0, le=100, description="Parallel requests; 0 lets SageMaker pick."
+        0,
+        ge=0,
+        le=100,
+        description="Parallel requests per instance; 0 lets SageMaker pick. Times max_payload_mb, at most "
+        f"{MAX_TRANSFORM_PAYLOAD_MB} MB.",
     )
+
+    @model_validator(mode="after")
+    def _payload_in_flight(self) -> BatchTransformConfig:
+        # CreateTransformJob refuses MaxConcurrentTransforms x MaxPayloadInMB above 100 MB; the release would
+        # otherwise learn it only after the upload, the image build and CreateModel.
+        in_flight = self.max_concurrent_transforms * self.max_payload_mb
+        if in_flight > MAX_TRANSFORM_PAYLOAD_MB:
+            concurrent = MAX_TRANSFORM_PAYLOAD_MB // self.max_payload_mb
+            payload = MAX_TRANSFORM_PAYLOAD_MB // self.max_concurrent_transforms
+            raise _invalid(
+                f"max_concurrent_transforms {self.max_concurrent_transforms} x max_payload_mb "
+                f"{self.max_payload_mb} is {in_flight} MB; SageMaker allows at most "
+                f"{MAX_TRANSFORM_PAYLOAD_MB} MB",
+                f"set endpoint.batch.max_concurrent_transforms to at most {concurrent} (or 0 to let "
+                f"SageMaker pick), or endpoint.batch.max_payload_mb to at most {payload}",
+                field="max_concurrent_transforms",
+            )
+        return self
 
 
 class EndpointConfig(_Section):

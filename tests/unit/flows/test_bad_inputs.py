@@ -294,6 +294,51 @@ CASES: list[Case] = [
         ),
         "endpoint.batch.output_path",
     ),
+    # -- what SageMaker refuses after the upload, the build and CreateModel (issue #15) --------
+    release_case(
+        "s3_prefix on serverless",
+        changed(packaging={"format": "s3_prefix"}, endpoint={"type": "serverless"}),
+        "packaging.format",
+    ),
+    release_case(
+        "s3_prefix on batch",
+        changed(
+            packaging={"format": "s3_prefix"},
+            endpoint={
+                "type": "batch",
+                "batch": {"input_path": "s3://inputs/i/", "output_path": "s3://outputs/o/"},
+            },
+        ),
+        "packaging.format",
+    ),
+    release_case(
+        "batch 120 MB in flight",
+        changed(
+            endpoint={
+                "type": "batch",
+                "batch": {
+                    "input_path": "s3://inputs/i/",
+                    "output_path": "s3://outputs/o/",
+                    "max_concurrent_transforms": 20,
+                    "max_payload_mb": 6,
+                },
+            }
+        ),
+        "endpoint.batch.max_concurrent_transforms",
+    ),
+    release_case(
+        "batch environment of 17",
+        changed(
+            endpoint={
+                "type": "batch",
+                "batch": {"input_path": "s3://inputs/i/", "output_path": "s3://outputs/o/"},
+                "environment": {f"VAR_{i}": "x" for i in range(17)},
+            }
+        ),
+        "endpoint.environment",
+    ),
+    release_case("tag key with #", changed(tags={"team#1": "ml"}), "tags"),
+    release_case("tag value with comma", changed(tags={"team": "ml,nlp"}), "tags"),
     # -- Hub revisions --------
     release_case("revision ..", changed(model={"revision": "main..evil"}), "model.revision"),
     release_case("revision newline", changed(model={"revision": "main\n"}), "model.revision"),
