@@ -44,7 +44,7 @@ from emulator.sagemaker.exceptions import (
     ValidationException,
 )
 from emulator.sagemaker.store import Record
-from emulator.sagemaker.transform_jobs import TransformJobs
+from emulator.sagemaker.transform_jobs import TransformJobs, uses_model_data_source
 from emulator.sagemaker.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
@@ -294,6 +294,11 @@ class SageMakerApi:
                 "serverless variant."
             )
         if serverless:
+            if uses_model_data_source(self.store.models[arns.key(variant["ModelName"])]):
+                raise ValidationException(
+                    "SageMaker Serverless Inference currently doesn't support Model entity with container "
+                    "definitions which use ModelDataSource attribute."
+                )
             memory = serverless["MemorySizeInMB"]
             if memory % 1024:
                 raise ValidationException(

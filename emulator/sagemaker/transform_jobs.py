@@ -9,6 +9,8 @@ TransformOutput.S3OutputPath, keeping the key's path below the input prefix (Ass
 answer per line). Objects are shared out between the instances; each instance sends one request at
 a time. Status: InProgress → Completed, or Failed with a FailureReason naming the object and what the
 container said, or Stopping → Stopped. The containers are removed when the job ends, however it ends.
+As on SageMaker, CreateTransformJob refuses a model whose containers use ModelDataSource (uncompressed
+model data), MaxPayloadInMB above 100 and MaxConcurrentTransforms x MaxPayloadInMB above 100 MB.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ log = logging.getLogger("emulator.transform")
 
 LABEL_TRANSFORM_JOB = "sagemaker-release.transform-job"
 DEFAULT_MAX_PAYLOAD_MB = 6
+MAX_PAYLOAD_MB = 100  # MaxPayloadInMB, and MaxConcurrentTransforms x MaxPayloadInMB
 DEFAULT_INVOCATION_TIMEOUT_S = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds
 DEFAULT_MAX_RETRIES = 3  # ModelClientConfig.InvocationsMaxRetries
 RUNNING = ("InProgress", "Stopping")
@@ -63,6 +66,13 @@ class Batch:
     source: str  # s3:// URI of the input object
     body: bytes
     records: int
+
+
+def uses_model_data_source(model: Record) -> bool:
+    """True when a container of the model takes its model data from ModelDataSource (uncompressed S3
+    data), which SageMaker serves on instance-backed endpoints only."""
+    containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model.get("Containers", [])
+    return any(container.get("ModelDataSource") for container in containers)
 
 
 def split_records(data: bytes, split_type: str) -> list[bytes]:
@@ -157,8 +167,15 @@ class TransformJobs:
                 "Job name must be unique within an AWS account and region, and a job with this name "
                 f"already exists ({arn})"
             )
-        if arns.key(params["ModelName"]) not in self.store.models:
+        model = self.store.models.get(arns.key(params["ModelName"]))
+        if model is None:
             raise ValidationException(f'Could not find model "{arns.arn("model", params["ModelName"])}".')
+        if uses_model_data_source(model):
+            # AWS's own words (CreateTransformJob on a model with uncompressed model data).
+            raise ValidationException(
+                "SageMaker Batch currently doesn't support Model entity with container definitions which "
+                "use ModelDataSource attribute."
+            )
         self._check(name, params)
         now = time.time()
         record: Record = {
@@ -230,6 +247,20 @@ class TransformJobs:
             )
         if params.get("DataProcessing") and any(params["DataProcessing"].values()):
             raise ValidationException(f"{where}: DataProcessing is not supported by the emulator.")
+        # The API reference's limits on the requests one instance has in flight; the service model gives
+        # only minimums. (Environment's 16 entries are the model's map maximum, checked before this.)
+        payload = params.get("MaxPayloadInMB")
+        if payload is not None and payload > MAX_PAYLOAD_MB:
+            raise ValidationException(
+                f"MaxPayloadInMB ({payload}) cannot be greater than {MAX_PAYLOAD_MB} MB."
+            )
+        concurrent = params.get("MaxConcurrentTransforms")
+        payload = DEFAULT_MAX_PAYLOAD_MB if payload is None else payload
+        if concurrent and concurrent * payload > MAX_PAYLOAD_MB:
+            raise ValidationException(
+                f"MaxConcurrentTransforms ({concurrent}) * MaxPayloadInMB ({payload}) cannot exceed "
+                f"{MAX_PAYLOAD_MB} MB."
+            )
 
     # -- the job ----------------------------------------------------------------------------------
 
