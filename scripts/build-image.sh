@@ -22,7 +22,24 @@ if docker image inspect "$ref" >/dev/null 2>&1; then
   echo "==> $ref is already built" >&2
 else
   echo "==> building $ref FROM $base" >&2
-  docker build --build-arg BASE_IMAGE="$base" -t "$ref" container >&2
+  # SageMaker pulls Docker v2 schema 2 images only (tasks/image/build.py builds the same way). buildx
+  # 0.10+ adds a provenance attestation, which makes the pushed image an OCI index: it is turned off.
+  # Without buildx, an engine with the containerd image store would keep the build as an OCI image.
+  if docker buildx version >/dev/null 2>&1; then
+    build=(docker buildx build --load)
+    if docker buildx build --help 2>/dev/null | grep -q -- '--provenance'; then
+      build+=(--provenance=false)
+    fi
+  elif docker info -f '{{range .DriverStatus}}{{index . 1}} {{end}}' 2>/dev/null \
+      | grep -q 'io.containerd.snapshotter'; then
+    echo "the docker engine uses the containerd image store, where docker build makes an OCI image" \
+      "SageMaker refuses; install the buildx plugin (apt-get install docker-buildx) or disable the" \
+      'store ("features": {"containerd-snapshotter": false} in /etc/docker/daemon.json)' >&2
+    exit 1
+  else
+    build=(docker build)
+  fi
+  "${build[@]}" --build-arg BASE_IMAGE="$base" -t "$ref" container >&2
 fi
 docker tag "$ref" "$repo:latest"
 echo "$ref"

@@ -337,3 +337,22 @@ class ReleaseRunning(ReleaseError):
         super().__init__(
             message, release_id=release_id, endpoint=endpoint, lease_id=lease_id, expires_at=expires_at
         )
+
+
+class UnsupportedImageManifest(ReleaseError):
+    """The serving image's manifest is of a media type SageMaker refuses to pull (an OCI manifest or
+    index, as engines with the containerd image store and buildx produce): CreateModel would fail with
+    "Unsupported manifest media type"."""
+
+    image: str
+    media_type: str
+    fix: str
+
+    def __init__(self, *, image: str, media_type: str, fix: str) -> None:
+        message = (
+            f"UnsupportedImageManifest: image {image} has manifest media type {media_type}, which "
+            'SageMaker refuses ("Unsupported manifest media type"): it pulls Docker v2 schema 2 '
+            "images (application/vnd.docker.distribution.manifest.v2+json); no model was created "
+            f"from it; fix: {fix}"
+        )
+        super().__init__(message, image=image, media_type=media_type, fix=fix)

@@ -8,6 +8,12 @@ Build arguments given as secret references are BuildKit secrets (`RUN --mount=ty
 never `--build-arg`s, which stay in the image's history. The docker SDK's build API has no BuildKit
 session to carry them, so a build with secrets runs the docker CLI (`docker buildx build`, or a pre-23
 `docker build` with DOCKER_BUILDKIT=1), handing each value over in the CLI's environment only.
+
+SageMaker pulls Docker v2 schema 2 images only. The SDK's build is the engine's classic builder (it
+never asks for BuildKit): no attestations, and an engine with the classic image store pushes the result
+as Docker v2. An engine with the containerd image store keeps what it builds as OCI, so there the build
+goes through `docker buildx build --load` (the docker exporter, Docker media types); buildx runs with
+`--provenance=false`, as its default provenance attestation turns the image into an OCI index.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from tasks.core.errors import ResourceFailed, WaitTimeout
 from tasks.core.logs import run_logger
 
 DOCKER_CLI_ENV = "SAGEMAKER_RELEASE_DOCKER_CLI"
+# `docker info`'s driver-type on an engine with the containerd image store ("io.containerd.snapshotter.v1").
+_CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter"
 
 
 # --- the build context ------------------------------------------------------------------------------
@@ -154,8 +162,9 @@ def docker_build(
 ) -> None:
     """`docker build --build-arg BASE_IMAGE=… -t ref context`, streaming its output to the run log.
 
-    With `secrets` (id -> value) the build runs through the docker CLI with BuildKit instead."""
-    if secrets:
+    With `secrets` (id -> value), or on an engine with the containerd image store, the build runs
+    through the docker CLI with BuildKit instead."""
+    if secrets or uses_containerd_store(client):
         build_with_buildkit(
             context,
             base_image,
@@ -163,7 +172,8 @@ def docker_build(
             timeout_s=timeout_s,
             dockerfile=dockerfile,
             build_args=build_args,
-            secrets=secrets,
+            secrets=secrets or {},
+            docker_media_types=not secrets,
         )
         return
     log = run_logger()
@@ -180,15 +190,38 @@ def docker_build(
     follow_events(events, f"image build {ref}", "BuildFailed", timeout_s=timeout_s, log_key="stream")
 
 
+def uses_containerd_store(client: docker.DockerClient) -> bool:
+    """Whether the engine keeps images in the containerd image store, where a classic build is an OCI
+    image (`docker info`: DriverStatus ["driver-type", "io.containerd.snapshotter.v1"])."""
+    status = client.info().get("DriverStatus") or []
+    return any(
+        isinstance(pair, list | tuple) and len(pair) == 2 and str(pair[1]).startswith(_CONTAINERD_SNAPSHOTTER)
+        for pair in status
+    )
+
+
+def engine_fix(local_ref: str) -> str:
+    """What to do when the engine pushed an image SageMaker refuses."""
+    return (
+        "the docker engine made an OCI image; install the buildx plugin (Debian: apt-get install "
+        "docker-buildx), which the build then runs with --provenance=false --load, or disable the "
+        'containerd image store ("features": {"containerd-snapshotter": false} in '
+        f"/etc/docker/daemon.json), remove the local image (docker image rm {local_ref}) and release again"
+    )
+
+
 def buildkit_command() -> tuple[list[str], dict[str, str]] | None:
     """The docker CLI command that builds with BuildKit on this worker and the environment it needs, or
-    None. `docker buildx build` where the buildx plugin is installed; a docker CLI older than 23 builds
-    with BuildKit by itself under DOCKER_BUILDKIT=1 (23 and newer need buildx for that). Every docker
-    on PATH is tried in order, or only $SAGEMAKER_RELEASE_DOCKER_CLI when set."""
+    None. `docker buildx build` where the buildx plugin is installed (loaded into the engine as a
+    Docker image, without the provenance attestation buildx 0.10 and newer add); a docker CLI older
+    than 23 builds with BuildKit by itself under DOCKER_BUILDKIT=1 (23 and newer need buildx for that).
+    Every docker on PATH is tried in order, or only $SAGEMAKER_RELEASE_DOCKER_CLI when set."""
     override = os.environ.get(DOCKER_CLI_ENV, "").strip()
     for binary in [override] if override else _docker_binaries():
-        if _succeeds([binary, "buildx", "version"]):
-            return [binary, "buildx", "build", "--load"], {}
+        buildx = _buildx_version(binary)
+        if buildx is not None:
+            no_attestations = ["--provenance=false"] if buildx >= (0, 10) else []
+            return [binary, "buildx", "build", "--load", *no_attestations], {}
         major = _cli_major_version(binary)
         if major is not None and major < 23:
             return [binary, "build"], {"DOCKER_BUILDKIT": "1"}
@@ -206,12 +239,19 @@ def _docker_binaries() -> list[str]:
     return found
 
 
-def _succeeds(command: list[str]) -> bool:
+def _buildx_version(binary: str) -> tuple[int, int] | None:
+    """buildx's (major, minor) for this docker CLI; None without buildx, (0, 0) when it prints none."""
     try:
-        done = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        done = subprocess.run(
+            [binary, "buildx", "version"], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        return None
+    if done.returncode != 0:
+        return None
+    # "github.com/docker/buildx v0.10.4 c513d34", or Debian's "github.com/docker/buildx 0.13.1+ds1-3"
+    match = re.search(r"\bv?(\d+)\.(\d+)\.\d+", done.stdout)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _cli_major_version(binary: str) -> int | None:
@@ -232,11 +272,25 @@ def build_with_buildkit(
     dockerfile: str = "Dockerfile",
     build_args: Mapping[str, str] | None = None,
     secrets: Mapping[str, str],
+    docker_media_types: bool = False,
 ) -> None:
     """The docker CLI's BuildKit build, each secret handed over as `--secret id=<name>,env=<variable>`:
     the value is in the CLI's environment only, not on its command line (visible to every user of the
-    machine) nor in the image. Output goes to the run log with secret values masked."""
+    machine) nor in the image. Output goes to the run log with secret values masked.
+
+    `docker_media_types`: the build is here for its Docker media types (an engine with the containerd
+    image store), which only buildx's docker exporter gives; a pre-23 CLI's BuildKit does not do."""
     found = buildkit_command()
+    if docker_media_types and (found is None or "buildx" not in found[0]):
+        raise ResourceFailed(
+            f"image build {ref}",
+            "BuildFailed",
+            "the docker engine uses the containerd image store, where `docker build` makes an OCI image "
+            'that SageMaker refuses ("Unsupported manifest media type"), and no docker CLI with buildx '
+            "was found; fix: install the buildx plugin (Debian: apt-get install docker-buildx) or set "
+            f"{DOCKER_CLI_ENV} to a docker CLI that has it, or disable the containerd image store "
+            '("features": {"containerd-snapshotter": false} in /etc/docker/daemon.json)',
+        )
     if found is None:
         raise ResourceFailed(
             f"image build {ref}",
@@ -258,7 +312,11 @@ def build_with_buildkit(
     command.append(str(context))
     log = run_logger()
     log.info(
-        "building %s from %s (FROM %s) with BuildKit secrets %s", ref, context, base_image, sorted(secrets)
+        "building %s from %s (FROM %s) with BuildKit%s",
+        ref,
+        context,
+        base_image,
+        f" secrets {sorted(secrets)}" if secrets else " for Docker media types",
     )
     _run_build(command, env, ref, timeout_s=timeout_s, log=log)
 

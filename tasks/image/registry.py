@@ -4,6 +4,11 @@ pushed to a separate registry.
 Pushes go to `$SAGEMAKER_RELEASE_REGISTRY/<repo>:<tag>` when that variable is set, else to the ECR host.
 Registry credentials go only to the registry they belong to: ECR's token to the ECR host, and a separate
 registry gets the engine's own credentials for that host (docker login), or none.
+
+SageMaker pulls Docker v2 schema 2 images only: CreateModel refuses an OCI manifest or index ("Unsupported
+manifest media type"), which engines with the containerd image store and buildx's attestations produce.
+`require_pullable` reads the media type of the image a model is about to name (ECR's DescribeImages for
+an ECR image, the registry's own API for any other) and refuses those with the fix.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,16 +25,30 @@ import docker
 import docker.auth
 
 from tasks.core import aws
-from tasks.core.errors import ResourceFailed
+from tasks.core.errors import ResourceFailed, UnsupportedImageManifest
 from tasks.core.logs import run_logger
 from tasks.image.build import follow_events
 from tasks.image.ecr import Repository
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# Every manifest an image may have, asked for together: a registry then answers with the manifest as
+# stored, where one asked for fewer converts it, or answers 404 for an OCI index, hiding what SageMaker
+# will find.
 MANIFEST_MEDIA_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
+    DOCKER_MANIFEST,
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    OCI_MANIFEST,
+    OCI_INDEX,
 )
+REFUSED_BY_SAGEMAKER = frozenset({OCI_MANIFEST, OCI_INDEX})
+REBUILD_FIX = (
+    "rebuild the image as Docker v2 without attestations (`docker buildx build --provenance=false "
+    "--output type=docker`, or a docker engine without the containerd image store) and push it again"
+)
+_ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 # Docker's own rule: registries on loopback addresses are reached over plain HTTP.
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -188,3 +208,101 @@ def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> N
             f"the registry answered {exc.code} {exc.reason} to deleting the manifest; fix: enable deletes "
             "in the registry (storage: delete: enabled: true) or delete the image there by hand",
         ) from exc
+
+
+# --- the media type SageMaker will find --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageLocation:
+    """A full image reference split up: `reference` is its tag, or its digest when it names one."""
+
+    host: str
+    repository: str
+    reference: str
+
+    @classmethod
+    def parse(cls, uri: str) -> ImageLocation:
+        rest, _, digest = uri.partition("@")
+        host, _, path = rest.partition("/")
+        name, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
+        return cls(host, name, digest or tag or "latest")
+
+    @property
+    def is_digest(self) -> bool:
+        return self.reference.startswith("sha256:")
+
+
+def manifest_media_type(uri: str) -> str | None:
+    """The media type of the manifest `uri` names, where SageMaker pulls it from, or None when it cannot
+    be read from here (no such image, or no access: CreateModel then says what is wrong).
+
+    ECR's own API for an ECR image (DescribeImages' imageManifestMediaType, the type as pushed: a
+    registry's GET may convert it); the registry's HTTP API for any other host."""
+    location = ImageLocation.parse(uri)
+    ecr_host = _ECR_HOST.match(location.host)
+    if ecr_host is not None:
+        return _ecr_media_type(location, registry_id=ecr_host.group(1), region=ecr_host.group(2))
+    return _registry_media_type(location)
+
+
+def require_pullable(uri: str, *, fix: str = REBUILD_FIX) -> str | None:
+    """Refuse an image SageMaker cannot pull (an OCI manifest or index) with UnsupportedImageManifest
+    naming `fix`; return the media type found (None when it could not be read)."""
+    media_type = manifest_media_type(uri)
+    if media_type in REFUSED_BY_SAGEMAKER:
+        raise UnsupportedImageManifest(image=uri, media_type=str(media_type), fix=fix)
+    return media_type
+
+
+def _unreadable(uri: str, why: str) -> None:
+    run_logger().warning(
+        "could not read the manifest media type of %s (%s); CreateModel checks the image itself", uri, why
+    )
+
+
+# ECR's answers that mean "not readable from here": the image or repository is missing, or the release's
+# credentials may not describe another account's repository (SageMaker's execution role may still pull it).
+_ECR_UNREADABLE = frozenset(
+    {"ImageNotFoundException", "RepositoryNotFoundException", "AccessDeniedException", "AccessDenied"}
+)
+
+
+def _ecr_media_type(location: ImageLocation, *, registry_id: str, region: str) -> str | None:
+    image_id = {"imageDigest" if location.is_digest else "imageTag": location.reference}
+    client = aws.client("ecr") if region == aws.region_name() else aws.client("ecr", region=region)
+    try:
+        details = client.describe_images(
+            registryId=registry_id, repositoryName=location.repository, imageIds=[image_id]
+        ).get("imageDetails", [])
+    except Exception as exc:
+        code = aws.error_code(exc)
+        if code in _ECR_UNREADABLE:
+            _unreadable(f"{location.host}/{location.repository}:{location.reference}", f"ECR: {code}")
+            return None
+        raise
+    found = details[0].get("imageManifestMediaType") if details else None
+    return str(found) if found else None
+
+
+def _registry_media_type(location: ImageLocation) -> str | None:
+    scheme = "http" if _is_loopback(location.host) else "https"
+    request = urllib.request.Request(
+        f"{scheme}://{location.host}/v2/{location.repository}/manifests/{location.reference}",
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(location.host))},
+        method="HEAD",
+    )
+    uri = f"{location.host}/{location.repository}:{location.reference}"
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            content_type = response.headers.get("Content-Type")
+    except urllib.error.HTTPError as exc:
+        # No such image, no access from this worker, or the registry failing: CreateModel, which
+        # pulls with the model's own access, has the last word.
+        _unreadable(uri, f"the registry answered {exc.code} {exc.reason}")
+        return None
+    except (urllib.error.URLError, OSError) as exc:
+        # A registry SageMaker reaches through the model's VPC may be out of the worker's reach.
+        _unreadable(uri, f"the registry is not reachable: {exc}")
+        return None
+    return content_type.split(";")[0].strip() if content_type else None

@@ -8,6 +8,10 @@ is a DescribeImages call and the push step does nothing. SageMaker always gets t
 manifest is also put into the ECR API (PutImage) so DescribeImages, the skip check and cleanup see the
 image there as they would after a push to ECR itself, and an unwind deletes it from both.
 
+Whatever its source, the push step ends by reading the image's manifest media type (registry.py's
+`require_pullable`): an OCI manifest or index, which CreateModel would refuse, stops the release before
+any model exists, with the fix for where the image came from.
+
 Every endpoint built from the same context shares the tag, and a repository holds the images of many
 releases; only the release that pushed a tag (or created the repository) records it. Given the
 release's storage, the release first writes a reference to the tag (tasks/image/image_refs.py), so an
@@ -138,6 +142,7 @@ def push_built_image(
     """Push what the build step left in the engine, check the registry and ECR serve the pushed digest,
     and record the image in the ledger; an image already in place passes through untouched."""
     if not image.needs_push:
+        registry.require_pullable(image.uri, fix=_fix_in_place(image))
         return ServingImage(image.uri, image.digest, built=image.built, pushed=False, source=image.source)
     repository, tag, local_ref = image.repository, image.tag, image.local_ref
     assert repository is not None and tag is not None and local_ref is not None  # set with local_ref
@@ -177,7 +182,24 @@ def push_built_image(
         ECR_IMAGE, f"{repository.name}:{tag}", repository=repository.name, tag=tag, digest=pushed, **extra
     )
     run_logger().info("pushed %s (%s)", image.uri, pushed)
+    # Checked once recorded: a refused image is this release's own, and its unwind deletes it.
+    registry.require_pullable(image.uri, fix=build.engine_fix(local_ref))
     return ServingImage(image.uri, pushed, built=image.built, pushed=True, source=image.source)
+
+
+def _fix_in_place(image: BuiltImage) -> str:
+    """How to replace an image the release found in place rather than pushed."""
+    if image.source == "build" and image.repository is not None and image.tag is not None:
+        # The tag is the context's hash and ECR's tags are immutable: a rebuild would find the same
+        # image in ECR and skip itself, so the old image has to go first.
+        return (
+            f"delete it from ECR (aws ecr batch-delete-image --repository-name {image.repository.name} "
+            f"--image-ids imageTag={image.tag}) and release again: the release then builds and pushes "
+            "it as a Docker v2 image"
+        )
+    if image.source == "prebuilt":
+        return registry.REBUILD_FIX + ", or name another image in image.image_uri"
+    return registry.REBUILD_FIX
 
 
 def build_and_push(

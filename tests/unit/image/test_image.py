@@ -168,6 +168,9 @@ class _Engine:
             raise docker.errors.ImageNotFound(ref)
         return object()
 
+    def info(self) -> dict[str, Any]:  # an engine with the classic image store
+        return {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
+
     def build(self, **_: Any) -> Iterator[dict[str, Any]]:
         self.calls.append("build")
         yield {"stream": "Successfully built"}
