@@ -4,9 +4,12 @@ Every `interval_s` it lists the metric alarms (DescribeAlarms), fetches each one
 of datapoints, judges it with `emulator.cloudwatch.rules` and calls SetAlarmState when the state changes,
 with a StateReason worded as CloudWatch words it. Periods are aligned to multiples of Period since the
 epoch, as CloudWatch aligns them; only periods that ended at least `settle_s` ago are evaluated, so a
-datapoint still in the publisher's queue is not mistaken for a missing one. High-resolution periods
-(10 s, 30 s) work, which is what tests use. At a time scale (emulator/clock.py) a period of P seconds
-lasts P/scale real seconds, its bounds multiples of P/scale since the epoch; alarms still say Period P.
+datapoint still in the publisher's queue (or its delay) is not mistaken for a missing one.
+High-resolution periods (10 s, 30 s) find data only in series published at high resolution (SageMaker's
+enhanced metrics); on a one-minute series every such period is empty, so the alarm lapses into
+INSUFFICIENT_DATA (or what its TreatMissingData makes of missing data), as on CloudWatch. At a time
+scale (emulator/clock.py) a period of P seconds lasts P/scale real seconds, its bounds multiples of
+P/scale since the epoch; alarms still say Period P.
 
 Where datapoints come from:
 * Series the emulator publishes (the `SampleWindow` knows them): every statistic, pNN included, from
@@ -37,7 +40,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from emulator.clock import Clock
-from emulator.cloudwatch.metrics import CloudWatchClientFactory, SampleWindow, percentile, statistic
+from emulator.cloudwatch.metrics import (
+    STANDARD_RESOLUTION,
+    CloudWatchClientFactory,
+    SampleWindow,
+    percentile,
+    statistic,
+)
 from emulator.cloudwatch.periodic import Periodic
 from emulator.cloudwatch.rules import (
     INSUFFICIENT_DATA,
@@ -101,6 +110,10 @@ class DatapointReader:
         """The datapoint of each period starting at `starts` (real epoch s; each rule.period/scale long)."""
         length = rule.period / scale
         if self.samples is not None and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions):
+            resolution = self.samples.resolution(rule.namespace, rule.metric_name, rule.dimensions)
+            if rule.period < STANDARD_RESOLUTION and resolution == STANDARD_RESOLUTION:
+                # A 10 or 30 s period on a one-minute metric finds no datapoint in any of its periods.
+                return [Datapoint(start, None) for start in starts]
             return [self._from_samples(rule, start, length) for start in starts]
         with self._lock:
             return [self._cached(rule, start, length) for start in starts]

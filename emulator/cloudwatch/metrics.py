@@ -4,12 +4,21 @@ SageMaker publishes, per EndpointName and VariantName in the AWS/SageMaker names
 Invocation4XXErrors and Invocation5XXErrors (counts; the error metrics are 0, not absent, in a period
 with traffic), InvocationsPerInstance (invocations divided by the variant's instances, what the
 predefined SageMakerVariantInvocationsPerInstance target tracks) and ModelLatency and OverheadLatency in
-Microseconds. `MetricsPublisher.record` takes one invocation and only enqueues it (it runs on the
-runtime's event loop); a background thread aggregates the queue every `flush_interval_s` into one datum
-per metric, variant and bucket and sends them with PutMetricData. A bucket is one second of AWS time:
-1/scale real seconds at a time scale (emulator/clock.py), so a one-minute period holds 60 of them at
-any scale and its Sum is the count of that (shortened) minute. Latencies go out as Values/Counts so
-every statistic, percentiles included, stays computable from what was sent.
+Microseconds. Each series is also published per fleet, with the EndpointConfigName dimension added:
+during a blue/green update the old and the new fleet serve one variant, and only that dimension tells
+them apart (an alarm on EndpointName+VariantName watches both fleets). What reaches moto is the fleet's
+series only (`_published_dimensions` says why).
+
+Timing, as on AWS: one datapoint per metric, series and publishing period, 60 s unless the fleet's
+endpoint config enables enhanced metrics (emulator/runtime/invocations.py says which period), with
+StorageResolution 60 for one-minute metrics (an alarm or query with a 10 or 30 s period finds no data
+in them) and 1 for 10 and 30 s ones. A period's datapoint is sent `delay_s` after the period ends
+(SageMaker aggregates, then CloudWatch ingests). `MetricsPublisher.record` takes one invocation and only
+enqueues it (it runs on the runtime's event loop); a background thread aggregates the queue every
+`flush_interval_s` into the open periods and sends the periods that are due with PutMetricData. Periods
+are in AWS time: P/scale real seconds at a time scale (emulator/clock.py), so a one-minute period's Sum
+is the count of that (shortened) minute, and the delay is shortened the same way. Latencies go out as
+Values/Counts so every statistic, percentiles included, stays computable from what was sent.
 
 Asynchronous endpoints publish no invocation metrics but their queue's, per EndpointName, once per
 metric period (`publish_queue`): ApproximateBacklogSize, ApproximateBacklogSizePerInstance,
@@ -52,6 +61,10 @@ BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
 OLDEST_REQUEST_AGE = "ApproximateAgeOfOldestRequest"
 QUEUE_METRICS = (BACKLOG, BACKLOG_PER_INSTANCE, BACKLOG_WITHOUT_CAPACITY, OLDEST_REQUEST_AGE)
 LATENCY_METRICS = (MODEL_LATENCY, OVERHEAD_LATENCY)
+
+CONFIG_DIMENSION = "EndpointConfigName"
+STANDARD_RESOLUTION = 60  # StorageResolution of one-minute metrics
+HIGH_RESOLUTION = 1
 
 # PutMetricData limits: 1000 metric data per request; 150 distinct values per datum's Values.
 MAX_DATA_PER_REQUEST = 1000
@@ -104,6 +117,17 @@ def variant_dimensions(endpoint: str, variant: str) -> Dimensions:
     return (("EndpointName", endpoint), ("VariantName", variant))
 
 
+def fleet_dimensions(endpoint: str, variant: str, config_name: str) -> Dimensions:
+    """The dimensions of one fleet's series (the variant's, plus EndpointConfigName), canonical order."""
+    return canonical_dimensions(
+        [
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+            {"Name": CONFIG_DIMENSION, "Value": config_name},
+        ]
+    )
+
+
 def canonical_dimensions(dimensions: Iterable[Mapping[str, str]]) -> Dimensions:
     """CloudWatch matches dimensions as a set; sort them so equal sets compare equal."""
     return tuple(sorted((str(d["Name"]), str(d["Value"])) for d in dimensions))
@@ -139,14 +163,24 @@ class SampleWindow:
         self.max_samples = max_samples_per_series
         self.clock = clock
         self._series: dict[tuple[str, str, Dimensions], _Series] = {}
+        self._resolution: dict[tuple[str, str, Dimensions], int] = {}
         self._lock = threading.Lock()
 
     def add(
-        self, namespace: str, metric: str, dimensions: Dimensions, timestamp: float, value: float
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: Dimensions,
+        timestamp: float,
+        value: float,
+        *,
+        resolution: int = HIGH_RESOLUTION,
     ) -> None:
         key = (namespace, metric, tuple(sorted(dimensions)))
         with self._lock:
             series = self._series.setdefault(key, _Series())
+            # The finest resolution sent decides (a variant's series gets both fleets' datapoints).
+            self._resolution[key] = min(resolution, self._resolution.get(key, resolution))
             # Records arrive almost in order; insort keeps the series sorted for range queries.
             if series.timestamps and timestamp < series.timestamps[-1]:
                 index = bisect.bisect_right(series.timestamps, timestamp)
@@ -169,6 +203,11 @@ class SampleWindow:
         """True when this window is the source of truth for the series (it publishes it)."""
         with self._lock:
             return (namespace, metric, tuple(sorted(dimensions))) in self._series
+
+    def resolution(self, namespace: str, metric: str, dimensions: Dimensions) -> int | None:
+        """The StorageResolution the series was published at (None for a series never sent)."""
+        with self._lock:
+            return self._resolution.get((namespace, metric, tuple(sorted(dimensions))))
 
     def values(
         self, namespace: str, metric: str, dimensions: Dimensions, start: float, end: float
@@ -215,9 +254,27 @@ def statistic(values: Sequence[float], name: str) -> float | None:
 # --- aggregation -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, order=True)
+class BucketKey:
+    """One publishing period of one fleet of one variant."""
+
+    endpoint: str
+    variant: str
+    config_name: str  # "" when the record names no endpoint config
+    period_s: int  # AWS seconds
+    start: float  # real epoch seconds
+
+    def end(self, scale: float) -> float:
+        return self.start + self.period_s / scale
+
+    @property
+    def storage_resolution(self) -> int:
+        return HIGH_RESOLUTION if self.period_s < STANDARD_RESOLUTION else STANDARD_RESOLUTION
+
+
 @dataclass
 class _Bucket:
-    """One second of AWS time (1/scale real seconds) of one variant's traffic."""
+    """One publishing period of one fleet's traffic."""
 
     invocations: int = 0
     errors_4xx: int = 0
@@ -226,72 +283,98 @@ class _Bucket:
     model_latency: collections.Counter[int] = field(default_factory=collections.Counter)
     overhead_latency: collections.Counter[int] = field(default_factory=collections.Counter)
 
+    def add(self, record: InvocationLike) -> None:
+        self.invocations += 1
+        self.errors_4xx += int(record.is_4xx)
+        self.errors_5xx += int(record.is_5xx)
+        instances = getattr(record, "instances", None)
+        if instances:
+            self.instances = int(instances)
+        self.model_latency[int(record.model_latency_us)] += 1
+        self.overhead_latency[int(record.overhead_latency_us)] += 1
+
+
+def bucket_key(record: InvocationLike, *, scale: float = 1.0) -> BucketKey:
+    """The publishing period a record falls in: aligned on the epoch in AWS time, as CloudWatch aligns."""
+    period = int(getattr(record, "metrics_period_s", STANDARD_RESOLUTION) or STANDARD_RESOLUTION)
+    start = math.floor(record.timestamp * scale / period) * period / scale
+    config = getattr(record, "config_name", None) or ""
+    return BucketKey(record.endpoint_name, record.variant_name, config, period, start)
+
 
 def aggregate(
-    records: Iterable[InvocationLike], *, scale: float = 1.0
-) -> dict[tuple[str, str, float], _Bucket]:
-    """Group synchronous invocations by endpoint, variant and bucket (its start, real epoch seconds).
+    records: Iterable[InvocationLike],
+    *,
+    scale: float = 1.0,
+    into: dict[BucketKey, _Bucket] | None = None,
+) -> dict[BucketKey, _Bucket]:
+    """Group synchronous invocations by fleet and publishing period (added to `into` when given).
 
     Asynchronous invocations are skipped: SageMaker publishes no Invocations metrics for async
     endpoints (they report backlog metrics instead).
     """
-    buckets: dict[tuple[str, str, float], _Bucket] = {}
+    buckets: dict[BucketKey, _Bucket] = {} if into is None else into
     for record in records:
         if getattr(record, "kind", "sync") != "sync":
             continue
-        start = math.floor(record.timestamp * scale) / scale
-        key = (record.endpoint_name, record.variant_name, start)
-        bucket = buckets.setdefault(key, _Bucket())
-        bucket.invocations += 1
-        bucket.errors_4xx += int(record.is_4xx)
-        bucket.errors_5xx += int(record.is_5xx)
-        instances = getattr(record, "instances", None)
-        if instances:
-            bucket.instances = int(instances)
-        bucket.model_latency[int(record.model_latency_us)] += 1
-        bucket.overhead_latency[int(record.overhead_latency_us)] += 1
+        buckets.setdefault(bucket_key(record, scale=scale), _Bucket()).add(record)
     return buckets
 
 
-def metric_data(
-    buckets: Mapping[tuple[str, str, float], _Bucket], *, storage_resolution: int = 1
-) -> list[dict[str, Any]]:
+def _published_dimensions(key: BucketKey) -> Dimensions:
+    """The fleet's series when the fleet is known, else the variant's.
+
+    CloudWatch keeps the variant's series (both fleets) and each fleet's apart and matches a query's
+    dimensions exactly. moto matches them as a subset, so there the fleet's datapoints alone answer a
+    query on EndpointName+VariantName with both fleets' sum, and one on the fleet with the fleet's own;
+    sending the variant's series as well would count every request twice. The sample window, which the
+    alarms read, keeps both series (`MetricsPublisher._remember`).
+    """
+    if not key.config_name:
+        return variant_dimensions(key.endpoint, key.variant)
+    return fleet_dimensions(key.endpoint, key.variant, key.config_name)
+
+
+def metric_data(buckets: Mapping[BucketKey, _Bucket]) -> list[dict[str, Any]]:
     """PutMetricData MetricData entries for aggregated buckets (latency datums split at 150 values)."""
     data: list[dict[str, Any]] = []
-    for (endpoint, variant, start), bucket in sorted(buckets.items()):
-        dimensions = [{"Name": name, "Value": value} for name, value in variant_dimensions(endpoint, variant)]
+    for key, bucket in sorted(buckets.items()):
         common = {
-            "Dimensions": dimensions,
-            "Timestamp": float(start),
-            "StorageResolution": storage_resolution,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in _published_dimensions(key)],
+            "Timestamp": float(key.start),
+            "StorageResolution": key.storage_resolution,
         }
-        for name, count in (
-            (INVOCATIONS, bucket.invocations),
-            (INVOCATION_4XX, bucket.errors_4xx),
-            (INVOCATION_5XX, bucket.errors_5xx),
-        ):
-            data.append({"MetricName": name, "Value": float(count), "Unit": "None", **common})
-        if bucket.instances:
-            per_instance = bucket.invocations / bucket.instances
+        data.extend(_bucket_data(bucket, common))
+    return data
+
+
+def _bucket_data(bucket: _Bucket, common: Mapping[str, Any]) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = []
+    for name, count in (
+        (INVOCATIONS, bucket.invocations),
+        (INVOCATION_4XX, bucket.errors_4xx),
+        (INVOCATION_5XX, bucket.errors_5xx),
+    ):
+        data.append({"MetricName": name, "Value": float(count), "Unit": "None", **common})
+    if bucket.instances:
+        per_instance = bucket.invocations / bucket.instances
+        data.append({"MetricName": INVOCATIONS_PER_INSTANCE, "Value": per_instance, "Unit": "None", **common})
+    for name, counter in (
+        (MODEL_LATENCY, bucket.model_latency),
+        (OVERHEAD_LATENCY, bucket.overhead_latency),
+    ):
+        items = sorted(counter.items())
+        for first in range(0, len(items), MAX_VALUES_PER_DATUM):
+            chunk = items[first : first + MAX_VALUES_PER_DATUM]
             data.append(
-                {"MetricName": INVOCATIONS_PER_INSTANCE, "Value": per_instance, "Unit": "None", **common}
+                {
+                    "MetricName": name,
+                    "Values": [float(value) for value, _ in chunk],
+                    "Counts": [float(count) for _, count in chunk],
+                    "Unit": "Microseconds",
+                    **common,
+                }
             )
-        for name, counter in (
-            (MODEL_LATENCY, bucket.model_latency),
-            (OVERHEAD_LATENCY, bucket.overhead_latency),
-        ):
-            items = sorted(counter.items())
-            for first in range(0, len(items), MAX_VALUES_PER_DATUM):
-                chunk = items[first : first + MAX_VALUES_PER_DATUM]
-                data.append(
-                    {
-                        "MetricName": name,
-                        "Values": [float(value) for value, _ in chunk],
-                        "Counts": [float(count) for _, count in chunk],
-                        "Unit": "Microseconds",
-                        **common,
-                    }
-                )
     return data
 
 
@@ -338,6 +421,8 @@ class MetricsPublisher:
 
     `record` never blocks: when the bounded queue is full the record is dropped and counted in
     `dropped` (a warning is logged), so a slow or absent CloudWatch never slows invocations down.
+    Records wait in their publishing period until it has ended and `delay_s` (AWS seconds) more has
+    passed; stopping sends every period still open, so nothing invoked before the stop is lost.
     """
 
     def __init__(
@@ -346,20 +431,24 @@ class MetricsPublisher:
         *,
         flush_interval_s: float = 1.0,
         max_queue: int = 100_000,
-        storage_resolution: int = 1,
         samples: SampleWindow | None = None,
         scale: float = 1.0,
+        delay_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be > 0")
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
         self._cloudwatch = cloudwatch
         self.flush_interval_s = flush_interval_s
-        self.storage_resolution = storage_resolution
         self.scale = scale
+        self.delay_s = delay_s
+        self.clock = clock
         self.samples = samples if samples is not None else SampleWindow()
         self._queue: queue.Queue[InvocationLike] = queue.Queue(maxsize=max_queue)
-        # A last flush on stop: what was invoked before the stop still reaches CloudWatch.
-        self._loop = Periodic(self.flush, flush_interval_s, name="metrics-publisher", final_run=True)
+        self._open: dict[BucketKey, _Bucket] = {}
+        self._loop = Periodic(self.flush, flush_interval_s, name="metrics-publisher")
         self._flush_lock = threading.Lock()
         self.dropped = 0
         self.failed_requests = 0
@@ -383,11 +472,20 @@ class MetricsPublisher:
         self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread after a last flush (bounded by `timeout_s`)."""
+        """Stop the thread, then send every period still open (what was invoked still reaches CloudWatch)."""
         self._loop.stop(timeout_s)
+        try:
+            self.flush(everything=True)
+        except Exception:
+            log.exception("the last metrics flush failed")
 
-    def flush(self) -> int:
-        """Publish everything queued now; returns the number of metric data sent."""
+    def due_at(self, key: BucketKey) -> float:
+        """Real epoch time at which a period's datapoint is sent: its end plus the delay."""
+        return key.end(self.scale) + self.delay_s / self.scale
+
+    def flush(self, now: float | None = None, *, everything: bool = False) -> int:
+        """Send the periods that are due at `now` (all of them with `everything`); returns data sent."""
+        moment = self.clock() if now is None else now
         with self._flush_lock:
             records: list[InvocationLike] = []
             while True:
@@ -395,18 +493,20 @@ class MetricsPublisher:
                     records.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if not records:
+            aggregate(records, scale=self.scale, into=self._open)
+            due = {k: b for k, b in self._open.items() if everything or self.due_at(k) <= moment}
+            if not due:
                 return 0
-            buckets = aggregate(records, scale=self.scale)
-            data = metric_data(buckets, storage_resolution=self.storage_resolution)
-            return self._send(data)
+            for key in due:
+                del self._open[key]
+            return self._send(metric_data(due))
 
     def publish_queue(self, gauges: Sequence[QueueGaugeLike]) -> int:
         """Publish async endpoints' queue metrics now (blocking: call it from a thread)."""
         if not gauges:
             return 0
         with self._flush_lock:
-            return self._send(queue_metric_data(gauges, storage_resolution=self.storage_resolution))
+            return self._send(queue_metric_data(gauges))
 
     def _send(self, data: list[dict[str, Any]]) -> int:
         self._remember(data)
@@ -426,5 +526,18 @@ class MetricsPublisher:
     def _remember(self, data: Iterable[Mapping[str, Any]]) -> None:
         for datum in data:
             dims = canonical_dimensions(datum["Dimensions"])
+            # A fleet's datapoint is also one of its variant's series (see _published_dimensions).
+            series = [dims]
+            if any(name == CONFIG_DIMENSION for name, _ in dims):
+                series.append(tuple(d for d in dims if d[0] != CONFIG_DIMENSION))
+            resolution = int(datum.get("StorageResolution") or STANDARD_RESOLUTION)
             for value in _datum_values(datum):
-                self.samples.add(NAMESPACE, datum["MetricName"], dims, float(datum["Timestamp"]), value)
+                for each in series:
+                    self.samples.add(
+                        NAMESPACE,
+                        datum["MetricName"],
+                        each,
+                        float(datum["Timestamp"]),
+                        value,
+                        resolution=resolution,
+                    )

@@ -6,10 +6,13 @@ metric alarm there on a short cycle, statistics of the emulator's own series fro
 window. Both run in background threads, so neither slows an invocation down.
 
 Settings (environment), in real seconds at time scale 1: SAGEMAKER_EMULATOR_METRICS_FLUSH_S (default
-1), SAGEMAKER_EMULATOR_ALARM_INTERVAL_S (default 5; CloudWatch evaluates every minute, high-resolution
-alarms every period) and SAGEMAKER_EMULATOR_ALARM_SETTLE_S (default 2: how long after a period ends its
-datapoints count). At a time scale (emulator/clock.py) each is divided by the scale, down to a floor
-(`FLOORS`): the publisher and moto still take real time to deliver a datapoint.
+1), SAGEMAKER_EMULATOR_METRICS_DELAY_S (default 15: how long after its period ends SageMaker's datapoint
+reaches CloudWatch), SAGEMAKER_EMULATOR_ALARM_INTERVAL_S (default 5; CloudWatch evaluates every minute,
+high-resolution alarms every period) and SAGEMAKER_EMULATOR_ALARM_SETTLE_S (default 2: how long after a
+period ends its datapoints count; a datapoint that arrives later, as a delayed one does, is judged in the
+next round, as CloudWatch judges late data). At a time scale (emulator/clock.py) each is divided by the scale,
+down to a floor (`FLOORS`, not for the delay): the publisher and moto still take real time to deliver a
+datapoint.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from emulator.runtime.invocations import InvocationLog
 
 # Shortest real intervals at a high time scale: flush, evaluation round, settle after a period's end.
 FLOORS = {"flush": 0.2, "interval": 0.25, "settle": 0.5}
+DELAY_ENV = "SAGEMAKER_EMULATOR_METRICS_DELAY_S"
+DEFAULT_DELAY_S = 15.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -71,8 +76,16 @@ class Monitoring:
         clock = clock or Clock.from_env()
         samples = SampleWindow(clock=clock.time)
         flush = scaled(_env_float("SAGEMAKER_EMULATOR_METRICS_FLUSH_S", 1.0), clock, FLOORS["flush"])
+        delay = _env_float(DELAY_ENV, DEFAULT_DELAY_S)
+        if delay < 0:
+            raise ValueError(f"{DELAY_ENV}={delay:g} is below 0; set it to a number of seconds >= 0")
         publisher = MetricsPublisher(
-            lambda: cloudwatch, flush_interval_s=flush, samples=samples, scale=clock.scale
+            lambda: cloudwatch,
+            flush_interval_s=flush,
+            samples=samples,
+            scale=clock.scale,
+            delay_s=delay,
+            clock=clock.time,
         )
         evaluator = AlarmEvaluator(
             lambda: cloudwatch,

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from emulator import settings
 from emulator.fleet.container_http import ContainerClient, ContainerConnectionError, ContainerResponse
 from emulator.runtime.async_inference import AsyncInference, AsyncJob
-from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch
+from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch, invocation_metrics_period_s
 from emulator.runtime.results import InvokeResult
 from emulator.sagemaker import arns
 from emulator.sagemaker.deployments import (
@@ -143,8 +143,16 @@ class Runtime:
                         model_latency_us=watch.model_us,
                         overhead_latency_us=watch.overhead_us,
                         instances=len(variant.instances) if variant.serverless is None else None,
+                        config_name=deployment.config_name,
+                        metrics_period_s=self._metrics_period_s(deployment, variant),
                     )
                 )
+
+    def _metrics_period_s(self, deployment: Deployment, variant: VariantDeployment) -> int:
+        """How often the fleet's invocation metrics are published (its endpoint config's MetricsConfig)."""
+        config = self.engine.store.endpoint_configs.get(arns.key(deployment.config_name)) or {}
+        instance_backed = variant.serverless is None and not config.get("AsyncInferenceConfig")
+        return invocation_metrics_period_s(config.get("MetricsConfig"), instance_backed=instance_backed)
 
     async def _through_pipeline(
         self,

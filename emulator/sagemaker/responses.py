@@ -28,6 +28,7 @@ from starlette.routing import Route
 from emulator.code_version import code_version
 from emulator.fleet import images
 from emulator.fleet.model_data import ModelDataCache, ModelDataSpec
+from emulator.runtime.invocations import PUBLISH_FREQUENCIES_S
 from emulator.sagemaker import arns, guardrails
 from emulator.sagemaker.endpoints import (
     IN_PROGRESS,
@@ -44,7 +45,7 @@ from emulator.sagemaker.exceptions import (
     ValidationException,
 )
 from emulator.sagemaker.store import Record
-from emulator.sagemaker.transform_jobs import TransformJobs, uses_model_data_source
+from emulator.sagemaker.transform_jobs import TransformJobs
 from emulator.sagemaker.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
@@ -248,6 +249,12 @@ class SageMakerApi:
         capture = params.get("DataCaptureConfig")
         if capture:
             self._check_capture(name, capture)
+        frequency = (params.get("MetricsConfig") or {}).get("MetricPublishFrequencyInSeconds")
+        if frequency is not None and frequency not in PUBLISH_FREQUENCIES_S:
+            raise ValidationException(
+                f"Endpoint configuration {name}: MetricsConfig.MetricPublishFrequencyInSeconds {frequency} "
+                f"is not one of {', '.join(str(f) for f in PUBLISH_FREQUENCIES_S)}."
+            )
         arn = arns.arn("endpoint-config", name)
         record: Record = {
             "EndpointConfigName": name,
@@ -263,6 +270,7 @@ class SageMakerApi:
             "ExecutionRoleArn",
             "VpcConfig",
             "EnableNetworkIsolation",
+            "MetricsConfig",
         ):
             if field in params:
                 record[field] = params[field]
@@ -294,11 +302,6 @@ class SageMakerApi:
                 "serverless variant."
             )
         if serverless:
-            if uses_model_data_source(self.store.models[arns.key(variant["ModelName"])]):
-                raise ValidationException(
-                    "SageMaker Serverless Inference currently doesn't support Model entity with container "
-                    "definitions which use ModelDataSource attribute."
-                )
             memory = serverless["MemorySizeInMB"]
             if memory % 1024:
                 raise ValidationException(

@@ -209,12 +209,14 @@ def test_p99_latency_alarm_uses_the_published_samples(cloudwatch: Any, base: flo
         Threshold=500_000.0,
     )
     for index in range(100):  # period 0: fast; period 1: one request in a hundred is slow
-        publisher.record(Invocation(endpoint, "New", "sync", base + 1 + index * 0.05, 200, 20_000, 100))
+        # An enhanced-metrics fleet: datapoints every 10 s, which a 10 s alarm can judge.
+        at = base + 1 + index * 0.05
+        publisher.record(Invocation(endpoint, "New", "sync", at, 200, 20_000, 100, metrics_period_s=PERIOD))
         slow = 900_000 if index >= 98 else 20_000
         publisher.record(
-            Invocation(endpoint, "New", "sync", base + PERIOD + 1 + index * 0.05, 200, slow, 100)
+            Invocation(endpoint, "New", "sync", at + PERIOD, 200, slow, 100, metrics_period_s=PERIOD)
         )
-    publisher.flush()
+    publisher.flush(everything=True)
     judge = evaluator(cloudwatch, samples=samples)
     judge.evaluate_once(end_of(base, 0), alarm_names=[alarm])
     assert state(cloudwatch, alarm)["StateValue"] == OK
@@ -223,6 +225,38 @@ def test_p99_latency_alarm_uses_the_published_samples(cloudwatch: Any, base: flo
     assert alarmed["StateValue"] == ALARM
     assert "[900000.0 (" in alarmed["StateReason"]
     assert json.loads(alarmed["StateReasonData"])["extendedStatistic"] == "p99"
+
+
+@pytest.mark.parametrize(
+    ("treat_missing", "expected"), [("missing", INSUFFICIENT_DATA), ("notBreaching", OK)]
+)
+def test_a_ten_second_alarm_on_one_minute_metrics_finds_no_datapoint(
+    cloudwatch: Any, base: float, treat_missing: str, expected: str
+) -> None:
+    """Every request fails, but SageMaker publishes once a minute: a 10 s alarm sees only missing data
+    (INSUFFICIENT_DATA, or OK when missing data is not breaching) and never fires; a 60 s one does."""
+    samples = SampleWindow(clock=lambda: base + 3600)
+    publisher = MetricsPublisher(lambda: cloudwatch, samples=samples)
+    endpoint = f"ep-{uuid.uuid4().hex[:6]}"
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    fast, minute = (
+        put_alarm(
+            cloudwatch,
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Dimensions=dimensions,
+            Period=period,
+            Threshold=0.0,
+            TreatMissingData=treat_missing,
+        )
+        for period in (PERIOD, 60)
+    )
+    for index in range(30):
+        publisher.record(Invocation(endpoint, "AllTraffic", "sync", base + 1 + index, 500, 1000, 100))
+    publisher.flush(everything=True)
+    evaluator(cloudwatch, samples=samples).evaluate_once(base + 61.0, alarm_names=[fast, minute])
+    assert state(cloudwatch, fast)["StateValue"] == expected
+    assert state(cloudwatch, minute)["StateValue"] == ALARM
 
 
 def test_the_background_loop_evaluates_on_real_time(cloudwatch: Any) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 from botocore.exceptions import ClientError
 
 from tests.emulator.emulator_support import PrivateEmulator, Resources, make_clients
@@ -24,12 +25,20 @@ def cloudwatch_for(env: dict[str, str]) -> Any:
     )
 
 
-def total(cloudwatch: Any, metric: str, endpoint: str, variant: str, stat: str = "Sum") -> float:
+ENHANCED = {"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 10}
+
+
+def total(
+    cloudwatch: Any, metric: str, endpoint: str, variant: str, stat: str = "Sum", config: str | None = None
+) -> float:
     now = datetime.now(UTC)
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    if config is not None:
+        dimensions.append({"Name": "EndpointConfigName", "Value": config})
     points = cloudwatch.get_metric_statistics(
         Namespace="AWS/SageMaker",
         MetricName=metric,
-        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+        Dimensions=dimensions,
         StartTime=now - timedelta(minutes=10),
         EndTime=now + timedelta(minutes=1),
         Period=60,
@@ -58,11 +67,13 @@ def test_invocations_publish_metrics_and_trip_an_error_alarm(
         good = made.model(double_image, container={"Environment": {"DOUBLE_NAME": "good"}})
         bad = made.model(double_image, container={"Environment": {"DOUBLE_STATUS": "500"}})
         variant = {"InstanceType": "ml.m5.large", "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}
+        # Enhanced metrics: datapoints every 10 s, which the 10 s alarms below can judge.
         config = made.config(
             [
                 {"VariantName": "Good", "ModelName": good, **variant},
                 {"VariantName": "Bad", "ModelName": bad, **variant},
-            ]
+            ],
+            MetricsConfig=ENHANCED,
         )
         endpoint = made.endpoint(config)
         assert made.wait_status(endpoint, "InService")["EndpointStatus"] == "InService"
@@ -104,6 +115,14 @@ def test_invocations_publish_metrics_and_trip_an_error_alarm(
         assert total(cloudwatch, "Invocation5XXErrors", endpoint, "Good") == 0
         assert total(cloudwatch, "ModelLatency", endpoint, "Good", "SampleCount") == 6
         assert total(cloudwatch, "OverheadLatency", endpoint, "Bad", "SampleCount") == 4
+        # The same datapoints per fleet: EndpointName, VariantName and EndpointConfigName.
+        assert total(cloudwatch, "Invocation5XXErrors", endpoint, "Bad", config=config) == 4
+        assert total(cloudwatch, "Invocations", endpoint, "Good", config=config) == 6
+        assert total(cloudwatch, "Invocations", endpoint, "Good", config="another-config") == 0
+        assert (
+            made.aws.sagemaker.describe_endpoint_config(EndpointConfigName=config)["MetricsConfig"]
+            == ENHANCED
+        )
 
         def state(name: str) -> str:
             return str(cloudwatch.describe_alarms(AlarmNames=[alarms[name]])["MetricAlarms"][0]["StateValue"])
@@ -116,3 +135,17 @@ def test_invocations_publish_metrics_and_trip_an_error_alarm(
         cloudwatch.delete_alarms(AlarmNames=list(alarms.values()))
     finally:
         made.cleanup()
+
+
+def test_a_metrics_publish_frequency_sagemaker_does_not_offer_is_refused(
+    resources: Resources, double_image: str
+) -> None:
+    model = resources.model(double_image)
+    variant = {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large"}
+    with pytest.raises(ClientError) as refused:
+        resources.config(
+            [{**variant, "InitialInstanceCount": 1}],
+            MetricsConfig={"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 15},
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "MetricPublishFrequencyInSeconds 15 is not one of 10, 30, 60, 120" in str(refused.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,10 +15,12 @@ from emulator.cloudwatch.metrics import (
     NAMESPACE,
     MetricsPublisher,
     SampleWindow,
+    bucket_key,
+    fleet_dimensions,
     percentile,
     variant_dimensions,
 )
-from emulator.runtime.invocations import Invocation, InvocationLog
+from emulator.runtime.invocations import Invocation, InvocationLog, invocation_metrics_period_s
 from tests.emulator.local_moto import cloudwatch_client, moto_server
 
 
@@ -35,8 +38,12 @@ def invocation(
     status: int | None = 200,
     model_us: int = 1000,
     kind: str = "sync",
+    config: str | None = None,
+    period_s: int = 60,
 ) -> Invocation:
-    return Invocation(endpoint, variant, kind, at, status, model_us, 150)
+    return Invocation(
+        endpoint, variant, kind, at, status, model_us, 150, config_name=config, metrics_period_s=period_s
+    )
 
 
 def statistics(
@@ -93,9 +100,9 @@ def test_background_thread_publishes_records_from_the_invocation_log(cloudwatch:
     publisher.start()
     try:
         now = time.time()
-        for _ in range(4):
-            log.record(invocation("ep-thread", "AllTraffic", now))
-        deadline = time.monotonic() + 15
+        for _ in range(4):  # an enhanced-metrics fleet: its 10 s period ends within 10 s
+            log.record(invocation("ep-thread", "AllTraffic", now, period_s=10))
+        deadline = time.monotonic() + 25
         while True:
             points = statistics(cloudwatch, "Invocations", "ep-thread", "AllTraffic", now - 120, now + 60)
             if total(points) == 4:
@@ -106,6 +113,145 @@ def test_background_thread_publishes_records_from_the_invocation_log(cloudwatch:
         unsubscribe()
         publisher.stop()
     assert publisher.published > 0 and publisher.dropped == 0
+
+
+def sent_data(publisher_records: list[Invocation], **options: Any) -> list[dict[str, Any]]:
+    """What one flush of these records puts to CloudWatch (a recording client stands in for it)."""
+    sent: list[dict[str, Any]] = []
+
+    class Recorder:
+        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+            sent.extend(MetricData)
+
+    publisher = MetricsPublisher(Recorder, **options)
+    for record in publisher_records:
+        publisher.record(record)
+    publisher.flush(everything=True)
+    return sent
+
+
+def test_one_datapoint_per_metric_and_minute_at_standard_resolution() -> None:
+    """Forty requests over two minutes: two Invocations datapoints, on the minutes, StorageResolution 60."""
+    base = 1_700_000_040.0  # a minute boundary
+    records = [invocation("ep-min", "AllTraffic", base + i * 3) for i in range(40)]
+    data = [d for d in sent_data(records) if d["MetricName"] == "Invocations"]
+    assert [(d["Timestamp"], d["Value"], d["StorageResolution"]) for d in data] == [
+        (base, 20.0, 60),
+        (base + 60, 20.0, 60),
+    ]
+
+
+def test_an_enhanced_metrics_fleet_publishes_every_ten_seconds_at_high_resolution() -> None:
+    base = 1_700_000_040.0
+    records = [invocation("ep-fast", "AllTraffic", base + i * 3, period_s=10) for i in range(10)]
+    data = [d for d in sent_data(records) if d["MetricName"] == "Invocations"]
+    assert [(d["Timestamp"] - base, d["Value"], d["StorageResolution"]) for d in data] == [
+        (0.0, 4.0, 1),
+        (10.0, 3.0, 1),
+        (20.0, 3.0, 1),
+    ]
+
+
+def test_each_fleet_has_its_own_series_beside_the_variants(cloudwatch: Any) -> None:
+    """Blue/green: both fleets count in EndpointName+VariantName; EndpointConfigName tells them apart."""
+    endpoint = f"ep-bg-{uuid.uuid4().hex[:6]}"
+    start = (int(time.time()) // 60) * 60 - 2400
+    publisher = MetricsPublisher(lambda: cloudwatch)
+    publisher.record(invocation(endpoint, "AllTraffic", start + 1, config="old-config", status=500))
+    for _ in range(2):
+        publisher.record(invocation(endpoint, "AllTraffic", start + 2, config="new-config"))
+    publisher.flush(everything=True)
+
+    def answered(metric: str, config: str | None = None) -> float:
+        dimensions = [
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
+        if config:
+            dimensions.append({"Name": "EndpointConfigName", "Value": config})
+        points = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE,
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=datetime.fromtimestamp(start, UTC),
+            EndTime=datetime.fromtimestamp(start + 60, UTC),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return total(points)
+
+    # GetMetricStatistics: the variant's series holds both fleets, each fleet's only its own requests.
+    assert (answered("Invocations"), answered("Invocation5XXErrors")) == (3.0, 1.0)
+    assert (answered("Invocations", "old-config"), answered("Invocation5XXErrors", "old-config")) == (
+        1.0,
+        1.0,
+    )
+    assert (answered("Invocations", "new-config"), answered("Invocation5XXErrors", "new-config")) == (
+        2.0,
+        0.0,
+    )
+    # The alarms' sample window keeps the same series apart.
+    window = publisher.samples
+    variant = variant_dimensions(endpoint, "AllTraffic")
+    new = fleet_dimensions(endpoint, "AllTraffic", "new-config")
+    assert sum(window.values(NAMESPACE, "Invocation5XXErrors", variant, start, start + 60)) == 1.0
+    assert sum(window.values(NAMESPACE, "Invocation5XXErrors", new, start, start + 60)) == 0.0
+    assert sum(window.values(NAMESPACE, "Invocations", new, start, start + 60)) == 2.0
+    assert dict(new)["EndpointConfigName"] == "new-config"
+
+
+def test_a_period_is_sent_only_its_delay_after_it_ends() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Recorder:
+        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+            sent.extend(MetricData)
+
+    base = 1_700_000_040.0
+    publisher = MetricsPublisher(Recorder, delay_s=15.0)
+    publisher.record(invocation("ep-late", "AllTraffic", base + 5))
+    assert publisher.flush(now=base + 59.0) == 0  # the minute is still open
+    assert publisher.flush(now=base + 74.0) == 0  # ended, but not yet delivered
+    assert publisher.flush(now=base + 75.0) > 0 and sent
+    assert {d["Timestamp"] for d in sent} == {base}
+
+
+def test_at_a_time_scale_the_delay_and_the_period_shrink_together() -> None:
+    publisher = MetricsPublisher(lambda: None, delay_s=15.0, scale=30.0)
+    key = bucket_key(invocation("ep-scaled", "AllTraffic", 1_000_000.1), scale=30.0)
+    assert key.start == 1_000_000.0 and publisher.due_at(key) == pytest.approx(1_000_000.0 + 2.0 + 0.5)
+
+
+def test_stopping_sends_the_periods_still_open() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Recorder:
+        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+            sent.extend(MetricData)
+
+    publisher = MetricsPublisher(Recorder, delay_s=15.0)
+    publisher.record(invocation("ep-stop", "AllTraffic", time.time()))
+    publisher.stop()
+    assert [d["Value"] for d in sent if d["MetricName"] == "Invocations"] == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("metrics_config", "instance_backed", "expected"),
+    [
+        (None, True, 60),
+        ({"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 10}, True, 10),
+        ({"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 30}, True, 30),
+        ({"EnableEnhancedMetrics": True}, True, 60),
+        # The frequency alone applies to utilization metrics only.
+        ({"EnableEnhancedMetrics": False, "MetricPublishFrequencyInSeconds": 10}, True, 60),
+        # Serverless and asynchronous endpoints keep one-minute invocation metrics.
+        ({"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 10}, False, 60),
+    ],
+)
+def test_which_fleets_publish_their_invocation_metrics_faster_than_once_a_minute(
+    metrics_config: dict[str, Any] | None, instance_backed: bool, expected: int
+) -> None:
+    assert invocation_metrics_period_s(metrics_config, instance_backed=instance_backed) == expected
 
 
 def test_asynchronous_invocations_publish_no_invocation_metrics(cloudwatch: Any) -> None:
