@@ -3,6 +3,12 @@
 CreateModel always names the ECR `repositoryUri:tag`; the release pushed the same repository and tag
 to $SAGEMAKER_RELEASE_REGISTRY, which stands in for ECR here. DeployedImages reports the digest the
 pull resolved to, in the ECR spelling, as SageMaker does.
+
+SageMaker pulls Docker image manifests only. An OCI manifest or index (what buildx's attestations and
+the containerd image store make) is refused as AWS refuses it, "Unsupported manifest media type … for
+image …": by CreateModel for an ECR image (`exists_in_registry`), and when an endpoint starts (`pull`:
+an ECR tag pushed again since CreateModel, or an image of another registry). Docker itself would run
+either, so the check reads the manifest's type before pulling.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import docker.errors
 import httpx
 
 from emulator import settings
-from emulator.sagemaker.exceptions import ServiceUnavailable
+from emulator.sagemaker.exceptions import ServiceUnavailable, ValidationException
 
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _MANIFEST_TYPES = ", ".join(
@@ -26,10 +32,30 @@ _MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     ]
 )
+UNSUPPORTED_MEDIA_TYPES = frozenset(
+    {"application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json"}
+)
+
+
+def unsupported_manifest_message(uri: str, media_type: str) -> str:
+    """SageMaker's words for an image whose manifest it does not pull."""
+    return (
+        f"Unsupported manifest media type {media_type} for image {uri}. "
+        "Ensure that valid manifest media type is used for specified image."
+    )
 
 
 class ImagePullError(Exception):
     """The image cannot be pulled; the message says from where and why."""
+
+
+class UnsupportedManifest(ImagePullError):
+    """The image's manifest is of a media type SageMaker does not pull; the message is SageMaker's."""
+
+    def __init__(self, uri: str, media_type: str) -> None:
+        super().__init__(unsupported_manifest_message(uri, media_type))
+        self.uri = uri
+        self.media_type = media_type
 
 
 @dataclass(frozen=True)
@@ -87,12 +113,27 @@ def pull(client: docker.DockerClient, uri: str) -> PulledImage:
             return PulledImage(uri, _resolved(ref, image.attrs.get("RepoDigests", []), image.id), image.id)
         except docker.errors.ImageNotFound:
             pass
+    _refuse_unsupported(client, uri, local)
     try:
         image = client.images.pull(local)
     except docker.errors.APIError as error:
         explanation = getattr(error, "explanation", None) or str(error)
         raise ImagePullError(f"pulling {local} failed: {explanation}") from error
     return PulledImage(uri, _resolved(ref, image.attrs.get("RepoDigests", []), image.id), image.id)
+
+
+def _refuse_unsupported(client: docker.DockerClient, uri: str, local: str) -> None:
+    """Raise UnsupportedManifest when the registry holds `local` as an OCI manifest or index.
+
+    The engine's distribution inspect reads the top-level manifest's type with the engine's own
+    registry access; one that fails leaves the verdict to the pull, which says why."""
+    try:
+        descriptor = client.api.inspect_distribution(local).get("Descriptor") or {}
+    except docker.errors.APIError:
+        return
+    media_type = str(descriptor.get("mediaType") or "")
+    if media_type in UNSUPPORTED_MEDIA_TYPES:
+        raise UnsupportedManifest(uri, media_type)
 
 
 def _resolved(ref: ImageRef, repo_digests: list[str], image_id: str) -> str:
@@ -107,7 +148,10 @@ def _resolved(ref: ImageRef, repo_digests: list[str], image_id: str) -> str:
 
 
 async def exists_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
-    """Whether an ECR image exists in the local registry; None when `uri` is not an ECR image."""
+    """Whether an ECR image exists in the local registry; None when `uri` is not an ECR image.
+
+    One that exists as an OCI manifest or index is refused here with ValidationException, as
+    CreateModel refuses it on SageMaker."""
     ref = ImageRef.parse(uri)
     if not ref.is_ecr:
         return None
@@ -120,4 +164,9 @@ async def exists_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
             f"The registry standing in for ECR at {settings.registry_host()} does not answer "
             f"({type(error).__name__}); start it with `python -m emulator up`."
         ) from error
-    return response.status_code == 200
+    if response.status_code != 200:
+        return False
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if media_type in UNSUPPORTED_MEDIA_TYPES:
+        raise ValidationException(unsupported_manifest_message(uri, media_type))
+    return True

@@ -573,6 +573,9 @@ class EndpointEngine:
             pulled = await asyncio.wait_for(
                 asyncio.to_thread(images.pull, self.fleet.client, uri), self.limits.image_pull_timeout
             )
+        except images.UnsupportedManifest as error:
+            # SageMaker's own words: the image is there, but not in a form it pulls.
+            raise DeploymentFailed(str(error)) from error
         except images.ImagePullError as error:
             raise DeploymentFailed(
                 f"Failed to pull the image {uri} for {what}: {error}. Push the image "
