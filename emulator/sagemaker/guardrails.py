@@ -68,22 +68,43 @@ def uses_blue_green(operation: Record) -> bool:
     return "BlueGreenUpdatePolicy" in config
 
 
+# TrafficRoutingConfig's bounds in the API reference: CanarySize "must be less than or equal to 50% of the
+# variant's total instance count", LinearStepSize "must be 10-50% of the variant's total instance count".
+SIZE_BOUNDS = {"CanarySize": (0, 50), "LinearStepSize": (10, 50)}
+
+
 def _instances(size: Record, fleet: int, what: str) -> int:
+    """The instances of the new fleet one step turns on; ValidationException outside SageMaker's bounds."""
     value = int(size["Value"])
+    low, high = SIZE_BOUNDS[what]
     if size["Type"] == "INSTANCE_COUNT":
         count = value
+        share = 100 * value / fleet
+        given = f"{value} instance(s), {share:.3g}% of the variant's {fleet} instance(s)"
     elif size["Type"] == "CAPACITY_PERCENT":
         count = max(1, math.floor(fleet * value / 100))
+        share = float(value)
+        given = f"{value}% of the variant's {fleet} instance(s)"
     else:
         raise ValidationException(
             f"{what}.Type must be INSTANCE_COUNT or CAPACITY_PERCENT, not {size['Type']}."
         )
-    if count < 1 or count > fleet // 2:
+    bounds = f"{low}-{high}%" if low else f"less than or equal to {high}%"
+    if not low <= share <= high or count > fleet // 2:
         raise ValidationException(
-            f"{what} of {value} {size['Type']} is {count} of the {fleet} instance(s) of the new fleet; "
-            f"it must be at least 1 instance and at most half of the fleet ({fleet // 2})."
+            f"Invalid {what}: {given}. {what} Value must be {bounds} of the variant's total instance "
+            f"count, and a step is at most half of the fleet ({fleet // 2} instance(s))."
         )
     return count
+
+
+def total_wait_s(policy: Record, steps: int) -> float:
+    """The deployment's total waiting time: WaitIntervalInSeconds after each traffic step, then
+    TerminationWaitInSeconds."""
+    routing = policy["TrafficRoutingConfiguration"]
+    return float(routing.get("WaitIntervalInSeconds", 0)) * steps + float(
+        policy.get("TerminationWaitInSeconds", 0)
+    )
 
 
 def plan(deployment_config: Record, config: Record) -> TrafficPlan:
@@ -98,6 +119,15 @@ def plan(deployment_config: Record, config: Record) -> TrafficPlan:
     if not routing:
         raise ValidationException("BlueGreenUpdatePolicy.TrafficRoutingConfiguration is required.")
     kind = routing["Type"]
+    if kind not in ("ALL_AT_ONCE", "CANARY", "LINEAR"):
+        raise ValidationException(
+            f"TrafficRoutingConfiguration.Type {kind} is not ALL_AT_ONCE, CANARY or LINEAR."
+        )
+    # A canary or a linear step is a share of the variant's instances; a serverless variant has none.
+    if any(v.get("ServerlessConfig") for v in config["ProductionVariants"]) and kind != "ALL_AT_ONCE":
+        raise ValidationException(
+            f"{kind} traffic routing is not supported for serverless endpoints; use ALL_AT_ONCE."
+        )
     fleet = min(int(v.get("InitialInstanceCount", 1)) for v in config["ProductionVariants"])
     if kind == "ALL_AT_ONCE":
         shares: tuple[float, ...] = (1.0,)
@@ -105,17 +135,20 @@ def plan(deployment_config: Record, config: Record) -> TrafficPlan:
         if "CanarySize" not in routing:
             raise ValidationException("TrafficRoutingConfiguration.CanarySize is required for CANARY.")
         shares = (_instances(routing["CanarySize"], fleet, "CanarySize") / fleet, 1.0)
-    elif kind == "LINEAR":
+    else:
         if "LinearStepSize" not in routing:
             raise ValidationException("TrafficRoutingConfiguration.LinearStepSize is required for LINEAR.")
         step = _instances(routing["LinearStepSize"], fleet, "LinearStepSize")
         shares = (*(k * step / fleet for k in range(1, math.ceil(fleet / step))), 1.0)
-    else:
+    timeout = float(policy.get("MaximumExecutionTimeoutInSeconds", 28800))
+    waits = total_wait_s(policy, len(shares))
+    if timeout <= waits:
         raise ValidationException(
-            f"TrafficRoutingConfiguration.Type {kind} is not ALL_AT_ONCE, CANARY or LINEAR."
+            f"MaximumExecutionTimeoutInSeconds ({timeout:g}) must be larger than the total waiting time "
+            f"of the deployment ({waits:g} seconds: WaitIntervalInSeconds "
+            f"{float(routing.get('WaitIntervalInSeconds', 0)):g} after each of its {len(shares)} traffic "
+            f"step(s) and TerminationWaitInSeconds {float(policy.get('TerminationWaitInSeconds', 0)):g})."
         )
-    if any(v.get("ServerlessConfig") for v in config["ProductionVariants"]) and kind != "ALL_AT_ONCE":
-        raise ValidationException(f"{kind} traffic routing needs instance-backed variants; use ALL_AT_ONCE.")
     alarms = tuple(
         a["AlarmName"] for a in (deployment_config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])
     )
@@ -124,7 +157,7 @@ def plan(deployment_config: Record, config: Record) -> TrafficPlan:
         shares=shares,
         wait_s=float(routing.get("WaitIntervalInSeconds", 0)),
         termination_wait_s=float(policy.get("TerminationWaitInSeconds", 0)),
-        max_execution_s=float(policy.get("MaximumExecutionTimeoutInSeconds", 28800)),
+        max_execution_s=timeout,
         alarms=alarms,
     )
 

@@ -201,3 +201,61 @@ def test_guardrails_refuse_impossible_configs(site: tuple[Aws, Any, Resources], 
             DeploymentConfig=blue_green_config("ALL_AT_ONCE", 5, ["no-such-alarm"]),
         )
     assert aws.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+
+
+def unguarded(kind: str, wait_s: int, **routing: Any) -> dict[str, Any]:
+    """A blue/green DeploymentConfig without rollback alarms."""
+    deployment = blue_green_config(kind, wait_s, ["unused"], **routing)
+    del deployment["AutoRollbackConfiguration"]
+    return deployment
+
+
+def test_guardrails_refuse_steps_and_timeouts_outside_sagemakers_bounds(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    """LinearStepSize 10-50% of the fleet, CanarySize at most 50%, MaximumExecutionTimeoutInSeconds above
+    the waits, no canary or linear on serverless: each refused by UpdateEndpoint, the endpoint untouched."""
+    # The 20-instance target is refused before it starts anything; the quota only has to let it be asked.
+    aws = make_clients(private_emulator(SAGEMAKER_EMULATOR_INSTANCE_QUOTA="40").client_env)
+    made = Resources(aws, bucket)
+    try:
+        endpoint, _ = two_instance_endpoint(made, double_image, "blue")
+        model = made.model(double_image)
+        twenty = made.single(model, instances=20)
+
+        def refused(target: str, deployment: dict[str, Any], message: str, name: str | None = None) -> None:
+            with pytest.raises(ClientError, match=message) as error:
+                aws.sagemaker.update_endpoint(
+                    EndpointName=name or endpoint, EndpointConfigName=target, DeploymentConfig=deployment
+                )
+            assert error.value.response["Error"]["Code"] == "ValidationException"
+
+        bounds = "LinearStepSize Value must be 10-50% of the variant's total instance count"
+        one_of_twenty = {"Type": "INSTANCE_COUNT", "Value": 1}  # 5%: what the release used to send
+        refused(twenty, unguarded("LINEAR", 5, LinearStepSize=one_of_twenty), bounds)
+        five_percent = {"Type": "CAPACITY_PERCENT", "Value": 5}
+        refused(twenty, unguarded("LINEAR", 5, LinearStepSize=five_percent), bounds)
+        sixty_percent = {"Type": "CAPACITY_PERCENT", "Value": 60}
+        refused(twenty, unguarded("CANARY", 5, CanarySize=sixty_percent), "less than or equal to 50%")
+        too_long = unguarded("LINEAR", 3000, LinearStepSize={"Type": "INSTANCE_COUNT", "Value": 2})
+        too_long["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 28800
+        refused(twenty, too_long, r"MaximumExecutionTimeoutInSeconds \(28800\) must be larger than the total")
+        described = aws.sagemaker.describe_endpoint(EndpointName=endpoint)
+        assert described["EndpointStatus"] == "InService" and "PendingDeploymentSummary" not in described
+
+        serverless = {"MemorySizeInMB": 2048, "MaxConcurrency": 2}
+        lean = made.config(
+            [{"VariantName": "AllTraffic", "ModelName": model, "ServerlessConfig": serverless}]
+        )
+        lean_endpoint = made.endpoint(lean)
+        made.wait_status(lean_endpoint, "InService")
+        half = {"Type": "CAPACITY_PERCENT", "Value": 50}
+        refused(
+            lean,
+            unguarded("CANARY", 5, CanarySize=half),
+            "not supported for serverless endpoints",
+            lean_endpoint,
+        )
+        assert aws.sagemaker.describe_endpoint(EndpointName=lean_endpoint)["EndpointStatus"] == "InService"
+    finally:
+        made.cleanup()
