@@ -263,7 +263,7 @@ def deploy(
     )
     safe_point()
     steps.endpoint_config_name = create_endpoint_config(
-        config, release_id, model_name=steps.model_name, topics=topics, ledger=ledger
+        config, release_id, model_name=steps.model_name, topics=topics, ledger=ledger, live=live
     )
     safe_point()
     if live is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tasks.config import guardrails
+from tasks.config import guardrails, metric_timing
 from tasks.config.fields import (
     ReleaseId,
     RoleArn,
@@ -132,6 +132,25 @@ class ReleaseConfig(_Section):
                 f"keep at most {room} variables in endpoint.environment for endpoint.type batch",
                 field="endpoint.environment",
             )
+
+    @model_validator(mode="after")
+    def _alarm_periods_the_metrics_feed(self) -> ReleaseConfig:
+        # A 10 or 30 s alarm on one-minute metrics finds no datapoint and never fires; only real-time
+        # endpoints can publish invocation metrics that often (tasks/config/metric_timing.py).
+        period, kind = self.rollout.alarms.period_s, self.endpoint.type
+        if (
+            metric_timing.needs_enhanced_metrics(period)
+            and kind != "batch"
+            and kind not in metric_timing.ENHANCED_METRICS_TYPES
+        ):
+            raise _invalid(
+                f"a {kind} endpoint publishes its invocation metrics once a minute (SageMaker's enhanced "
+                f"metrics are for real-time endpoints only), so a {period} s alarm would find no datapoint "
+                "and never fire",
+                "set rollout.alarms.period_s to 60 (or a multiple of 60)",
+                field="rollout.alarms.period_s",
+            )
+        return self
 
     @model_validator(mode="after")
     def _guardrail_waits(self) -> ReleaseConfig:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.config import guardrails
+from tasks.config import guardrails, metric_timing
 from tasks.config.fields import (
     AlarmNames,
     BucketName,
@@ -416,7 +416,11 @@ class AlarmsConfig(_Section):
     max_p99_latency_ms: float = Field(
         2000.0, gt=0, description="Alarm when ModelLatency p99 exceeds this (ms)."
     )
-    period_s: int = Field(60, description="Metric period: 10, 30 or a multiple of 60 seconds.")
+    period_s: int = Field(
+        60,
+        description="Metric period: 10, 30 or a multiple of 60 seconds. 10 and 30 need SageMaker's enhanced "
+        "metrics (the release sets MetricsConfig), which only real-time endpoints have.",
+    )
     evaluation_periods: int = Field(1, ge=1, le=100, description="Periods evaluated.")
     datapoints_to_alarm: int = Field(1, ge=1, le=100, description="Breaching periods that trigger ALARM.")
     extra_alarm_names: AlarmNames = Field(
@@ -493,8 +497,19 @@ class RolloutConfig(_Section):
         description="Explicit cumulative traffic percentages, increasing, e.g. [10, 50, 100]; "
         "100 is added when missing.",
     )
-    bake_s: int = Field(60, ge=0, le=3600, description="Seconds each step bakes before the next.")
-    final_bake_s: int = Field(60, ge=0, le=3600, description="Seconds at 100% before the old model retires.")
+    bake_s: int = Field(
+        150,
+        ge=0,
+        le=3600,
+        description="Seconds each step bakes before the next; 0 for no bake, else at least the alarms' "
+        "period x evaluation_periods plus the metrics' delay (140 s with the default alarms).",
+    )
+    final_bake_s: int = Field(
+        150,
+        ge=0,
+        le=3600,
+        description="Seconds at 100% before the old model retires; 0 or at least what bake_s needs.",
+    )
     keep_previous: bool = Field(
         True,
         description="Keep the previous release's model and endpoint config after success, so a rollback "
@@ -532,6 +547,26 @@ class RolloutConfig(_Section):
                 raise _invalid(
                     f"is set, but strategy {self.strategy} does not use it (used only by {', '.join(users)})",
                     f"remove rollout.{name}, or set rollout.strategy to {choose}",
+                    field=name,
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _bakes_outlast_the_alarms(self) -> RolloutConfig:
+        # A bake that ends before the alarms can judge its traffic calls the step good unwatched: on AWS a
+        # period's datapoint arrives after the period and its delay (tasks/config/metric_timing.py).
+        alarms = self.alarms
+        minimum = metric_timing.minimum_bake_s(alarms.period_s, alarms.evaluation_periods)
+        for name in ("bake_s", "final_bake_s"):
+            seconds = getattr(self, name)
+            if 0 < seconds < minimum:
+                delay = metric_timing.alarm_delay_s(alarms.period_s)
+                raise _invalid(
+                    f"a bake of {seconds} s ends before the guard alarms can fire: they need "
+                    f"{alarms.period_s} s x {alarms.evaluation_periods} evaluation period(s) plus {delay} s "
+                    f"for SageMaker to publish the datapoint and CloudWatch to judge it, {minimum} s",
+                    f"set rollout.{name} to at least {minimum} (or 0 for no bake), or shorten "
+                    "rollout.alarms.period_s / evaluation_periods",
                     field=name,
                 )
         return self

@@ -18,6 +18,7 @@ from prefect import task
 from tasks.config import ReleaseConfig, naming, secret_values
 from tasks.core import aws
 from tasks.core.errors import ResourceFailed
+from tasks.core.logs import run_logger
 from tasks.core.retry import task_options
 from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT, SAGEMAKER_ENDPOINT_CONFIG, SAGEMAKER_MODEL, SNS_TOPIC
 from tasks.lifecycle.ledger import Ledger
@@ -27,6 +28,7 @@ from tasks.sagemaker.endpoint_spec import (
     Topics,
     already_serving,
     endpoint_config_request,
+    kept_data_capture,
     model_environment,
     production_variant,
     transform_job_request,
@@ -139,13 +141,30 @@ def create_model(
 
 @task(name="create-endpoint-config", **task_options())
 def create_endpoint_config(
-    config: ReleaseConfig, release_id: str, *, model_name: str, topics: Topics, ledger: Ledger
+    config: ReleaseConfig,
+    release_id: str,
+    *,
+    model_name: str,
+    topics: Topics,
+    ledger: Ledger,
+    live: LiveEndpoint | None = None,
 ) -> str:
-    """The endpoint config of this release: one variant serving the new model."""
+    """The endpoint config of this release: one variant serving the new model, keeping the data capture
+    of `live` (the endpoint as it serves before the release) so the release does not turn it off."""
+    capture = kept_data_capture(live)
     request = endpoint_config_request(
-        config, release_id, [production_variant(config, model_name)], topics=topics
+        config, release_id, [production_variant(config, model_name)], topics=topics, data_capture=capture
     )
     name = str(request["EndpointConfigName"])
+    if capture and live is not None:
+        run_logger().info(
+            "endpoint config %s keeps the data capture of %s (%s%% of requests to %s, as on %s)",
+            name,
+            live.name,
+            capture.get("InitialSamplingPercentage"),
+            capture.get("DestinationS3Uri"),
+            live.config_name,
+        )
     if not ledger.holds(SAGEMAKER_ENDPOINT_CONFIG, name):
         hosting.create_endpoint_config(request, ledger, endpoint=config.endpoint.name)
     return name

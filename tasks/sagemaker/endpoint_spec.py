@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import MAX_ENVIRONMENT_VALUE, ReleaseConfig, naming, secret_values
+from tasks.config import MAX_ENVIRONMENT_VALUE, ReleaseConfig, metric_timing, naming, secret_values
 from tasks.sagemaker.hosting import LiveEndpoint, ModelData
 
 
@@ -92,6 +92,18 @@ def async_inference_config(config: ReleaseConfig, topics: Topics) -> dict[str, A
     return result
 
 
+def metrics_config(config: ReleaseConfig) -> dict[str, Any] | None:
+    """MetricsConfig for guard alarms of 10 or 30 s: SageMaker's enhanced metrics, published that often.
+
+    Without it a real-time endpoint publishes invocation metrics once a minute, and a 10 s alarm finds
+    no datapoint and never fires. Only real-time endpoints have enhanced metrics; the config refuses
+    sub-minute alarm periods for the others (tasks/config/metric_timing.py).
+    """
+    if config.endpoint.type not in metric_timing.ENHANCED_METRICS_TYPES:
+        return None
+    return metric_timing.metrics_config(config.rollout.alarms.period_s)
+
+
 def endpoint_config_request(
     config: ReleaseConfig,
     release_id: str,
@@ -108,6 +120,9 @@ def endpoint_config_request(
     async_config = async_inference_config(config, topics or Topics())
     if async_config is not None:
         request["AsyncInferenceConfig"] = async_config
+    metrics = metrics_config(config)
+    if metrics is not None:
+        request["MetricsConfig"] = metrics
     return request
 
 

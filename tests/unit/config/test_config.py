@@ -150,6 +150,33 @@ def test_a_minimal_config_gets_sensible_defaults() -> None:
             "increasing percentages",
         ),
         (
+            "bake ending before one-minute alarms can fire",
+            _with(rollout={"bake_s": 130}),
+            "rollout.bake_s",
+            "set rollout.bake_s to at least 140 (or 0 for no bake)",
+        ),
+        (
+            "final bake ending before 10 s alarms over 3 periods can fire",
+            _with(rollout={"final_bake_s": 45, "alarms": {"period_s": 10, "evaluation_periods": 3}}),
+            "rollout.final_bake_s",
+            "set rollout.final_bake_s to at least 60",
+        ),
+        (
+            "10 s alarms on a serverless endpoint's one-minute metrics",
+            _with(endpoint={"name": "e", "type": "serverless"}, rollout={"alarms": {"period_s": 10}}),
+            "rollout.alarms.period_s",
+            "set rollout.alarms.period_s to 60",
+        ),
+        (
+            "30 s alarms on an async endpoint's one-minute metrics",
+            _with(
+                endpoint={"name": "e", "type": "async", "async_inference": {"output_path": "s3://my-bucket/out/"}},
+                rollout={"alarms": {"period_s": 30}},
+            ),
+            "rollout.alarms.period_s",
+            "set rollout.alarms.period_s to 60",
+        ),
+        (
             "steps decreasing",
             _with(rollout={"strategy": "variant_shift", "steps": [50, 10]}),
             "rollout.steps",
@@ -198,7 +225,7 @@ def test_a_minimal_config_gets_sensible_defaults() -> None:
                 rollout={"strategy": "linear", "linear_step_percent": 10, "bake_s": 3600},
             ),
             "rollout.bake_s",
-            "shorten rollout.bake_s to at most 2873 s",
+            "shorten rollout.bake_s to at most 2864 s",
         ),
         (
             "linear on serverless",
@@ -388,6 +415,20 @@ def test_bad_input_is_refused_naming_the_field_and_the_fix(
     assert error.field == field, f"{case}: {error}"
     assert fix in error.fix, f"{case}: {error}"
     assert field in str(error) and "fix:" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "endpoint"),
+    [
+        ({"bake_s": 140, "final_bake_s": 140}, {}),  # exactly 60 s x 1 + 80 s
+        ({"bake_s": 0, "final_bake_s": 0}, {}),  # no bake at all
+        ({"bake_s": 40, "final_bake_s": 40, "alarms": {"period_s": 10}}, {}),  # enhanced metrics
+        ({"bake_s": 150, "alarms": {"period_s": 60}}, {"type": "serverless"}),  # one-minute alarms
+    ],
+)
+def test_bakes_the_alarms_can_watch_are_accepted(rollout: dict[str, Any], endpoint: dict[str, Any]) -> None:
+    config = parse_config(_with(endpoint={"name": "e", **endpoint}, rollout=rollout))
+    assert config.rollout.bake_s == rollout["bake_s"]
 
 
 def test_all_problems_are_reported_at_once() -> None:

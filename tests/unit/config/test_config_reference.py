@@ -67,13 +67,13 @@ def test_a_page_behind_the_model_is_reported_with_the_command_that_regenerates_i
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stale = tmp_path / "configuration.md"
-    stale.write_text(render().replace("| `bake_s` | integer | `60` |", "| `bake_s` | integer | `30` |"))
+    stale.write_text(render().replace("| `bake_s` | integer | `150` |", "| `bake_s` | integer | `30` |"))
 
     problem = check(stale)
 
     assert problem is not None
     assert REGENERATE in problem
-    assert "`30`" in problem and "`60`" in problem
+    assert "`30`" in problem and "`150`" in problem
     assert main(["--check", str(stale)]) == 1
     assert REGENERATE in capsys.readouterr().err
 

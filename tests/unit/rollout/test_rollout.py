@@ -46,7 +46,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSage
 
 
 def release_config(count: int = 1, **rollout: Any) -> Any:
-    settings = {"bake_s": 30, "final_bake_s": 20, "alarms": {"period_s": 10}, **rollout}
+    settings = {"bake_s": 40, "final_bake_s": 40, "alarms": {"period_s": 10}, **rollout}
     return make_config(endpoint={"instance_count": count}, rollout=settings)
 
 
@@ -279,7 +279,7 @@ def test_a_new_endpoint_bakes_under_its_alarms(fake: FakeSageMaker, tmp_path: Pa
 
 
 def test_missing_extra_alarms_stop_the_rollout_before_any_change(fake: FakeSageMaker, tmp_path: Path) -> None:
-    config = release_config(strategy="variant_shift", alarms={"extra_alarm_names": ["team-kpi"]})
+    config = release_config(strategy="variant_shift", alarms={"period_s": 10, "extra_alarm_names": ["team-kpi"]})
     with pytest.raises(Exception, match="team-kpi"):
         rollout(config, fake, local_ledger(tmp_path), StepClock()).run()
     assert fake.calls == []
@@ -333,7 +333,7 @@ def test_an_async_update_that_renames_the_variant_takes_it_off_autoscaling_first
     Scaling; the update path of async and serverless endpoints suspends it like the others do."""
     config = make_config(
         endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
-        rollout={"bake_s": 0, "final_bake_s": 0, "alarms": {"period_s": 10}},
+        rollout={"bake_s": 0, "final_bake_s": 0, "alarms": {"period_s": 60}},
     )
     resource_id = f"endpoint/{ENDPOINT}/variant/AllTraffic"
     autoscaling = aws.client("application-autoscaling")

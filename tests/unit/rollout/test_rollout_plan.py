@@ -34,7 +34,7 @@ def config(count: int = 1, **rollout: Any) -> Any:
 
 def test_a_new_endpoint_is_created_and_baked() -> None:
     plan = plan_rollout(config(strategy="canary"), None)
-    assert (plan.strategy, plan.steps, plan.final_bake_s) == ("create", (100.0,), 60)
+    assert (plan.strategy, plan.steps, plan.final_bake_s) == ("create", (100.0,), 150)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +109,8 @@ def test_linear_refuses_unequal_steps() -> None:
     [([10, 50, 100], (10.0, 50.0, 100.0)), ([33, 66], (33.0, 66.0, 100.0)), ([30], (30.0, 100.0))],
 )
 def test_variant_shift_steps_always_end_at_100(steps: list[int], expected: tuple[float, ...]) -> None:
-    plan = plan_rollout(config(1, strategy="variant_shift", steps=steps, bake_s=7, final_bake_s=9), live(1))
-    assert (plan.strategy, plan.steps, plan.bake_s, plan.final_bake_s) == ("variant_shift", expected, 7, 9)
+    plan = plan_rollout(config(1, strategy="variant_shift", steps=steps, bake_s=0, final_bake_s=150), live(1))
+    assert (plan.strategy, plan.steps, plan.bake_s, plan.final_bake_s) == ("variant_shift", expected, 0, 150)
 
 
 def test_variant_shift_needs_instances() -> None:
@@ -124,7 +124,7 @@ def test_variant_shift_needs_instances() -> None:
 
 def test_canary_deployment_config_is_a_valid_update_endpoint_request() -> None:
     plan = plan_rollout(
-        config(4, strategy="canary", canary_percent=25, bake_s=120, final_bake_s=300), live(4)
+        config(4, strategy="canary", canary_percent=25, bake_s=150, final_bake_s=300), live(4)
     )
     request = deployment_config(plan, ["a-5xx", "a-p99-latency", "team-kpi"], provisioning_s=900)
     check_shape(
@@ -133,11 +133,11 @@ def test_canary_deployment_config_is_a_valid_update_endpoint_request() -> None:
     policy = request["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == {
         "Type": "CANARY",
-        "WaitIntervalInSeconds": 120,
+        "WaitIntervalInSeconds": 150,
         "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
     }
     assert policy["TerminationWaitInSeconds"] == 300
-    assert policy["MaximumExecutionTimeoutInSeconds"] == 900 + 2 * 120 + 300
+    assert policy["MaximumExecutionTimeoutInSeconds"] == 900 + 2 * 150 + 300
     assert request["AutoRollbackConfiguration"]["Alarms"][2] == {"AlarmName": "team-kpi"}
 
 
@@ -217,13 +217,13 @@ def test_a_canary_above_half_the_fleet_is_refused_at_config_time() -> None:
 
 
 def test_waits_the_execution_timeout_cannot_cover_are_refused_naming_the_fields() -> None:
-    # 10 steps of 2 of 20 instances: 10 x 3000 s + 60 s is more than SageMaker's 28800 s at most.
+    # 10 steps of 2 of 20 instances: 10 x 3000 s + 150 s is more than SageMaker's 28800 s at most.
     with pytest.raises(ConfigError) as raised:
         config(20, strategy="linear", linear_step_percent=10, bake_s=3000)
     error = raised.value
     assert error.field == "rollout.bake_s"
-    assert "30060 s" in error.problem and "28800" in error.problem
-    assert "rollout.bake_s to at most 2873 s" in error.fix and "rollout.final_bake_s" in error.fix
+    assert "30150 s" in error.problem and "28800" in error.problem
+    assert "rollout.bake_s to at most 2864 s" in error.fix and "rollout.final_bake_s" in error.fix
     assert "rollout.linear_step_percent" in error.fix
 
 
@@ -231,18 +231,18 @@ def test_planning_checks_the_waits_of_the_steps_it_made() -> None:
     # 25% of 5 instances is one instance: five steps, not the four the percentage suggests.
     plan = plan_rollout(config(5, strategy="linear", linear_step_percent=25, bake_s=3000), live(5))
     assert len(plan.steps) == 5
-    check_waits(plan)  # 5 x 3000 + 60 s fits
+    check_waits(plan)  # 5 x 3000 + 150 s fits
     ten_steps = replace(plan, steps=tuple(float(10 * k) for k in range(1, 11)))
     with pytest.raises(ConfigError) as raised:
         check_waits(ten_steps)
-    assert raised.value.field == "rollout.bake_s" and "10 steps waits 30060 s" in raised.value.problem
+    assert raised.value.field == "rollout.bake_s" and "10 steps waits 30150 s" in raised.value.problem
     with pytest.raises(ConfigError):
         deployment_config(ten_steps, [], provisioning_s=600)  # never sent with a capped timeout
 
 
 def test_the_execution_timeout_always_exceeds_the_waits() -> None:
     plan = plan_rollout(config(20, strategy="linear", linear_step_percent=10, bake_s=2800), live(20))
-    waits = 10 * 2800 + 60
+    waits = 10 * 2800 + 150
     for provisioning in (0, 600, 3600, 14400):
         policy = deployment_config(plan, ["a"], provisioning_s=provisioning)["BlueGreenUpdatePolicy"]
         timeout = policy["MaximumExecutionTimeoutInSeconds"]

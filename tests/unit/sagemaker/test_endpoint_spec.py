@@ -189,3 +189,27 @@ def test_already_serving_only_when_everything_matches(changes: dict[str, Any], e
         )
         is expected
     )
+
+
+@pytest.mark.parametrize("period", [10, 30])
+def test_sub_minute_alarms_ask_for_enhanced_metrics_that_often(period: int) -> None:
+    config = make_config(rollout={"bake_s": 0, "final_bake_s": 0, "alarms": {"period_s": period}})
+    request = endpoint_config_request(config, "r1", [production_variant(config, "m")])
+    assert_valid("CreateEndpointConfig", request)
+    assert request["MetricsConfig"] == {
+        "EnableEnhancedMetrics": True,
+        "MetricPublishFrequencyInSeconds": period,
+    }
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [{}, {"type": "serverless"}],
+    ids=["one-minute alarms", "serverless"],
+)
+def test_one_minute_alarms_leave_the_metrics_as_sagemaker_publishes_them(endpoint: dict[str, Any]) -> None:
+    config = make_config(
+        endpoint=endpoint, rollout={"bake_s": 0, "final_bake_s": 0, "alarms": {"period_s": 60}}
+    )
+    request = endpoint_config_request(config, "r1", [production_variant(config, "m")])
+    assert "MetricsConfig" not in request
