@@ -92,6 +92,17 @@ def async_inference_config(config: ReleaseConfig, topics: Topics) -> dict[str, A
     return result
 
 
+def kept_data_capture(live: LiveEndpoint | None) -> dict[str, Any] | None:
+    """The DataCaptureConfig of the release's endpoint config: the live endpoint's, as it is.
+
+    The endpoint serves on the release's config afterwards, so a config without it would turn capture
+    off (and Model Monitor's schedules would read nothing). The release config has no data-capture
+    setting of its own that could replace it; None when the endpoint captures nothing (or is new)."""
+    if live is None or not live.data_capture:
+        return None
+    return dict(live.data_capture)
+
+
 def metrics_config(config: ReleaseConfig) -> dict[str, Any] | None:
     """MetricsConfig for guard alarms of 10 or 30 s: SageMaker's enhanced metrics, published that often.
 
@@ -110,8 +121,9 @@ def endpoint_config_request(
     variants: list[dict[str, Any]],
     *,
     topics: Topics | None = None,
+    data_capture: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole CreateEndpointConfig request of this release."""
+    """The whole CreateEndpointConfig request of this release (`data_capture`: see kept_data_capture)."""
     request: dict[str, Any] = {
         "EndpointConfigName": naming.endpoint_config_name(config, release_id),
         "ProductionVariants": variants,
@@ -123,6 +135,8 @@ def endpoint_config_request(
     metrics = metrics_config(config)
     if metrics is not None:
         request["MetricsConfig"] = metrics
+    if data_capture:
+        request["DataCaptureConfig"] = dict(data_capture)
     return request
 
 
