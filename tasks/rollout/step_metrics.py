@@ -28,21 +28,28 @@ class VariantWindow:
     average_ms: float | None
 
 
-def _dimensions(endpoint: str, variant: str) -> list[dict[str, str]]:
-    return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+def _dimensions(endpoint: str, variant: str, config_name: str | None = None) -> list[dict[str, str]]:
+    # With EndpointConfigName, one fleet's series: during a blue/green update both fleets share the
+    # variant name, and the variant's series mixes the old model's traffic into the new one's figures.
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    if config_name:
+        dimensions.append({"Name": "EndpointConfigName", "Value": config_name})
+    return dimensions
 
 
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def _sum(endpoint: str, variant: str, metric: str, start: float, end: float) -> int | None:
+def _sum(
+    endpoint: str, variant: str, metric: str, start: float, end: float, config_name: str | None = None
+) -> int | None:
     # The step's own bounds (CloudWatch rounds them to its periods; moto filters on them exactly).
     low, high = math.floor(start), max(math.floor(start) + 1, math.ceil(end))
     points = aws.client("cloudwatch").get_metric_statistics(
         Namespace=NAMESPACE,
         MetricName=metric,
-        Dimensions=_dimensions(endpoint, variant),
+        Dimensions=_dimensions(endpoint, variant, config_name),
         StartTime=_at(low),
         EndTime=_at(high),
         Period=COUNT_PERIOD_S,
@@ -53,13 +60,15 @@ def _sum(endpoint: str, variant: str, metric: str, start: float, end: float) -> 
     return round(sum(float(p["Sum"]) for p in points))
 
 
-def _latency(endpoint: str, variant: str, start: float, end: float) -> tuple[float | None, float | None]:
+def _latency(
+    endpoint: str, variant: str, start: float, end: float, config_name: str | None = None
+) -> tuple[float | None, float | None]:
     low = math.floor(start / 60) * 60
     period = max(60, math.ceil((end - low) / 60) * 60)
     answer: dict[str, Any] = aws.client("cloudwatch").get_metric_statistics(
         Namespace=NAMESPACE,
         MetricName="ModelLatency",
-        Dimensions=_dimensions(endpoint, variant),
+        Dimensions=_dimensions(endpoint, variant, config_name),
         StartTime=_at(low),
         EndTime=_at(low + period),
         Period=period,
@@ -77,13 +86,16 @@ def _latency(endpoint: str, variant: str, start: float, end: float) -> tuple[flo
     return p99, average
 
 
-def variant_window(endpoint: str, variant: str, start: float, end: float) -> VariantWindow:
-    """CloudWatch's view of `variant` on `endpoint` between two epoch times."""
-    p99, average = _latency(endpoint, variant, start, end)
+def variant_window(
+    endpoint: str, variant: str, start: float, end: float, *, config_name: str | None = None
+) -> VariantWindow:
+    """CloudWatch's view of `variant` on `endpoint` between two epoch times (of the fleet of endpoint
+    config `config_name` alone, when given)."""
+    p99, average = _latency(endpoint, variant, start, end, config_name)
     return VariantWindow(
-        invocations=_sum(endpoint, variant, "Invocations", start, end),
-        errors_4xx=_sum(endpoint, variant, "Invocation4XXErrors", start, end),
-        errors_5xx=_sum(endpoint, variant, "Invocation5XXErrors", start, end),
+        invocations=_sum(endpoint, variant, "Invocations", start, end, config_name),
+        errors_4xx=_sum(endpoint, variant, "Invocation4XXErrors", start, end, config_name),
+        errors_5xx=_sum(endpoint, variant, "Invocation5XXErrors", start, end, config_name),
         p99_ms=p99,
         average_ms=average,
     )
