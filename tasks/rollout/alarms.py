@@ -2,7 +2,11 @@
 
 Two alarms guard every traffic shift: Invocation5XXErrors (Sum per period) above
 `rollout.alarms.max_5xx_errors`, and ModelLatency p99 above `rollout.alarms.max_p99_latency_ms`, both on
-the variant serving the new model. Missing data is not breaching: no traffic means no errors. The
+the new fleet: the variant serving the new model within the endpoint config that holds it
+(EndpointName, VariantName and EndpointConfigName). During a blue/green update the old and the new fleet
+share the variant name and SageMaker publishes each fleet's metrics with its EndpointConfigName: an alarm
+on the variant alone would watch both, and one error of the old model would roll the new one back.
+Missing data is not breaching: no traffic means no errors. The
 config's `extra_alarm_names` (the team's own alarms) must already exist; SageMaker's
 AutoRollbackConfiguration refuses alarms that do not.
 
@@ -45,12 +49,22 @@ class AlarmState:
         return self.state == ALARM
 
 
+def fleet_dimensions(endpoint: str, variant: str, config_name: str) -> list[dict[str, str]]:
+    """The dimensions of one fleet's invocation metrics: its variant within its endpoint config."""
+    return [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": variant},
+        {"Name": "EndpointConfigName", "Value": config_name},
+    ]
+
+
 def guard_alarm_requests(
-    config: ReleaseConfig, release_id: str, *, endpoint: str, variant: str
+    config: ReleaseConfig, release_id: str, *, endpoint: str, variant: str, config_name: str
 ) -> list[dict[str, Any]]:
-    """PutMetricAlarm requests of the release's two guard alarms on `variant` of `endpoint`."""
+    """PutMetricAlarm requests of the release's two guard alarms on `variant` of `endpoint` as served by
+    endpoint config `config_name` (the new fleet)."""
     alarms = config.rollout.alarms
-    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    dimensions = fleet_dimensions(endpoint, variant, config_name)
     tags = [*naming.tags(config, release_id), purpose_tag(ROLLOUT_GUARD)]
     common: dict[str, Any] = {
         "Namespace": NAMESPACE,
@@ -67,7 +81,7 @@ def guard_alarm_requests(
         {
             "AlarmName": naming.alarm_name(config, release_id, "5xx"),
             "AlarmDescription": f"Release {release_id}: server errors of the new model on "
-            f"{endpoint}/{variant} above {alarms.max_5xx_errors:g} per {alarms.period_s} s "
+            f"{endpoint}/{variant} ({config_name}) above {alarms.max_5xx_errors:g} per {alarms.period_s} s "
             "roll the release back",
             "MetricName": "Invocation5XXErrors",
             "Statistic": "Sum",
@@ -77,7 +91,8 @@ def guard_alarm_requests(
         {
             "AlarmName": naming.alarm_name(config, release_id, "p99-latency"),
             "AlarmDescription": f"Release {release_id}: p99 model latency of the new model on "
-            f"{endpoint}/{variant} above {alarms.max_p99_latency_ms:g} ms rolls the release back",
+            f"{endpoint}/{variant} ({config_name}) above {alarms.max_p99_latency_ms:g} ms rolls the "
+            "release back",
             "MetricName": "ModelLatency",
             "ExtendedStatistic": "p99",
             # ModelLatency is in microseconds; few samples still judge the model (a release guard
@@ -90,12 +105,21 @@ def guard_alarm_requests(
 
 
 def create_guard_alarms(
-    config: ReleaseConfig, release_id: str, *, endpoint: str, variant: str, ledger: Ledger
+    config: ReleaseConfig,
+    release_id: str,
+    *,
+    endpoint: str,
+    variant: str,
+    config_name: str,
+    ledger: Ledger,
 ) -> list[str]:
     """Create (or re-point) the guard alarms; each new one is recorded in the ledger. Returns their names."""
     cloudwatch = aws.client("cloudwatch")
     names = []
-    for request in guard_alarm_requests(config, release_id, endpoint=endpoint, variant=variant):
+    requests = guard_alarm_requests(
+        config, release_id, endpoint=endpoint, variant=variant, config_name=config_name
+    )
+    for request in requests:
         name = str(request["AlarmName"])
         # Intent first: a put whose answer is lost still leaves the alarm where an unwind looks.
         entry = None
@@ -105,16 +129,18 @@ def create_guard_alarms(
         if entry is not None:
             ledger.confirm(entry)
         names.append(name)
-    run_logger().info("guard alarms on %s/%s: %s", endpoint, variant, ", ".join(names))
+    run_logger().info("guard alarms on %s/%s (%s): %s", endpoint, variant, config_name, ", ".join(names))
     return names
 
 
 def retarget_guard_alarms(
-    config: ReleaseConfig, release_id: str, *, endpoint: str, variant: str
+    config: ReleaseConfig, release_id: str, *, endpoint: str, variant: str, config_name: str
 ) -> list[str]:
-    """Point the release's guard alarms at the variant that serves the model once the shift is done."""
+    """Point the release's guard alarms at the fleet that serves the model once the shift is done."""
     cloudwatch = aws.client("cloudwatch")
-    requests = guard_alarm_requests(config, release_id, endpoint=endpoint, variant=variant)
+    requests = guard_alarm_requests(
+        config, release_id, endpoint=endpoint, variant=variant, config_name=config_name
+    )
     for request in requests:
         cloudwatch.put_metric_alarm(**request)
     return [str(r["AlarmName"]) for r in requests]
@@ -181,8 +207,8 @@ def await_quiet(
     """Wait until every alarm in `names` has been judged and none is in ALARM; AlarmsAlreadyFiring
     when one still is after `timeout_s`, before anything about the endpoint changes.
 
-    Guard alarms watch the variant the old fleet reports under too, and a new alarm judges the latest
-    data it finds: right after a release that rolled back, that is the rolled-back release's errors.
+    Extra alarms may watch the variant the old fleet reports under too, and a new alarm judges the
+    latest data it finds: right after a release that rolled back, that is the rolled-back release's errors.
     SageMaker's auto-rollback acts the moment an alarm is in ALARM, so the update would be rolled back
     for a fault that is not this release's. An alarm never judged within the limit does not block.
     """

@@ -44,7 +44,7 @@ from tasks.rollout.planning import (
     shifted_weights,
 )
 from tasks.sagemaker import hosting, lookup, scaling
-from tasks.sagemaker.endpoint_spec import production_variant
+from tasks.sagemaker.endpoint_spec import metrics_config, production_variant
 from tasks.sagemaker.hosting import LiveEndpoint
 
 # How one step ended, and how the whole rollout stands: closed sets the JSON summary reports as is.
@@ -143,6 +143,10 @@ class Rollout:
             final_config=final_config,
             previous_config=live.config_name if live else None,
         )
+        # The endpoint config whose fleet serves the new model: its EndpointConfigName keeps the old
+        # fleet's metrics out of the guard alarms and the step figures (the staging config while a
+        # variant shift runs, the release's own config otherwise).
+        self.fleet_config = final_config
         self.traffic = traffic if traffic is not None else self._default_traffic()
         self.log = run_logger()
         self._fired_reasons: list[str] = []
@@ -192,7 +196,12 @@ class Rollout:
             guard: list[str] = []
         else:
             guard = alarms.create_guard_alarms(
-                self.config, self.release_id, endpoint=self.endpoint, variant=variant, ledger=self.ledger
+                self.config,
+                self.release_id,
+                endpoint=self.endpoint,
+                variant=variant,
+                config_name=self.fleet_config,
+                ledger=self.ledger,
             )
         self.report.guard_alarms = guard
         self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
@@ -241,6 +250,7 @@ class Rollout:
         new_variant = self.report.new_variant
         old_weights = self._current_weights()
         staging = self._create_staging_config(new_variant, old_weights)
+        self.fleet_config = staging
         self._arm(new_variant)
         hosting.update_endpoint(
             self.endpoint,
@@ -304,6 +314,9 @@ class Rollout:
         }
         if live_config.get("DataCaptureConfig"):
             request["DataCaptureConfig"] = live_config["DataCaptureConfig"]
+        metrics = metrics_config(self.config)  # the new variant's sub-minute datapoints for the alarms
+        if metrics is not None:
+            request["MetricsConfig"] = metrics
         hosting.create_endpoint_config(request, self.ledger, endpoint=self.endpoint)
         return name
 
@@ -337,7 +350,14 @@ class Rollout:
             clock=self.clock,
         )
         serving = str(final["ProductionVariants"][0]["VariantName"])
-        alarms.retarget_guard_alarms(self.config, self.release_id, endpoint=self.endpoint, variant=serving)
+        self.fleet_config = self.final_config
+        alarms.retarget_guard_alarms(
+            self.config,
+            self.release_id,
+            endpoint=self.endpoint,
+            variant=serving,
+            config_name=self.final_config,
+        )
 
     # -- guardrails (SageMaker shifts, we watch) ----------------------------------------------------
 
@@ -454,7 +474,9 @@ class Rollout:
         self, index: int, label: str, percent: float, start: float, end: float, states: dict[str, str]
     ) -> StepRecord:
         variant = self.report.new_variant
-        window = step_metrics.variant_window(self.endpoint, variant, start, end)
+        window = step_metrics.variant_window(
+            self.endpoint, variant, start, end, config_name=self.fleet_config
+        )
         bake = self.traffic.summary(start, end, variant if self.plan.strategy == "variant_shift" else None)
         source: P99Source = "cloudwatch"
         p99 = window.p99_ms

@@ -254,7 +254,12 @@ def test_guard_alarms_whose_answers_were_lost_are_recorded_once(account: None, t
     sent = faults.lose_answers(aws.client("cloudwatch"), "PutMetricAlarm", times=1)
     config = make_config()
     names = alarms.create_guard_alarms(
-        config, "r1", endpoint="demo-embedder", variant="AllTraffic", ledger=ledger
+        config,
+        "r1",
+        endpoint="demo-embedder",
+        variant="AllTraffic",
+        config_name="cfg-AllTraffic",
+        ledger=ledger,
     )
     assert sent.calls == 3  # the first put was lost and sent again
     assert _entries(ledger) == [("cloudwatch:alarm", name, "created") for name in names]

@@ -31,14 +31,16 @@ def guarded_config(**alarm_settings: Any) -> Any:
 def test_guard_alarms_watch_the_new_variant_and_join_the_ledger(tmp_path: Path) -> None:
     config, ledger = guarded_config(), local_ledger(tmp_path)
     names = alarms.create_guard_alarms(
-        config, "r1", endpoint="demo-embedder", variant="AllTraffic-r1", ledger=ledger
+        config, "r1", endpoint="demo-embedder", variant="AllTraffic-r1", config_name="cfg-r1", ledger=ledger
     )
 
     assert names == ["demo-embedder-r1-5xx", "demo-embedder-r1-p99-latency"]
     errors, latency = described(names[0]), described(names[1])
+    # The new fleet only: during a blue/green update the old fleet shares the variant name.
     dimensions = [
         {"Name": "EndpointName", "Value": "demo-embedder"},
         {"Name": "VariantName", "Value": "AllTraffic-r1"},
+        {"Name": "EndpointConfigName", "Value": "cfg-r1"},
     ]
     assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == (
         "AWS/SageMaker",
@@ -57,7 +59,9 @@ def test_guard_alarms_watch_the_new_variant_and_join_the_ledger(tmp_path: Path) 
     assert {"Key": "release-id", "Value": "r1"} in tags
 
     # Creating them again (a retried step) records nothing twice; unwinding deletes them.
-    alarms.create_guard_alarms(config, "r1", endpoint="demo-embedder", variant="AllTraffic-r1", ledger=ledger)
+    alarms.create_guard_alarms(
+        config, "r1", endpoint="demo-embedder", variant="AllTraffic-r1", config_name="cfg-r1", ledger=ledger
+    )
     assert len(ledger.entries) == 2
     ledger.unwind(unwind.deleters())
     assert alarms.alarm_states(names) == []
@@ -66,10 +70,19 @@ def test_guard_alarms_watch_the_new_variant_and_join_the_ledger(tmp_path: Path) 
 def test_retarget_points_the_guards_at_the_final_variant(tmp_path: Path) -> None:
     config = guarded_config()
     names = alarms.create_guard_alarms(
-        config, "r1", endpoint="demo-embedder", variant="AllTraffic-r1", ledger=local_ledger(tmp_path)
+        config,
+        "r1",
+        endpoint="demo-embedder",
+        variant="AllTraffic-r1",
+        config_name="cfg-r1-shift",
+        ledger=local_ledger(tmp_path),
     )
-    alarms.retarget_guard_alarms(config, "r1", endpoint="demo-embedder", variant="AllTraffic")
-    assert {"Name": "VariantName", "Value": "AllTraffic"} in described(names[0])["Dimensions"]
+    alarms.retarget_guard_alarms(
+        config, "r1", endpoint="demo-embedder", variant="AllTraffic", config_name="cfg-r1"
+    )
+    dimensions = described(names[0])["Dimensions"]
+    assert {"Name": "VariantName", "Value": "AllTraffic"} in dimensions
+    assert {"Name": "EndpointConfigName", "Value": "cfg-r1"} in dimensions
 
 
 def test_states_and_firing() -> None:
@@ -111,7 +124,12 @@ def test_extra_alarms_must_exist_and_stay_within_ten() -> None:
 def test_a_successful_release_replaces_earlier_guards_only(tmp_path: Path) -> None:
     config = guarded_config()
     old = alarms.create_guard_alarms(
-        config, "r0", endpoint="demo-embedder", variant="v0", ledger=local_ledger(tmp_path)
+        config,
+        "r0",
+        endpoint="demo-embedder",
+        variant="v0",
+        config_name="cfg-v0",
+        ledger=local_ledger(tmp_path),
     )
     other_endpoint = make_config(endpoint={"name": "demo-embedder-2"})
     kept_elsewhere = alarms.create_guard_alarms(
@@ -119,6 +137,7 @@ def test_a_successful_release_replaces_earlier_guards_only(tmp_path: Path) -> No
         "r0",
         endpoint="demo-embedder-2",
         variant="v0",
+        config_name="cfg-v0",
         ledger=local_ledger(tmp_path / "b", "r0"),
     )
     aws.client("cloudwatch").put_metric_alarm(  # a scaling alarm of the endpoint: not a guard
@@ -132,7 +151,12 @@ def test_a_successful_release_replaces_earlier_guards_only(tmp_path: Path) -> No
         ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
     current = alarms.create_guard_alarms(
-        config, "r1", endpoint="demo-embedder", variant="v1", ledger=local_ledger(tmp_path / "c", "r1")
+        config,
+        "r1",
+        endpoint="demo-embedder",
+        variant="v1",
+        config_name="cfg-v1",
+        ledger=local_ledger(tmp_path / "c", "r1"),
     )
 
     assert sorted(alarms.replace_earlier_guard_alarms(config, "r1")) == sorted(old)
@@ -151,7 +175,12 @@ def test_after_success_earlier_guards_go_and_a_failing_retention_is_reported_not
 
     config = guarded_config()
     old = alarms.create_guard_alarms(
-        config, "r0", endpoint="demo-embedder", variant="v0", ledger=local_ledger(tmp_path)
+        config,
+        "r0",
+        endpoint="demo-embedder",
+        variant="v0",
+        config_name="cfg-v0",
+        ledger=local_ledger(tmp_path),
     )
     retired = retire_previous_releases.fn(config, "r1", previous_config=None)
     assert sorted(retired.deleted) == sorted(f"alarm {name}" for name in old)

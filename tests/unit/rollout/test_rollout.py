@@ -113,6 +113,8 @@ def test_variant_shift_moves_weights_step_by_step_and_ends_on_one_variant(
         ("AllTraffic", 1.0),
         ("AllTraffic-r1", 0.0),
     ]
+    # 10 s alarms: the staging config asks for datapoints every 10 s for the new variant.
+    assert staging["MetricsConfig"] == {"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 10}
     assert seen_before_traffic == ["AllTraffic-r1"]
     shares = [
         {d["VariantName"]: d["DesiredWeight"] for d in call["DesiredWeightsAndCapacities"]}
@@ -136,6 +138,7 @@ def test_variant_shift_moves_weights_step_by_step_and_ends_on_one_variant(
     # The guards now watch the variant that serves the model.
     errors = aws.client("cloudwatch").describe_alarms(AlarmNames=[report.guard_alarms[0]])["MetricAlarms"][0]
     assert {"Name": "VariantName", "Value": "AllTraffic"} in errors["Dimensions"]
+    assert {"Name": "EndpointConfigName", "Value": "demo-embedder-r1"} in errors["Dimensions"]
     endpoint_entries = ledger.find(SAGEMAKER_ENDPOINT)
     assert {e.attrs["previous_config"] for e in endpoint_entries} == {"old-config"}
     assert [e.resource_id for e in ledger.find(SAGEMAKER_ENDPOINT_CONFIG)] == ["demo-embedder-r1-shift"]
@@ -279,7 +282,9 @@ def test_a_new_endpoint_bakes_under_its_alarms(fake: FakeSageMaker, tmp_path: Pa
 
 
 def test_missing_extra_alarms_stop_the_rollout_before_any_change(fake: FakeSageMaker, tmp_path: Path) -> None:
-    config = release_config(strategy="variant_shift", alarms={"period_s": 10, "extra_alarm_names": ["team-kpi"]})
+    config = release_config(
+        strategy="variant_shift", alarms={"period_s": 10, "extra_alarm_names": ["team-kpi"]}
+    )
     with pytest.raises(Exception, match="team-kpi"):
         rollout(config, fake, local_ledger(tmp_path), StepClock()).run()
     assert fake.calls == []
