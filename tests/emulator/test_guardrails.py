@@ -66,16 +66,17 @@ def answer(aws: Aws, endpoint: str) -> str:
     return str(json.loads(body)["name"])
 
 
-def error_alarm(cloudwatch: Any, endpoint: str) -> str:
+def error_alarm(cloudwatch: Any, endpoint: str, config: str | None = None) -> str:
+    """A 10 s alarm on server errors of the variant, or of one fleet of it (`config`)."""
     name = f"guard-{uuid.uuid4().hex[:8]}"
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    if config is not None:
+        dimensions.append({"Name": "EndpointConfigName", "Value": config})
     cloudwatch.put_metric_alarm(
         AlarmName=name,
         Namespace="AWS/SageMaker",
         MetricName="Invocation5XXErrors",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": endpoint},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
+        Dimensions=dimensions,
         Statistic="Sum",
         Period=10,
         EvaluationPeriods=1,
@@ -152,13 +153,22 @@ def test_an_alarm_during_the_canary_rolls_back_to_the_old_fleet(
 ) -> None:
     aws, cloudwatch, made = site
     endpoint, old_config = two_instance_endpoint(made, double_image, "blue")
-    failing = made.single(
-        made.model(
-            double_image, container={"Environment": {"DOUBLE_NAME": "broken", "DOUBLE_STATUS": "500"}}
-        ),
-        instances=2,
+    broken = made.model(
+        double_image, container={"Environment": {"DOUBLE_NAME": "broken", "DOUBLE_STATUS": "500"}}
     )
-    alarm = error_alarm(cloudwatch, endpoint)
+    # Enhanced metrics (a datapoint every 10 s) for the 10 s alarm, which watches the new fleet only.
+    failing = made.config(
+        [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": broken,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 2,
+            }
+        ],
+        MetricsConfig={"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 10},
+    )
+    alarm = error_alarm(cloudwatch, endpoint, config=failing)
     aws.sagemaker.update_endpoint(
         EndpointName=endpoint,
         EndpointConfigName=failing,
