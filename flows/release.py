@@ -51,6 +51,7 @@ from tasks.sagemaker.deploy import (
     create_endpoint_config,
     create_model,
     create_topics,
+    reconcile_scaling,
     run_transform_job,
     serves_release,
     updated_endpoint,
@@ -229,6 +230,8 @@ def _release(
         _note_unchanged(live)
         steps.unchanged = live
         model_refs.drop_own(ledger)
+        safe_point()
+        steps.scaling = reconcile_scaling(config, release_id, live, ledger)
     else:
         deploy(
             config, release_id, live, plan, model_data, steps.image.uri, ledger, steps, safe_point=safe_point
@@ -250,7 +253,8 @@ def deploy(
     safe_point: Callable[[], None] = lambda: None,
 ) -> None:
     """The endpoint (model, endpoint config, a new endpoint when there is none), the traffic shift under
-    the release's alarms, autoscaling. `safe_point()` runs before each step (the lease check).
+    the release's alarms, and autoscaling (before a new endpoint's bake, after a serving one's update).
+    `safe_point()` runs before each step (the lease check).
 
     `shift_traffic` bakes a new endpoint, or moves a serving one to the release's config by the plan
     (canary, linear, variant shift...) under the release's alarms, recording the update in the ledger;
@@ -271,6 +275,11 @@ def deploy(
             config, release_id, config_name=steps.endpoint_config_name, ledger=ledger
         )
         safe_point()
+        # A new endpoint has no update in progress, so autoscaling acts during its bake: the bake traffic is
+        # the first load its policies see. An updated one is registered once the update is over (AWS
+        # refuses scaling activities while an endpoint updates).
+        steps.scaling = apply_scaling(config, release_id, ledger)
+        safe_point()
     shift_traffic(
         config,
         release_id,
@@ -284,8 +293,8 @@ def deploy(
     )
     if live is not None:
         steps.endpoint = updated_endpoint(config.endpoint.name, previous=live)
-    safe_point()
-    steps.scaling = apply_scaling(config, release_id, ledger)
+        safe_point()
+        steps.scaling = apply_scaling(config, release_id, ledger)
 
 
 def _note_unchanged(live: LiveEndpoint) -> None:

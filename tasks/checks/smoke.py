@@ -28,6 +28,7 @@ from tasks.core.retry import task_options
 from tasks.core.waiting import Clock, SystemClock
 from tasks.lifecycle.kinds import S3_OBJECT
 from tasks.lifecycle.ledger import Ledger
+from tasks.sagemaker import hosting, scaling
 
 _PERCENTILE_SHARE = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
@@ -119,22 +120,25 @@ def invoke_async(
     ledger: Ledger,
     clock: Clock | None = None,
     poll_interval_s: float = 1.0,
+    wake_timeout_s: float = 3600.0,
 ) -> list[Answer]:
     """Stage each payload in S3, InvokeEndpointAsync it, and wait for its output or failure object.
 
-    The staged inputs and the results they produce are recorded in the ledger: a failed release
-    removes them with everything else.
+    An endpoint autoscaling has taken to zero instances is woken by the first request: the test waits
+    for its scale-from-zero alarm and then up to `wake_timeout_s` for the instance to start. The staged
+    inputs and the results they produce are recorded in the ledger: a failed release removes them with
+    everything else.
     """
     clock = clock or SystemClock()
     s3, runtime = aws.client("s3"), aws.client("sagemaker-runtime")
     bucket, prefix = split_s3_uri(staging_uri.rstrip("/") + "/")
+    asleep = _scaled_to_zero(endpoint)
     answers = []
     for index, payload in enumerate(smoke.payloads):
         for attempt in range(smoke.repeat):
             key = f"{prefix}smoke-{index}-{attempt}-{uuid.uuid4().hex[:8]}.input"
             s3.put_object(Bucket=bucket, Key=key, Body=encode(payload), ContentType=smoke.content_type)
             ledger.record(S3_OBJECT, f"s3://{bucket}/{key}", bucket=bucket, key=key)
-            start = clock.monotonic()
             response = runtime.invoke_endpoint_async(
                 EndpointName=endpoint,
                 InputLocation=f"s3://{bucket}/{key}",
@@ -142,6 +146,18 @@ def invoke_async(
                 Accept=smoke.accept,
                 InvocationTimeoutSeconds=min(smoke.timeout_s, 3600),
             )
+            if asleep is not None:
+                # The first request is the backlog that wakes the endpoint. Waiting for its instance is
+                # bounded by the alarm and the instance start, not by the smoke test's timeout, and the
+                # answer's latency counts from the instance being there.
+                hosting.wait_for_first_instance(
+                    endpoint,
+                    timeout_s=asleep.alarm_wait_s + wake_timeout_s,
+                    interval_s=poll_interval_s,
+                    clock=clock,
+                )
+                asleep = None
+            start = clock.monotonic()
             answers.append(
                 _await_result(
                     index,
@@ -154,6 +170,32 @@ def invoke_async(
                 )
             )
     return answers
+
+
+def _scaled_to_zero(endpoint: str) -> scaling.ScaleFromZero | None:
+    """How the endpoint leaves zero instances when it has none (None when it has some); SmokeFailed when
+    nothing would bring an instance back, rather than waiting for an answer that cannot come."""
+    described = hosting.describe_endpoint(endpoint)
+    if described is None or hosting.instances(described) > 0:
+        return None
+    variant = str(described["ProductionVariants"][0]["VariantName"])
+    waking = scaling.scale_from_zero(endpoint, variant)
+    if waking.alarm is None:
+        raise SmokeFailed(
+            endpoint,
+            [
+                f"it has 0 instances and nothing scales {waking.resource_id} from zero (no step scaling "
+                "policy driven by an alarm is registered); fix: set scaling.enabled, scaling.scale_from_zero "
+                "and scaling.min_capacity 0, or keep scaling.min_capacity at 1 or more"
+            ],
+            requests=0,
+        )
+    run_logger().info(
+        "endpoint %s has 0 instances: the first smoke request wakes it through alarm %s",
+        endpoint,
+        waking.alarm,
+    )
+    return waking
 
 
 def _await_result(
@@ -383,6 +425,7 @@ def smoke_test(config: ReleaseConfig, release_id: str, ledger: Ledger) -> SmokeR
                 staging_uri=staging,
                 ledger=ledger,
                 poll_interval_s=config.timeouts.poll_interval_s,
+                wake_timeout_s=config.timeouts.endpoint_s,
             ),
         )
     return run_smoke(endpoint.name, smoke, call=lambda: invoke_realtime(endpoint.name, smoke))

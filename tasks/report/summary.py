@@ -86,7 +86,7 @@ class ReleaseReport:
     previous_config: str | None = None
     endpoint_arn: str | None = None
     transform_output: str | None = None
-    scaling: str | None = None
+    scaling: AppliedScaling | None = None  # what is registered for the variant once the release stands
     smoke: SmokeResult | None = None
     smoke_before_traffic: SmokeResult | None = None  # the new variant at weight 0 (variant_shift)
     rollout: RolloutReport | None = None  # the traffic shift, step by step (also when it failed)
@@ -127,9 +127,7 @@ class ReleaseReport:
             self.transform_output = steps.transform_job.get("TransformOutput", {}).get("S3OutputPath")
         self.smoke_before_traffic = steps.smoke_before_traffic or self.smoke_before_traffic
         self.rollout = steps.rollout or self.rollout
-        if steps.scaling is not None:
-            applied = steps.scaling
-            self.scaling = f"`{applied.resource_id}` {applied.min_capacity}-{applied.max_capacity} instances"
+        self.scaling = steps.scaling or self.scaling
         self.smoke = steps.smoke or self.smoke
 
     def summary(self) -> dict[str, Any]:
@@ -153,6 +151,7 @@ class ReleaseReport:
             "model_name": self.model_name,
             "previous_config": self.previous_config,
             "rollout": self.rollout.as_dict() if self.rollout is not None else None,
+            "scaling": _scaling_summary(self.scaling),
             "retired": list(self.retired),
             "duration_s": round(time.monotonic() - self.started, 1),
             "ledger": self.ledger_location,
@@ -173,11 +172,12 @@ class ReleaseReport:
             f"- model: {self.model_source or '-'} (commit `{self.model_commit or '-'}`)",
             f"- model data: `{self.model_data_url or '-'}` ({_upload_note(self)})",
             f"- image: `{self.image_uri or '-'}` {_image_note(self)}",
-            f"- autoscaling: {self.scaling or 'not registered'}",
             "",
         ]
         if self.rollout is not None:
             lines += [rollout_chart.markdown(self.rollout), ""]
+        if self.endpoint_type != "batch":
+            lines += ["## Autoscaling", "", *_scaling_lines(self.scaling, self.status), ""]
         if self.retired:
             lines += ["Retired from older releases: " + ", ".join(f"`{r}`" for r in self.retired), ""]
         lines += ["## Smoke test", "", *self._smoke(), ""]
@@ -281,3 +281,40 @@ def _image_note(report: ReleaseReport) -> str:
     if report.image_pushed:
         return "(pushed by this release)"
     return "(already in the registry)"
+
+
+def _scaling_summary(applied: AppliedScaling | None) -> dict[str, Any] | None:
+    if applied is None:
+        return None
+    return {
+        "resource_id": applied.resource_id,
+        "min_capacity": applied.min_capacity,
+        "max_capacity": applied.max_capacity,
+        "changed": applied.changed,
+        "policies": [policy.name for policy in applied.policies],
+        "alarms": [alarm.name for alarm in applied.alarms],
+    }
+
+
+def _scaling_lines(applied: AppliedScaling | None, status: str) -> list[str]:
+    """The registration, its policies and the alarms that drive them (the target tracking ones are made
+    by Application Auto Scaling: this is where a release manager finds their names and thresholds)."""
+    if applied is None:
+        if status == "failed":
+            return ["Not registered (the release did not get there, or its registration was undone)."]
+        return ["Not registered: the endpoint keeps a fixed instance count."]
+    note = "registered by this release" if applied.changed else "unchanged, it already matched the config"
+    lines = [
+        f"`{applied.resource_id}`: **{applied.min_capacity}-{applied.max_capacity} instances** ({note}).",
+        "",
+    ]
+    if applied.policies:
+        lines += ["| policy | type | rule |", "| --- | --- | --- |"]
+        lines += [f"| `{p.name}` | {p.type} | {p.rule} |" for p in applied.policies]
+        lines.append("")
+    if applied.alarms:
+        lines += ["| state | alarm | drives | condition |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a.state} | `{a.name}` | `{a.policy}` | {a.condition} |" for a in applied.alarms]
+    else:
+        lines.append("No alarm drives these policies yet.")
+    return lines

@@ -9,7 +9,7 @@ made (tasks/lifecycle/ownership.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -212,10 +212,29 @@ def updated_endpoint(name: str, *, previous: LiveEndpoint) -> EndpointState:
 
 @task(name="apply-scaling", **task_options())
 def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> scaling.AppliedScaling | None:
-    """Register the variant for autoscaling when the config asks; None otherwise."""
+    """Register the variant for autoscaling when the config asks, with this release's policies; returns
+    what is registered then, or None when the config does not ask."""
     if not config.scaling.enabled:
         return None
     plan = scaling.plan_for(config, release_id)
+    return scaling.apply_scaling(plan, tags=naming.tags(config, release_id), ledger=ledger)
+
+
+@task(name="reconcile-scaling", **task_options())
+def reconcile_scaling(
+    config: ReleaseConfig, release_id: str, live: LiveEndpoint, ledger: Ledger
+) -> scaling.AppliedScaling | None:
+    """An unchanged release: leave the registration when it matches the config (a nightly redeploy does
+    not churn policies), put this release's scaling where it differs; returns what is registered."""
+    variant = live.variants[0].variant if live.variants else config.endpoint.variant_name
+    resource_id = naming.scalable_resource_id(config.endpoint.name, variant)
+    current = scaling.read_scaling(resource_id)
+    if not config.scaling.enabled:
+        return None if current is None else replace(current, changed=False)
+    plan = scaling.plan_for(config, release_id, variant=variant)
+    if current is not None and scaling.matches(plan, current):
+        run_logger().info("autoscaling of %s already matches the config; left as it is", resource_id)
+        return replace(current, changed=False)
     return scaling.apply_scaling(plan, tags=naming.tags(config, release_id), ledger=ledger)
 
 

@@ -512,3 +512,44 @@ def stop_transform_job(
         interval_s=interval_s,
         clock=clock,
     )
+
+
+def wait_for_first_instance(
+    name: str,
+    *,
+    timeout_s: float,
+    interval_s: float = 15.0,
+    clock: Clock | None = None,
+) -> dict[str, Any]:
+    """Wait until a variant of the endpoint has an instance again (an async endpoint scaled to zero
+    leaves it when its scale-from-zero alarm fires and the instance starts)."""
+    log = run_logger()
+    reported: list[int] = []
+
+    def progress(description: dict[str, Any], elapsed: float) -> None:
+        step = int(elapsed // max(timeout_s / 10, interval_s))
+        if not reported or reported[-1] != step:
+            reported.append(step)
+            log.info(
+                "endpoint %s: 0 instances, waiting for the scale-from-zero (%.0f s of at most %.0f s)",
+                name,
+                elapsed,
+                timeout_s,
+            )
+
+    return poll_until(
+        lambda: dict(aws.sagemaker().describe_endpoint(EndpointName=name)),
+        is_done=lambda d: instances(d) > 0,
+        failure_reason=_endpoint_failure,
+        status_of=lambda d: f"{d['EndpointStatus']} with {instances(d)} instances",
+        resource=f"endpoint {name}",
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        clock=clock,
+        on_progress=progress,
+    )
+
+
+def instances(described: Mapping[str, Any]) -> int:
+    """The instances serving an endpoint, over all its variants (DescribeEndpoint's answer)."""
+    return sum(int(v.get("CurrentInstanceCount") or 0) for v in described.get("ProductionVariants", []))

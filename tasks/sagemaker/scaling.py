@@ -78,12 +78,39 @@ class ScalingPlan:
 
 
 @dataclass(frozen=True)
+class PolicyView:
+    """One scaling policy as the release artifact shows it."""
+
+    name: str
+    type: str  # TargetTrackingScaling | StepScaling
+    rule: str  # what it tracks or steps on, in words
+
+
+@dataclass(frozen=True)
+class AlarmView:
+    """One CloudWatch alarm that drives a scaling policy: the target tracking ones the service made, or
+    the release's own HasBacklogWithoutCapacity alarm."""
+
+    name: str
+    policy: str
+    condition: str
+    state: str
+
+
+@dataclass(frozen=True)
 class AppliedScaling:
+    """What is registered for the variant, read back from Application Auto Scaling and CloudWatch."""
+
     resource_id: str
     min_capacity: int
     max_capacity: int
-    policy_arns: tuple[str, ...]
-    alarm_names: tuple[str, ...]
+    policies: tuple[PolicyView, ...] = ()
+    alarms: tuple[AlarmView, ...] = ()
+    changed: bool = True  # False: the registration already matched the config, nothing was put
+
+    @property
+    def alarm_names(self) -> tuple[str, ...]:
+        return tuple(alarm.name for alarm in self.alarms)
 
 
 def plan_for(config: ReleaseConfig, release_id: str, *, variant: str | None = None) -> ScalingPlan:
@@ -175,6 +202,151 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def read_scaling(resource_id: str) -> AppliedScaling | None:
+    """The variant's registration with its policies and the alarms that drive them (None: not registered).
+
+    Target tracking alarms are the ones the service made (DescribeScalingPolicies lists them); a step
+    policy's alarms are whichever name its ARN in their actions."""
+    autoscaling = aws.client("application-autoscaling")
+    targets = autoscaling.describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    if target is None:
+        return None
+    cloudwatch = aws.client("cloudwatch")
+    policies: list[PolicyView] = []
+    alarms: dict[str, AlarmView] = {}
+    for policy in _policies(resource_id):
+        name, arn = str(policy["PolicyName"]), str(policy["PolicyARN"])
+        policies.append(PolicyView(name, str(policy["PolicyType"]), describe_rule(policy)))
+        named = [str(alarm["AlarmName"]) for alarm in policy.get("Alarms", [])]
+        found = list(cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"]) if named else []
+        found += cloudwatch.describe_alarms(ActionPrefix=arn)["MetricAlarms"]
+        for alarm in found:
+            alarms.setdefault(
+                str(alarm["AlarmName"]),
+                AlarmView(
+                    name=str(alarm["AlarmName"]),
+                    policy=name,
+                    condition=describe_condition(alarm),
+                    state=str(alarm.get("StateValue", "-")),
+                ),
+            )
+    return AppliedScaling(
+        resource_id,
+        int(target["MinCapacity"]),
+        int(target["MaxCapacity"]),
+        tuple(policies),
+        tuple(alarms.values()),
+    )
+
+
+def describe_rule(policy: Mapping[str, Any]) -> str:
+    """A policy's rule in words, e.g. `SageMakerVariantInvocationsPerInstance at 70 (cooldowns: in 300 s,
+    out 60 s)` or `+1 instance when the alarm's metric is >= its threshold (cooldown 60 s)`."""
+    tracking = policy.get("TargetTrackingScalingPolicyConfiguration")
+    if tracking is not None:
+        predefined = tracking.get("PredefinedMetricSpecification")
+        customized = tracking.get("CustomizedMetricSpecification", {})
+        metric = predefined["PredefinedMetricType"] if predefined else customized.get("MetricName", "?")
+        scale_in, scale_out = tracking.get("ScaleInCooldown", 300), tracking.get("ScaleOutCooldown", 300)
+        cooldowns = f"in {scale_in} s, out {scale_out} s"
+        return f"{metric} at {tracking['TargetValue']:g} (cooldowns: {cooldowns})"
+    step = policy.get("StepScalingPolicyConfiguration", {})
+    adjustments = []
+    for adjustment in step.get("StepAdjustments", []):
+        change = int(adjustment["ScalingAdjustment"])
+        lower, upper = adjustment.get("MetricIntervalLowerBound"), adjustment.get("MetricIntervalUpperBound")
+        bounds = " to ".join(f"{b:+g}" for b in (lower, upper) if b is not None) or "any"
+        adjustments.append(f"{change:+d} ({bounds} from the threshold)")
+    kind = {"ChangeInCapacity": "instances", "PercentChangeInCapacity": "%", "ExactCapacity": "exactly"}
+    unit = kind.get(str(step.get("AdjustmentType", "")), "")
+    return f"{', '.join(adjustments) or 'no steps'} {unit} (cooldown {step.get('Cooldown', 0)} s)".replace(
+        "  ", " "
+    )
+
+
+def describe_condition(alarm: Mapping[str, Any]) -> str:
+    """An alarm's condition in words, e.g. `InvocationsPerInstance > 70 for 3 of 3 periods of 60 s`."""
+    operators = {
+        "GreaterThanOrEqualToThreshold": ">=",
+        "GreaterThanThreshold": ">",
+        "LessThanThreshold": "<",
+        "LessThanOrEqualToThreshold": "<=",
+    }
+    operator = operators.get(str(alarm.get("ComparisonOperator")), str(alarm.get("ComparisonOperator")))
+    evaluated = int(alarm.get("EvaluationPeriods", 1))
+    breaching = int(alarm.get("DatapointsToAlarm", evaluated))
+    metric = alarm.get("MetricName") or "metric math"
+    return (
+        f"{metric} {operator} {float(alarm.get('Threshold', 0)):g} "
+        f"for {breaching} of {evaluated} periods of {alarm.get('Period', '?')} s"
+    )
+
+
+def matches(plan: ScalingPlan, applied: AppliedScaling) -> bool:
+    """Whether what is registered is what `plan` would register (an unchanged release then leaves it)."""
+    if (applied.min_capacity, applied.max_capacity) != (plan.min_capacity, plan.max_capacity):
+        return False
+    wanted = {_rule_of(plan, tracking=True)}
+    if plan.scale_from_zero:
+        wanted.add(_rule_of(plan, tracking=False))
+    return {policy.rule for policy in applied.policies} == wanted and (
+        not plan.scale_from_zero or any(a.condition.startswith(NO_CAPACITY_METRIC) for a in applied.alarms)
+    )
+
+
+def _rule_of(plan: ScalingPlan, *, tracking: bool) -> str:
+    if tracking:
+        return describe_rule({"TargetTrackingScalingPolicyConfiguration": _tracking_configuration(plan)})
+    return describe_rule({"StepScalingPolicyConfiguration": _step_configuration(plan)})
+
+
+# --- an async variant at zero instances ---------------------------------------------------------------------
+
+# CloudWatch's ingestion delay plus the gap between two evaluations of an alarm: how much later than its
+# own periods an alarm on an endpoint metric can act.
+ALARM_LAG_S = 60.0
+
+
+@dataclass(frozen=True)
+class ScaleFromZero:
+    """How a variant at zero instances gets its first one back."""
+
+    resource_id: str
+    alarm: str | None  # the alarm whose step policy adds an instance; None: nothing will
+    alarm_wait_s: float  # how long that alarm may take to fire once requests wait (periods plus the lag)
+
+
+def scale_from_zero(endpoint: str, variant: str) -> ScaleFromZero:
+    """What brings `variant` back from zero instances: a step policy that adds capacity, driven by an
+    alarm (the release's HasBacklogWithoutCapacity one, or the team's own)."""
+    resource_id = naming.scalable_resource_id(endpoint, variant)
+    none = ScaleFromZero(resource_id, None, 0.0)
+    targets = aws.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    suspended = (target or {}).get("SuspendedState", {})
+    if target is None or int(target["MaxCapacity"]) < 1 or suspended.get("DynamicScalingOutSuspended"):
+        return none
+    cloudwatch = aws.client("cloudwatch")
+    found: list[tuple[float, str]] = []
+    for policy in _policies(resource_id):
+        steps = policy.get("StepScalingPolicyConfiguration", {}).get("StepAdjustments", [])
+        if policy.get("PolicyType") != "StepScaling" or not any(s["ScalingAdjustment"] > 0 for s in steps):
+            continue
+        for alarm in cloudwatch.describe_alarms(ActionPrefix=policy["PolicyARN"])["MetricAlarms"]:
+            if alarm.get("ActionsEnabled", True):
+                wait = float(alarm.get("Period", 60)) * int(alarm.get("EvaluationPeriods", 1)) + ALARM_LAG_S
+                found.append((wait, str(alarm["AlarmName"])))
+    if not found:
+        return none
+    wait, name = min(found)
+    return ScaleFromZero(resource_id, name, wait)
+
+
 # --- applying ----------------------------------------------------------------------------------------------
 
 
@@ -210,17 +382,17 @@ def apply_scaling(plan: ScalingPlan, *, tags: Sequence[Mapping[str, str]], ledge
         Tags={t["Key"]: t["Value"] for t in tags},
     )
     log.info("registered %s for autoscaling (%d-%d)", plan.resource_id, plan.min_capacity, plan.max_capacity)
-    arns = [_put_tracking_policy(plan, ledger)]
-    alarms: list[str] = []
+    _put_tracking_policy(plan, ledger)
     if plan.scale_from_zero:
         step_arn = _put_step_policy(plan, ledger)
-        arns.append(step_arn)
         _put_no_capacity_alarm(plan, step_arn, tags, ledger)
-        alarms.append(plan.alarm_name)
-    return AppliedScaling(plan.resource_id, plan.min_capacity, plan.max_capacity, tuple(arns), tuple(alarms))
+    applied = read_scaling(plan.resource_id)
+    if applied is None:
+        raise RuntimeError(f"{plan.resource_id} is not registered right after RegisterScalableTarget")
+    return applied
 
 
-def _put_tracking_policy(plan: ScalingPlan, ledger: Ledger) -> str:
+def _tracking_configuration(plan: ScalingPlan) -> dict[str, Any]:
     if plan.asynchronous:
         metric: dict[str, Any] = {
             "CustomizedMetricSpecification": {
@@ -232,18 +404,32 @@ def _put_tracking_policy(plan: ScalingPlan, ledger: Ledger) -> str:
         }
     else:
         metric = {"PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC}}
+    return {
+        "TargetValue": plan.target_value,
+        "ScaleInCooldown": plan.scale_in_cooldown_s,
+        "ScaleOutCooldown": plan.scale_out_cooldown_s,
+        **metric,
+    }
+
+
+def _step_configuration(plan: ScalingPlan) -> dict[str, Any]:
+    return {
+        "AdjustmentType": "ChangeInCapacity",
+        "MetricAggregationType": "Average",
+        "Cooldown": plan.scale_out_cooldown_s,
+        # Any backlog while at zero starts one instance; target tracking takes it from there.
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+    }
+
+
+def _put_tracking_policy(plan: ScalingPlan, ledger: Ledger) -> str:
     arn = aws.client("application-autoscaling").put_scaling_policy(
         PolicyName=plan.tracking_policy_name,
         ServiceNamespace=NAMESPACE,
         ResourceId=plan.resource_id,
         ScalableDimension=DIMENSION,
         PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": plan.target_value,
-            "ScaleInCooldown": plan.scale_in_cooldown_s,
-            "ScaleOutCooldown": plan.scale_out_cooldown_s,
-            **metric,
-        },
+        TargetTrackingScalingPolicyConfiguration=_tracking_configuration(plan),
     )["PolicyARN"]
     ledger.record(AUTOSCALING_POLICY, plan.tracking_policy_name, target=plan.resource_id, arn=arn)
     return str(arn)
@@ -256,13 +442,7 @@ def _put_step_policy(plan: ScalingPlan, ledger: Ledger) -> str:
         ResourceId=plan.resource_id,
         ScalableDimension=DIMENSION,
         PolicyType="StepScaling",
-        StepScalingPolicyConfiguration={
-            "AdjustmentType": "ChangeInCapacity",
-            "MetricAggregationType": "Average",
-            "Cooldown": plan.scale_out_cooldown_s,
-            # Any backlog while at zero starts one instance; target tracking takes it from there.
-            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
-        },
+        StepScalingPolicyConfiguration=_step_configuration(plan),
     )["PolicyARN"]
     ledger.record(AUTOSCALING_POLICY, plan.step_policy_name, target=plan.resource_id, arn=arn)
     return str(arn)

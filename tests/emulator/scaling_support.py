@@ -82,6 +82,7 @@ class Traffic:
     runtime: Any
     endpoint: str
     rate: float
+    body: bytes = b"{}"
     sent: int = 0
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -101,7 +102,9 @@ class Traffic:
         next_at = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"{}")
+                self.runtime.invoke_endpoint(
+                    EndpointName=self.endpoint, Body=self.body, ContentType="application/json"
+                )
                 self.sent += 1
             except Exception as error:
                 self.errors.append(str(error))

@@ -15,7 +15,7 @@ from tasks.report.summary import ReleaseReport, ReleaseSteps
 from tasks.rollout.runner import RolloutReport, StepRecord
 from tasks.sagemaker.deploy import EndpointState
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
-from tasks.sagemaker.scaling import AppliedScaling
+from tasks.sagemaker.scaling import AlarmView, AppliedScaling, PolicyView
 from tests.unit.deploy_helpers import local_ledger
 
 SUMMARY_KEYS = {
@@ -175,14 +175,31 @@ def test_the_report_reads_the_steps_as_far_as_they_got() -> None:
 
     steps.model_name, steps.endpoint_config_name = "demo-embedder-r1", "demo-embedder-r1"
     steps.endpoint = EndpointState("demo-embedder", "arn:x", "demo-embedder-r1", "InService", "updated", None)
-    steps.scaling = AppliedScaling("endpoint/demo-embedder/variant/AllTraffic", 1, 4, (), ())
+    steps.scaling = AppliedScaling(
+        "endpoint/demo-embedder/variant/AllTraffic",
+        1,
+        4,
+        (PolicyView("r1-invocations", "TargetTrackingScaling", "InvocationsPerInstance at 70"),),
+        (AlarmView("TargetTracking-x-AlarmHigh-1", "r1-invocations", "InvocationsPerInstance > 70", "OK"),),
+    )
     report.absorb_steps(steps)
     assert (report.action, report.previous_config, report.endpoint_arn) == (
         "updated",
         "demo-embedder-r0",
         "arn:x",
     )
-    assert report.scaling == "`endpoint/demo-embedder/variant/AllTraffic` 1-4 instances"
+    assert report.summary()["scaling"] == {
+        "resource_id": "endpoint/demo-embedder/variant/AllTraffic",
+        "min_capacity": 1,
+        "max_capacity": 4,
+        "changed": True,
+        "policies": ["r1-invocations"],
+        "alarms": ["TargetTracking-x-AlarmHigh-1"],
+    }
+    shown = report.markdown()
+    assert "AllTraffic`: **1-4 instances** (registered by this release)" in shown
+    assert "| `r1-invocations` | TargetTrackingScaling | InvocationsPerInstance at 70 |" in shown
+    assert "| OK | `TargetTracking-x-AlarmHigh-1` | `r1-invocations` | InvocationsPerInstance > 70 |" in shown
 
 
 def test_a_step_that_never_ran_reports_nothing_and_an_unchanged_endpoint_reports_what_serves() -> None:

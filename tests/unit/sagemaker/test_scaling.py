@@ -142,3 +142,45 @@ def test_suspend_only_takes_off_variants_the_update_retypes(mocked_aws: None, tm
 
     ledger.unwind(unwind.deleters())
     assert len(_targets()) == 1 and len(_policies()) == 1
+
+
+def test_what_is_registered_reads_back_and_matches_only_the_same_plan(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    config = make_config(scaling={"enabled": True, "min_capacity": 1, "max_capacity": 3})
+    plan = scaling.plan_for(config, "r1")
+    scaling.apply_scaling(plan, tags=[], ledger=local_ledger(tmp_path))
+    read = scaling.read_scaling(RESOURCE)
+    assert read is not None and (read.min_capacity, read.max_capacity, read.changed) == (1, 3, True)
+    (policy,) = read.policies
+    assert policy.rule == "SageMakerVariantInvocationsPerInstance at 70 (cooldowns: in 300 s, out 60 s)"
+    assert scaling.matches(scaling.plan_for(config, "r2"), read)  # another release id, the same scaling
+    wider = make_config(scaling={"enabled": True, "min_capacity": 1, "max_capacity": 4})
+    assert not scaling.matches(scaling.plan_for(wider, "r2"), read)
+    faster = make_config(scaling={"enabled": True, "max_capacity": 3, "scale_out_cooldown_s": 30})
+    assert not scaling.matches(scaling.plan_for(faster, "r2"), read)
+    assert scaling.read_scaling("endpoint/other/variant/AllTraffic") is None
+
+
+def test_scale_from_zero_names_the_alarm_that_wakes_an_async_variant(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    asleep = make_config(
+        endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
+        scaling={"enabled": True, "min_capacity": 0, "max_capacity": 2},
+    )
+    plan = scaling.plan_for(asleep, "r1")
+    scaling.apply_scaling(plan, tags=[], ledger=local_ledger(tmp_path))
+    waking = scaling.scale_from_zero("demo-embedder", "AllTraffic")
+    # Two one-minute periods of backlog without capacity, plus CloudWatch's lag.
+    assert (waking.alarm, waking.alarm_wait_s) == (plan.alarm_name, 2 * 60 + scaling.ALARM_LAG_S)
+    read = scaling.read_scaling(RESOURCE)
+    assert read is not None and scaling.matches(plan, read)
+    assert "+1 (+0 from the threshold) instances" in read.policies[-1].rule
+
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[plan.alarm_name])
+    assert (
+        scaling.scale_from_zero("demo-embedder", "AllTraffic").alarm is None
+    )  # a step policy nothing drives
+    scaling.remove_target(RESOURCE)
+    assert scaling.scale_from_zero("demo-embedder", "AllTraffic").alarm is None
