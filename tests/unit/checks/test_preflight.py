@@ -125,3 +125,19 @@ def test_a_model_folder_gone_since_the_config_was_made_is_refused(mocked_aws: No
         preflight(config)
     assert refused.value.field == "model.local_path"
     assert "does not exist" in refused.value.problem
+
+
+def test_an_auto_canary_above_half_the_live_fleet_is_refused_at_preflight(mocked_aws: None) -> None:
+    """auto may shift variants by any canary_percent, so the config accepts 80%; only the live endpoint
+    shows it becomes a guardrails canary, where SageMaker takes at most half the fleet."""
+    _live_endpoint(count=4)
+    with pytest.raises(ConfigError) as refused:
+        preflight(_config(4, strategy="auto", canary_percent=80))
+    assert refused.value.field == "rollout.canary_percent"
+    assert "at most half" in refused.value.problem and "at most 50%" in refused.value.fix
+
+
+def test_a_linear_rollout_on_a_large_fleet_moves_at_least_a_tenth_per_step(mocked_aws: None) -> None:
+    _live_endpoint(count=20)
+    checked = preflight(_config(20, strategy="linear", linear_step_percent=10))
+    assert checked.plan is not None and checked.plan.step_instances == 2
