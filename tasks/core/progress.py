@@ -31,6 +31,7 @@ class ByteProgress:
         *,
         log_every_percent: float = 10.0,
         min_interval_s: float = 1.0,
+        log_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what = what
@@ -38,6 +39,10 @@ class ByteProgress:
         self.done = 0
         self.log_every = log_every_percent
         self.min_interval_s = min_interval_s
+        # A line per 10% of a transfer that takes two seconds is noise: lines are also at least
+        # `log_interval_s` apart, except the last one.
+        self.log_interval_s = log_interval_s
+        self._last_log = float("-inf")
         self._clock = clock
         self._lock = threading.Lock()
         self._next_log = 0.0
@@ -62,9 +67,12 @@ class ByteProgress:
             self.done += nbytes
             percent = self.percent
             now = self._clock()
-            should_log = percent >= self._next_log
+            should_log = percent >= self._next_log and (
+                percent >= 100.0 or now - self._last_log >= self.log_interval_s
+            )
             if should_log:
                 self._next_log = (percent // self.log_every + 1) * self.log_every
+                self._last_log = now
             should_update = self._artifact is not None and (
                 now - self._last_update >= self.min_interval_s or percent >= 100.0
             )

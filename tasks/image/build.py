@@ -356,13 +356,23 @@ def _run_build(command: list[str], env: dict[str, str], ref: str, *, timeout_s: 
 
 
 def follow_events(
-    events: Iterable[dict[str, Any]], resource: str, failed_status: str, *, timeout_s: float, log_key: str
+    events: Iterable[dict[str, Any]],
+    resource: str,
+    failed_status: str,
+    *,
+    timeout_s: float,
+    log_key: str,
+    per_layer: bool = False,
 ) -> dict[str, Any]:
-    """Drain a build/push event stream; raise on its error event; return the last `aux` payload."""
+    """Drain a build/push event stream; raise on its error event; return the last `aux` payload.
+
+    With `per_layer` (a push) the layers' milestones are counted and logged as one line at the end:
+    a line per layer tells a reader nothing a count does not."""
     log = run_logger()
     start = time.monotonic()
     aux: dict[str, Any] = {}
     last_line = "started"
+    layers: dict[str, str] = {}
     for event in events:
         if "error" in event:
             detail = event.get("errorDetail", {}).get("message") or event["error"]
@@ -370,11 +380,26 @@ def follow_events(
         if isinstance(event.get("aux"), dict):
             aux = event["aux"]
         line = str(event.get(log_key, "")).rstrip()
-        # Push progress repeats "Pushing" for every chunk of every layer; log the milestones only.
+        # Push progress repeats "Pushing" for every chunk of every layer; keep the milestones only.
         if line and not event.get("progressDetail"):
-            log.info("%s%s", f"{event['id']}: " if event.get("id") else "", line)
             last_line = line
+            if per_layer and event.get("id"):
+                layers[str(event["id"])] = line
+            elif not per_layer:
+                log.info("%s%s", f"{event['id']}: " if event.get("id") else "", line)
         elapsed = time.monotonic() - start
         if elapsed > timeout_s:
             raise WaitTimeout(resource, last_line, elapsed, timeout_s=timeout_s)
+    if per_layer:
+        log.info("%s: %s in %.0f s", resource, _layer_tally(layers), time.monotonic() - start)
     return aux
+
+
+def _layer_tally(layers: dict[str, str]) -> str:
+    """E.g. `2 layers pushed, 3 already in the registry, 1 mounted` from each layer's last status."""
+    pushed = sum(status == "Pushed" for status in layers.values())
+    present = sum(status == "Layer already exists" for status in layers.values())
+    mounted = sum(status.startswith("Mounted from") for status in layers.values())
+    counted = [(pushed, "pushed"), (present, "already in the registry"), (mounted, "mounted")]
+    parts = [f"{count} {'layer' if count == 1 else 'layers'} {what}" for count, what in counted if count]
+    return ", ".join(parts) or "no layer to send"

@@ -127,7 +127,12 @@ def docker_push(
             auth_config=auth.as_docker_auth() if auth is not None else None,
         )
         aux = follow_events(
-            events, f"image push {target_repo}:{tag}", "PushFailed", timeout_s=timeout_s, log_key="status"
+            events,
+            f"image push {target_repo}:{tag}",
+            "PushFailed",
+            timeout_s=timeout_s,
+            log_key="status",
+            per_layer=True,
         )
     finally:
         client.api.remove_image(f"{target_repo}:{tag}", noprune=True)

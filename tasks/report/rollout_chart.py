@@ -150,6 +150,17 @@ def _labels(plot_w: float, plot_h: float, span: float, slowest: float) -> list[s
     ]
 
 
+def worth_a_chart(report: RolloutReport) -> bool:
+    """A chart shows traffic moving: a new endpoint's single bake, or steps with no figures, would be an
+    empty frame, so those get the table alone."""
+    if report.strategy == "create" or not report.steps:
+        return False
+    return any(
+        step.invocations or step.bake_requests or step.p99_ms is not None or step.outcome == "alarm"
+        for step in report.steps
+    )
+
+
 def svg_data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
@@ -163,10 +174,11 @@ def markdown(report: RolloutReport, *, chart_url: str | None = None) -> str:
         f"{html.escape(report.reason)}. New model on variant `{report.new_variant}`, final config "
         f"`{report.final_config}`, previous config `{report.previous_config or '-'}`{fired}.",
         "",
-        f"![traffic shift of {report.endpoint}]({chart_url or svg_data_uri(steps_svg(report))})",
-        "",
-        steps_table(report),
     ]
+    if worth_a_chart(report):
+        chart = chart_url or svg_data_uri(steps_svg(report))
+        lines += [f"![traffic shift of {report.endpoint}]({chart})", ""]
+    lines.append(steps_table(report))
     if report.rollback_alarms:
         lines += ["", "Rollback alarms: " + ", ".join(f"`{name}`" for name in report.rollback_alarms)]
     return "\n".join(lines)

@@ -202,6 +202,8 @@ class ReleaseReport:
         text = (
             f"Endpoint `{self.endpoint_name}` {verb} config `{self.endpoint_config_name}`: 100% of traffic."
         )
+        if self.action == "unchanged":
+            text = f"**Unchanged**: {text} Nothing was deployed; the smoke test checked what serves."
         if self.previous_config and self.action == "updated":
             text += f" Previous config `{self.previous_config}` is kept for rollback."
         return [text + (f" ARN `{self.endpoint_arn}`" if self.endpoint_arn else "")]
@@ -219,15 +221,24 @@ class ReleaseReport:
         return ["Not run." if self.status != "failed" else "Not run, or failed (see the error above)."]
 
     def _resources(self) -> list[str]:
+        """State first, then what and which: a long ARN or URI is shortened in the table (it would push the
+        state off screen) and given in full in the numbered notes below it."""
         if not self.entries:
             return ["Nothing was created (everything already existed)."]
-        lines = ["| # | kind | resource | state |", "| --- | --- | --- | --- |"]
+        lines = ["| state | # | kind | resource |", "| --- | --- | --- | --- |"]
+        notes: list[str] = []
         for entry in self.entries:
-            shown = entry.attrs.get("arn") or entry.attrs.get("uri") or entry.resource_id
+            full = str(entry.attrs.get("arn") or entry.attrs.get("uri") or entry.resource_id)
             state = {"created": "live", "kept": "kept (in use)"}.get(entry.status, entry.status)
             if entry.attrs.get("previous_config") and entry.status == "created":
                 state = f"updated from `{entry.attrs['previous_config']}`"
-            lines.append(f"| {entry.seq} | {entry.kind} | `{shown}` | {state} |")
+            shown = f"`{full}`"
+            if len(full) > SHORT_ID:
+                notes.append(full)
+                shown = f"`{_shortened(full)}` [{len(notes)}]"
+            lines.append(f"| {state} | {entry.seq} | {entry.kind} | {shown} |")
+        if notes:
+            lines += ["", *(f"{n}. `{full}`" for n, full in enumerate(notes, start=1))]
         return lines
 
     def publish(self) -> str | None:
@@ -244,6 +255,18 @@ class ReleaseReport:
 
     def summary_line(self) -> str:
         return json.dumps(self.summary(), sort_keys=False)
+
+
+SHORT_ID = 60  # characters of an identifier shown in the resources table before it is shortened
+
+
+def _shortened(identifier: str) -> str:
+    """An ARN or URI as its last path segment (its name), e.g. `…/model/demo-embedder-r1`."""
+    head, _, name = identifier.rstrip("/").rpartition("/")
+    if not head or len(name) > SHORT_ID:
+        return identifier[: SHORT_ID // 2] + "…" + identifier[-SHORT_ID // 2 :]
+    kind = head.rpartition(":")[2].rpartition("/")[2]
+    return f"…{kind}/{name}" if kind and len(kind) < 30 else f"…/{name}"
 
 
 def _smoke_lines(result: SmokeResult) -> list[str]:

@@ -165,11 +165,11 @@ class Rollout:
 
     def run(self) -> RolloutReport:
         self.log.info(
-            "rollout of %s: %s (%s), steps %s",
+            "rollout of %s: %s (%s), traffic on the new model: %s",
             self.endpoint,
             self.plan.strategy,
             self.plan.reason,
-            self.plan.steps,
+            " -> ".join(f"{percent:g}%" for percent in self.plan.steps),
         )
         alarms.require_extra_alarms(self.config)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,28 @@ def test_a_tag_already_in_ecr_leaves_both_tasks_nothing_to_do(
     assert (served.built, served.pushed) == (False, False)
     assert served.digest == ecr.image_digest_in_ecr("serving", tag)
     assert kinds(ledger) == []
+
+
+def test_a_push_logs_one_line_that_counts_its_layers(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    events = [
+        {"status": "The push refers to repository [127.0.0.1:5000/serving]"},
+        {"status": "Preparing", "id": "a1"},
+        {"status": "Pushing", "id": "a1", "progressDetail": {"current": 1, "total": 2}},
+        {"status": "Pushed", "id": "a1"},
+        {"status": "Pushed", "id": "b2"},
+        {"status": "Layer already exists", "id": "c3"},
+        {"status": "Mounted from other/base", "id": "d4"},
+        {"status": "r1: digest: sha256:abc size: 1161", "id": "r1"},
+        {"aux": {"Tag": "r1", "Digest": "sha256:abc"}},
+    ]
+    aux = build.follow_events(
+        events, "image push serving:r1", "PushFailed", timeout_s=60, log_key="status", per_layer=True
+    )
+    assert aux == {"Tag": "r1", "Digest": "sha256:abc"}
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("image push")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "image push serving:r1: 2 layers pushed, 1 layer already in the registry, 1 layer mounted in "
+    )
+    assert not any("Pushed" in r.getMessage() for r in caplog.records)

@@ -62,7 +62,7 @@ def test_markdown_lists_resources_traffic_and_smoke(tmp_path: Path) -> None:
     markdown = _report(tmp_path).markdown()
     assert "moved to config `demo-embedder-r1`" in markdown
     assert "Previous config `demo-embedder-r0` is kept for rollback" in markdown
-    assert "| 1 | sagemaker:model | `arn:aws:sagemaker:us-east-1:123456789012:model/x` | live |" in markdown
+    assert "| live | 1 | sagemaker:model | `arn:aws:sagemaker:us-east-1:123456789012:model/x` |" in markdown
     assert "updated from `demo-embedder-r0`" in markdown
     assert "**passed**: 6 requests, p50 12.5 ms" in markdown
     assert "3.0 MiB uploaded" in markdown
@@ -221,3 +221,27 @@ def test_a_step_that_never_ran_reports_nothing_and_an_unchanged_endpoint_reports
         "demo-embedder-r0",
     )
     assert report.previous_config is None
+
+
+def test_the_state_comes_first_and_a_long_arn_is_shortened_with_the_full_value_below(tmp_path: Path) -> None:
+    report = ReleaseReport("r1", "demo-embedder", "realtime")
+    ledger = local_ledger(tmp_path)
+    long_name = "demo-embedder-" + "x" * 40
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{long_name}"
+    ledger.record("sagemaker:endpoint-config", long_name, arn=arn)
+    report.absorb_ledger(ledger)
+    lines = report.markdown().splitlines()
+    assert "| state | # | kind | resource |" in lines
+    assert f"| live | 1 | sagemaker:endpoint-config | `…endpoint-config/{long_name}` [1] |" in lines
+    assert f"1. `{arn}`" in lines
+
+
+def test_an_unchanged_release_says_so_and_a_new_endpoint_gets_no_empty_chart(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    report.action, report.previous_config = "unchanged", None
+    assert "**Unchanged**: Endpoint `demo-embedder` already served config" in report.markdown()
+    created = RolloutReport("demo-embedder", "create", "all_at_once", "new", "AllTraffic", "c1", None)
+    created.steps.append(StepRecord(0, "new endpoint", 100.0, 0.0, 60.0, invocations=12))
+    report.rollout = created
+    shown = report.markdown()
+    assert "| 1 | new endpoint (60 s) | 100 | 12 |" in shown and "data:image/svg+xml" not in shown
