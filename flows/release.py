@@ -42,6 +42,7 @@ from tasks.image.release_image import build_image, push_image
 from tasks.lifecycle import unwind
 from tasks.lifecycle.ledger import Ledger, S3LedgerStore
 from tasks.lifecycle.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_lock, use_shared_lease_storage
+from tasks.report.events import emit_release_event
 from tasks.report.summary import ReleaseReport, ReleaseSteps
 from tasks.rollout.planning import RolloutPlan
 from tasks.rollout.traffic_shift import retire_previous_releases, shift_traffic
@@ -151,9 +152,11 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
             report.error += f" | {note}"
         log.error("release %s failed: %s", release_id, report.error, exc_info=exc)
         report.publish()
+        emit_release_event(report.summary())
         return Failed(message=report.error, data=report.summary())
     report.status = "succeeded"
     report.publish()
+    emit_release_event(report.summary())
     log.info("release %s succeeded: %s", release_id, report.summary_line())
     return report.summary()
 
@@ -184,6 +187,7 @@ def _refused(report: ReleaseReport, exc: ConfigError) -> State:
     report.status, report.error = "invalid", str(exc)
     run_logger().error("release %s refused before creating anything: %s", report.release_id, report.error)
     report.publish()
+    emit_release_event(report.summary())
     return Failed(message=report.error, data=report.summary())
 
 
