@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ def stack_of(
     aws.reset_clients()
 
 
-def release_config(endpoint: str, release_id: str, instances: int = 1, bake_s: int = 25) -> ReleaseConfig:
-    """A release whose bakes outlast one alarm period plus evaluation (25 s) unless told otherwise."""
+def release_config(endpoint: str, release_id: str, instances: int = 1, bake_s: int = 40) -> ReleaseConfig:
+    """A release with 10 s alarms (the endpoint config asks for enhanced metrics) whose bakes last the
+    40 s the config requires for them: one period, SageMaker's delay and an evaluation."""
     return parse_config(
         {
             "release_id": release_id,
@@ -54,7 +56,7 @@ def release_config(endpoint: str, release_id: str, instances: int = 1, bake_s: i
                 "strategy": "auto",
                 "steps": [50],
                 "bake_s": bake_s,
-                "final_bake_s": 4,
+                "final_bake_s": 0,
                 "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": 2000, "period_s": 10},
                 "bake_traffic": {"rate_per_s": 5},
             },
@@ -107,7 +109,7 @@ def test_a_good_model_ends_alone_on_its_config(
     stack_of: dict[str, str], serving_endpoint: tuple[str, str], double_image: str, tmp_path: Path
 ) -> None:
     endpoint, old_config = serving_endpoint
-    config = release_config(endpoint, "r1", bake_s=8)
+    config = release_config(endpoint, "r1")
     ledger = Ledger.open(LocalLedgerStore(tmp_path / "r1.json"), "r1")
     model, final = create_release(config, double_image, ledger, DOUBLE_NAME="new")
     live = hosting.live_endpoint(endpoint)
@@ -204,3 +206,54 @@ def test_a_failing_canary_is_rolled_back_by_the_guardrails_and_names_the_alarm(
         ledger.unwind(
             unwind.deleters(endpoint_timeout_s=180, poll_interval_s=1), keep=unwind.keep_in_use(endpoint)
         )
+
+
+def test_errors_of_the_old_fleet_do_not_hold_back_a_good_canary(
+    stack_of: dict[str, str], double_image: str, tmp_path: Path
+) -> None:
+    """The old model answers 500 to everything; the new one is good. The guard alarms watch the new
+    fleet (EndpointConfigName), so the canary goes through though the variant's series shows errors."""
+    endpoint = f"rollout-{uuid.uuid4().hex[:8]}"
+    first = release_config(endpoint, "r0", instances=2)
+    first_ledger = Ledger.open(LocalLedgerStore(tmp_path / "r0.json"), "r0")
+    _, old_config = create_release(first, double_image, first_ledger, DOUBLE_NAME="old", DOUBLE_STATUS="500")
+    hosting.create_endpoint(
+        endpoint, old_config, tags=naming.tags(first, "r0"), ledger=first_ledger, timeout_s=180, interval_s=1
+    )
+    config = release_config(endpoint, "r4", instances=2)
+    ledger = Ledger.open(LocalLedgerStore(tmp_path / "r4.json"), "r4")
+    try:
+        started = datetime.now(UTC)
+        model, final = create_release(config, double_image, ledger, DOUBLE_NAME="new")
+        live = hosting.live_endpoint(endpoint)
+        plan = plan_rollout(config, live)
+        assert (plan.strategy, plan.steps) == ("canary", (50.0, 100.0)), plan.reason
+        runner = Rollout(
+            config, "r4", plan=plan, live=live, model_name=model, final_config=final, ledger=ledger
+        )
+        report = runner.run()
+
+        assert report.outcome == "completed" and report.fired == []
+        assert aws.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == final
+        assert answered_by(stack_of, endpoint) == {"new"}
+        canary = report.steps[0]
+        assert canary.invocations and canary.errors_5xx == 0  # the new fleet's own figures
+        # The old fleet did err during the canary: the variant's series (both fleets) has its 5xx.
+        old_errors = aws.client("cloudwatch").get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Dimensions=[
+                {"Name": "EndpointName", "Value": endpoint},
+                {"Name": "VariantName", "Value": "AllTraffic"},
+            ],
+            StartTime=started - timedelta(minutes=1),
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        assert sum(p["Sum"] for p in old_errors) > 0
+    finally:
+        ledger.unwind(
+            unwind.deleters(endpoint_timeout_s=180, poll_interval_s=1), keep=unwind.keep_in_use(endpoint)
+        )
+        first_ledger.unwind(unwind.deleters(endpoint_timeout_s=180, poll_interval_s=1))
