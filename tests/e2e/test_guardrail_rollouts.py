@@ -44,7 +44,7 @@ def guard_config(
     *,
     strategy: str,
     bake_s: int,
-    final_bake_s: int = 2,
+    final_bake_s: int = 0,
     payloads: list[Any] = GOOD_PAYLOADS,
     max_p99_latency_ms: int = 5000,
     rate_per_s: float = 4,
@@ -135,7 +135,8 @@ def test_a_good_model_passes_the_canary_and_the_old_fleet_retires(
     assert len(old_fleet) == INSTANCES, old_fleet
     quiet_alarms(endpoint)
     earlier_alarms = _endpoint_alarms(endpoint)  # the guards the serving release kept
-    config = guard_config(e2e, "g2", model_folder(models, 2), strategy="canary", bake_s=5)
+    # 10 s alarms on enhanced metrics: a bake the alarms can watch lasts at least 40 s.
+    config = guard_config(e2e, "g2", model_folder(models, 2), strategy="canary", bake_s=40)
     ok, summary = run_release(config)
     assert ok, summary["error"]
     assert (summary["action"], summary["previous_config"]) == ("updated", previous)
@@ -156,7 +157,7 @@ def test_a_good_model_passes_the_canary_and_the_old_fleet_retires(
     assert [(v["VariantName"], v["CurrentInstanceCount"]) for v in described["ProductionVariants"]] == [
         ("AllTraffic", INSTANCES)
     ]
-    assert routing(described) == {"Type": "CANARY", "WaitIntervalInSeconds": 5, "CanarySize": ONE_INSTANCE}
+    assert routing(described) == {"Type": "CANARY", "WaitIntervalInSeconds": 40, "CanarySize": ONE_INSTANCE}
     rollback = described["LastDeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     assert [a["AlarmName"] for a in rollback] == guard_alarms(config)
 
@@ -174,13 +175,14 @@ def test_a_good_model_passes_the_canary_and_the_old_fleet_retires(
     assert sagemaker.describe_model(ModelName=kept[0]["ModelName"])["ModelName"] == kept[0]["ModelName"]
     assert ledger(e2e.bucket, summary["release_id"])["state"] == "succeeded"
 
-    # The release's guard alarms stay, re-pointed at the serving variant; earlier releases' are replaced.
+    # The release's guard alarms stay, on the serving fleet; earlier releases' are replaced.
     ours = existing_alarms(guard_alarms(config))
     assert set(ours) == set(guard_alarms(config)), ours
     for dimensions in ours.values():
         assert {d["Name"]: d["Value"] for d in dimensions} == {
             "EndpointName": endpoint,
             "VariantName": "AllTraffic",
+            "EndpointConfigName": summary["endpoint_config_name"],
         }
     assert earlier_alarms and not earlier_alarms & set(ours), earlier_alarms
     assert _endpoint_alarms(endpoint) == set(ours)

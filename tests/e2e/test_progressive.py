@@ -53,7 +53,7 @@ def shift_config(
             "strategy": "variant_shift",
             "steps": [50],
             "bake_s": bake_s,
-            "final_bake_s": 4,
+            "final_bake_s": 0,
             "alarms": {"max_5xx_errors": 0, "max_p99_latency_ms": max_p99_latency_ms, "period_s": 10},
             "bake_traffic": {"rate_per_s": rate_per_s, "payloads": payloads},
         },
@@ -67,7 +67,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_release(e2e: E2E, models: Path) -> dict[str, Any]:
-    """The shift endpoint created on model v1 (the `create` strategy: a new endpoint, baked)."""
+    """The shift endpoint created on model v1 (the `create` strategy: a new endpoint, no bake)."""
     config = shift_config(e2e, "v1", model_folder(models, 1), bake_s=0, payloads=GOOD_PAYLOADS)
     ok, summary = run_release(config)
     assert ok, summary["error"]
@@ -79,7 +79,8 @@ def test_a_good_model_shifts_in_steps_to_one_variant_and_keeps_the_previous_rele
     e2e: E2E, models: Path, first_release: dict[str, Any]
 ) -> None:
     endpoint = e2e.endpoint("shift")
-    config = shift_config(e2e, "v2", model_folder(models, 2), bake_s=8, payloads=GOOD_PAYLOADS)
+    # 10 s alarms on enhanced metrics: a bake the alarms can watch lasts at least 40 s.
+    config = shift_config(e2e, "v2", model_folder(models, 2), bake_s=40, payloads=GOOD_PAYLOADS)
     ok, summary = run_release(config)
     assert ok, summary["error"]
     assert (summary["action"], summary["previous_config"]) == (
@@ -187,7 +188,7 @@ def test_rollback_on_demand_puts_the_endpoint_on_its_previous_release(
     described = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)
     if described["EndpointConfigName"] == first_release["endpoint_config_name"]:
         # Run alone: give the endpoint a release to roll back from.
-        config = shift_config(e2e, "v4", model_folder(models, 4), bake_s=2, payloads=GOOD_PAYLOADS)
+        config = shift_config(e2e, "v4", model_folder(models, 4), bake_s=0, payloads=GOOD_PAYLOADS)
         ok, summary = run_release(config)
         assert ok, summary["error"]
     done = subprocess.run(
