@@ -170,7 +170,11 @@ def test_a_minimal_config_gets_sensible_defaults() -> None:
         (
             "30 s alarms on an async endpoint's one-minute metrics",
             _with(
-                endpoint={"name": "e", "type": "async", "async_inference": {"output_path": "s3://my-bucket/out/"}},
+                endpoint={
+                    "name": "e",
+                    "type": "async",
+                    "async_inference": {"output_path": "s3://my-bucket/out/"},
+                },
                 rollout={"alarms": {"period_s": 30}},
             ),
             "rollout.alarms.period_s",
