@@ -100,11 +100,14 @@ def test_deployments_run_releases_through_a_process_worker(
     with get_client(sync_client=True) as client:
         release = client.read_deployment_by_name("release-model/release")
         nightly = client.read_deployment_by_name("nightly-redeploy/nightly-redeploy")
+        fleet = client.read_deployment_by_name("release-fleet/nightly-fleet")
     # The manual deployment's parameter is the release config: the UI renders its schema as a form.
     schema = release.parameter_openapi_schema
     assert schema is not None and schema["required"] == ["config"]
     assert "ReleaseConfig" in json.dumps(schema["properties"]["config"])
-    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
+    # The nightly schedule runs the fleet, which runs nightly-redeploy once per config.
+    assert [s.schedule.cron for s in fleet.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
+    assert nightly.schedules == []
 
     config = e2e.config_data(endpoint, release_id=f"e2e-{e2e.token}-deployed")
     run = _run_deployment("release-model/release", "--params", json.dumps({"config": config}))

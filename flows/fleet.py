@@ -1,0 +1,374 @@
+"""Release a fleet: every config of a folder (or a list of config files), each as its own flow run.
+
+Each config becomes a run of the `nightly-redeploy` deployment (its `config_path` parameter) in the work
+pool, so every worker polling the pool takes a share; at most `max_parallel` run at once, and configs that
+name the same endpoint run one after the other (the endpoint lock would serialise them anyway, but a
+waiting run would hold a worker's slot for nothing). Every release reports through its Prefect event
+(tasks/report/events.py), which the fleet reads back for its table: one row per release with its status,
+action, duration and error, as a markdown artifact (key `release-fleet`) and as the flow's result.
+
+    prefect deployment run 'release-fleet/nightly-fleet' --param folder=releases --param max_parallel=3
+
+The fleet fails when any release did not succeed; the others still ran to their end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
+from prefect.deployments import run_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
+from prefect.states import Failed, State
+from pydantic import Field
+
+from tasks.checks.preflight import check_confined_path
+from tasks.config import load_config
+from tasks.core.errors import ConfigError
+from tasks.core.logs import run_logger
+from tasks.core.waiting import Clock, SystemClock
+from tasks.report import events
+
+RELEASE_DEPLOYMENT = "nightly-redeploy/nightly-redeploy"  # the per-config deployment (config_path)
+MAX_PARALLEL = 20
+CONFIG_SUFFIXES = (".yaml", ".yml")
+POLL_INTERVAL_S = 2.0
+EVENT_WAIT_S = 60.0  # the server stores events in batches (every few seconds), after the run has ended
+ERROR_CHARS = 300  # of an error shown in the table; the release's own artifact has all of it
+
+
+@dataclass
+class FleetRelease:
+    """One config of the fleet and, once its run ends, how it went."""
+
+    config_path: str
+    endpoint: str | None  # None: the config could not be read, so it is not run
+    status: str = "pending"  # then succeeded | failed | rolled-back | invalid | timed out | not run
+    action: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    release_id: str | None = None
+    flow_run_name: str | None = None
+    flow_run_id: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: UUID
+    name: str
+
+
+class Launcher(Protocol):
+    """How the fleet starts a release and learns how it went (Prefect's API; a fake in unit tests)."""
+
+    def start(self, release: FleetRelease) -> Started: ...
+
+    def finished(self, run_id: UUID) -> bool: ...
+
+    def settle(self, release: FleetRelease, run_id: UUID) -> None:
+        """Fill `release` from its ended run: status, action, duration, error, release id."""
+        ...
+
+
+@dataclass
+class Fleet:
+    """The schedule: a queue of configs per endpoint, at most `max_parallel` runs in flight, one per
+    endpoint. A run still going after `run_timeout_s` is left to its endpoint lock and reported
+    `timed out`; the later configs of its endpoint are `not run`."""
+
+    releases: list[FleetRelease]
+    max_parallel: int
+    run_timeout_s: float
+    clock: Clock = field(default_factory=SystemClock)
+    poll_interval_s: float = POLL_INTERVAL_S
+    on_change: Callable[[], None] = lambda: None
+
+    def run(self, launcher: Launcher) -> list[FleetRelease]:
+        queues: dict[str, deque[FleetRelease]] = {}
+        for release in self.releases:
+            if release.endpoint is not None:
+                queues.setdefault(release.endpoint, deque()).append(release)
+        running: dict[str, tuple[FleetRelease, Started, float]] = {}
+        while queues or running:
+            for endpoint in list(queues):
+                if len(running) >= self.max_parallel:
+                    break
+                if endpoint in running:
+                    continue
+                release = queues[endpoint].popleft()
+                if not queues[endpoint]:
+                    del queues[endpoint]
+                started = launcher.start(release)
+                release.status, release.flow_run_name = "running", started.name
+                release.flow_run_id = str(started.run_id)
+                running[endpoint] = (release, started, self.clock.monotonic())
+                self.on_change()
+            self.clock.sleep(self.poll_interval_s)
+            for endpoint, (release, started, since) in list(running.items()):
+                if launcher.finished(started.run_id):
+                    launcher.settle(release, started.run_id)
+                elif self.clock.monotonic() - since > self.run_timeout_s:
+                    release.status = "timed out"
+                    release.error = (
+                        f"flow run {started.name} had not ended after {self.run_timeout_s:.0f} s "
+                        "(run_timeout_s); it keeps its endpoint's lock until it ends or is cancelled"
+                    )
+                    for later in queues.pop(endpoint, ()):
+                        later.status = "not run"
+                        later.error = f"an earlier release of {endpoint} had not ended ({started.name})"
+                else:
+                    continue
+                del running[endpoint]
+                self.on_change()
+        return self.releases
+
+
+class DeploymentLauncher:
+    """Runs each config as a flow run of RELEASE_DEPLOYMENT and reads its release event back."""
+
+    def __init__(self, wait_for_lock_s: int, clock: Clock) -> None:
+        self.wait_for_lock_s = wait_for_lock_s
+        self.clock = clock
+
+    def start(self, release: FleetRelease) -> Started:
+        run = run_deployment(
+            RELEASE_DEPLOYMENT,
+            parameters={"config_path": release.config_path, "wait_for_lock_s": self.wait_for_lock_s},
+            flow_run_name=f"{release.endpoint} ({Path(release.config_path).name})",
+            timeout=0,  # started, not awaited: the fleet polls its runs itself
+            tags=["fleet"],
+        )
+        assert isinstance(run, FlowRun)  # run_deployment is sync here (no event loop in a sync flow)
+        run_logger().info("%s: flow run %s for %s", release.endpoint, run.name, release.config_path)
+        return Started(run.id, run.name)
+
+    def finished(self, run_id: UUID) -> bool:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+        return state is not None and state.is_final()
+
+    def settle(self, release: FleetRelease, run_id: UUID) -> None:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+            state = run.state
+            if run.start_time is not None and run.end_time is not None:
+                release.duration_s = round((run.end_time - run.start_time).total_seconds(), 1)
+            summary = self._release_summary(client, run)
+        if summary is not None:
+            release.status = events.outcome(summary)
+            release.action = summary.get("action")
+            release.release_id = summary.get("release_id")
+            release.error = summary.get("error")
+            if release.duration_s is None:
+                release.duration_s = summary.get("duration_s")
+            return
+        # No release event: the run ended before a release started (its config_path was refused, the
+        # run crashed or was cancelled); its state says why.
+        completed = state is not None and state.is_completed()
+        release.status = "succeeded" if completed else "failed"
+        if not completed:
+            release.error = (state.message if state else None) or "the flow run ended without a state"
+
+    def _release_summary(self, client: Any, run: FlowRun) -> dict[str, Any] | None:
+        """The payload of the release event of `run`'s release subflow, once the server has stored it."""
+        subflows = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+        )
+        if not subflows:
+            return None
+        related = [f"prefect.flow-run.{sub.id}" for sub in subflows]
+        since = (run.start_time or run.created or datetime.now(UTC)) - timedelta(minutes=5)
+        wanted = EventFilter(
+            occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(days=1)),
+            event=EventNameFilter(prefix=[events.EVENT_PREFIX]),
+            related=EventRelatedFilter(id=related),
+        )
+        deadline = self.clock.monotonic() + EVENT_WAIT_S
+        while True:
+            page = client.read_events(filter=wanted, limit=10)
+            if page.events:
+                latest = max(page.events, key=lambda e: e.occurred)
+                return dict(latest.payload)
+            if self.clock.monotonic() > deadline:
+                run_logger().warning(
+                    "flow run %s: no %s* event within %.0f s; reporting from its state",
+                    run.name,
+                    events.EVENT_PREFIX,
+                    EVENT_WAIT_S,
+                )
+                return None
+            self.clock.sleep(POLL_INTERVAL_S)
+
+
+# --- what to release ------------------------------------------------------------------------------------
+
+
+def fleet_configs(folder: str | None, config_paths: Sequence[str] | None) -> list[str]:
+    """The config files of the fleet, each held to the allowed roots when the run is confined."""
+    if (folder is None) == (not config_paths):
+        raise ConfigError(
+            "folder" if folder is not None else "config_paths",
+            "give either a folder of configs or a list of config paths" + (", not both" if folder else ""),
+            "set folder (e.g. releases) or config_paths (e.g. [releases/demo.yaml]), and leave the other "
+            "empty",
+        )
+    if folder is not None:
+        check_confined_path("folder", folder)
+        directory = Path(folder)
+        if not directory.is_dir():
+            raise ConfigError("folder", f"{folder} is not a folder", "name a folder of release configs")
+        paths = sorted(
+            str(directory / p.name)
+            for p in directory.iterdir()
+            if p.suffix in CONFIG_SUFFIXES and p.is_file()
+        )
+        if not paths:
+            raise ConfigError(
+                "folder", f"{folder} holds no .yaml config", "name a folder of release configs (releases/)"
+            )
+        for path in paths:  # a symlink in the folder may lead outside the roots
+            check_confined_path("folder", path)
+        return paths
+    assert config_paths
+    for index, path in enumerate(config_paths):
+        check_confined_path(f"config_paths[{index}]", path)
+    return list(config_paths)
+
+
+def read_fleet(paths: Iterable[str]) -> list[FleetRelease]:
+    """Each config with the endpoint it releases; one that cannot be read is `invalid` and not run."""
+    releases = []
+    for path in paths:
+        try:
+            config = load_config(path, path_field="config_path", check_folders=False)
+        except ConfigError as exc:
+            releases.append(FleetRelease(path, None, status="invalid", error=str(exc)))
+            continue
+        releases.append(FleetRelease(path, config.endpoint.name))
+    return releases
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+def fleet_summary(releases: Sequence[FleetRelease]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for release in releases:
+        counts[release.status] = counts.get(release.status, 0) + 1
+    return {
+        "releases": [asdict(r) for r in releases],
+        "counts": counts,
+        "succeeded": all(r.succeeded for r in releases),
+    }
+
+
+def fleet_markdown(releases: Sequence[FleetRelease]) -> str:
+    done = sum(r.succeeded for r in releases)
+    lines = [
+        f"# Fleet of {len(releases)} releases: {done} succeeded, {len(releases) - done} not",
+        "",
+        "| endpoint | status | action | duration | error | config | flow run |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in releases:
+        duration = f"{r.duration_s:.0f} s" if r.duration_s is not None else "-"
+        status = r.status if r.succeeded or r.status in ("pending", "running") else f"**{r.status}**"
+        lines.append(
+            f"| `{r.endpoint or '-'}` | {status} | {r.action or '-'} | {duration} | {_cell(r.error)} "
+            f"| `{r.config_path}` | {r.flow_run_name or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str | None) -> str:
+    if not text:
+        return "-"
+    flat = re.sub(r"\s+", " ", text).replace("|", "\\|")
+    return flat if len(flat) <= ERROR_CHARS else flat[: ERROR_CHARS - 1] + "…"
+
+
+def _publish(releases: Sequence[FleetRelease]) -> None:
+    if FlowRunContext.get() is None:
+        return
+    done = sum(r.succeeded for r in releases)
+    create_markdown_artifact(
+        markdown=fleet_markdown(releases),
+        key="release-fleet",
+        description=f"Fleet of {len(releases)} releases: {done} succeeded",
+    )
+
+
+# --- the flow -------------------------------------------------------------------------------------------
+
+
+@flow(name="release-fleet", log_prints=True)
+def release_fleet(
+    folder: Annotated[
+        str | None,
+        Field(
+            title="Folder of configs", description="Release each .yaml file of this folder, e.g. releases."
+        ),
+    ] = None,
+    config_paths: Annotated[
+        list[str] | None,
+        Field(title="Config files", description="Or release these files, e.g. releases/demo.yaml."),
+    ] = None,
+    max_parallel: Annotated[
+        int, Field(ge=1, le=MAX_PARALLEL, title="Releases at once", description="One per endpoint at most.")
+    ] = 2,
+    wait_for_lock_s: Annotated[
+        int,
+        Field(
+            ge=0, le=86400, title="Lock wait (s)", description="How long a release waits for its endpoint."
+        ),
+    ] = 3600,
+    run_timeout_s: Annotated[
+        int,
+        Field(
+            ge=60,
+            le=7 * 86400,
+            title="Run timeout (s)",
+            description="A release still running then is reported timed out.",
+        ),
+    ] = 4 * 3600,
+) -> dict[str, Any] | State:
+    """Release every config of `folder` (its .yaml files) or of `config_paths`, each as a flow run of the
+    nightly-redeploy deployment: at most `max_parallel` at once, one at a time per endpoint. The fleet
+    fails when any release did not succeed."""
+    releases = read_fleet(fleet_configs(folder, config_paths))
+    fleet = Fleet(
+        releases,
+        max_parallel=max_parallel,
+        run_timeout_s=run_timeout_s,
+        on_change=lambda: _publish(releases),
+    )
+    _publish(releases)
+    fleet.run(DeploymentLauncher(wait_for_lock_s, fleet.clock))
+    _publish(releases)
+    summary = fleet_summary(releases)
+    log = run_logger()
+    for release in releases:
+        log.info("%s (%s): %s %s", release.endpoint, release.config_path, release.status, release.error or "")
+    missed = [r for r in releases if not r.succeeded]
+    if missed:
+        names = ", ".join(f"{r.endpoint or r.config_path} ({r.status})" for r in missed)
+        return Failed(
+            message=f"{len(missed)} of {len(releases)} releases did not succeed: {names}", data=summary
+        )
+    return summary
