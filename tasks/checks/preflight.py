@@ -83,7 +83,8 @@ def require_region() -> None:
 
 ALLOWED_ROOTS_ENV = "SAGEMAKER_RELEASE_ALLOWED_ROOTS"
 CONFINE_ENV = "SAGEMAKER_RELEASE_CONFINE_PATHS"
-REPOSITORY = Path(__file__).resolve().parents[1]
+# The checkout: the folder holding tasks/ (this file is tasks/checks/preflight.py).
+REPOSITORY = Path(__file__).resolve().parents[2]
 _ON = frozenset({"1", "true", "yes", "on"})
 # What a Hub token variable is called (HF_TOKEN, HUGGING_FACE_HUB_TOKEN, TEAM_HF_TOKEN): a confined
 # release must not send another of the worker's variables (AWS_SECRET_ACCESS_KEY) to the Hub as a token.
