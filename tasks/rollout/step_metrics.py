@@ -3,8 +3,9 @@
 Each figure is one GetMetricStatistics call with a single period spanning the step. SageMaker's
 endpoint metrics have one-minute resolution unless the endpoint config enables enhanced metrics, and
 CloudWatch takes only multiples of 60 s as the period of such a metric, so the period is the step
-rounded up to whole minutes. AWS rounds StartTime down to the minute, so on AWS a step's counts
-include the minutes it touches; moto filters on the bounds exactly.
+rounded out to the whole minutes it touches (AWS rounds StartTime down to the minute; the request
+does so itself, so moto, which filters on the bounds exactly, answers alike). A step's counts thus
+include what the minutes it touches hold on either side of it.
 
 CloudWatch refuses Statistics and ExtendedStatistics in one request ("either Statistics or
 ExtendedStatistics, but not both"), so the average and the p99 of ModelLatency are two calls. A
@@ -43,7 +44,7 @@ class VariantWindow:
 
 @dataclass(frozen=True)
 class _Window:
-    """A step's bounds as a GetMetricStatistics request takes them: whole seconds, one period."""
+    """The whole minutes a step touches, as one GetMetricStatistics period."""
 
     start: int
     end: int
@@ -51,12 +52,12 @@ class _Window:
 
     @classmethod
     def of(cls, start: float, end: float) -> _Window:
-        low = math.floor(start)
-        high = max(low + 1, math.ceil(end))
-        # One period from the minute AWS rounds StartTime down to, through the step's end.
-        minute = low - low % MINUTE_S
+        # AWS rounds StartTime down to the minute anyway; sending it rounded makes moto (which filters
+        # on the bounds exactly) count the datapoint of the minute the step starts in, as AWS does.
+        minute = math.floor(start) - math.floor(start) % MINUTE_S
+        high = max(math.floor(start) + 1, math.ceil(end))
         period = max(MINUTE_S, math.ceil((high - minute) / MINUTE_S) * MINUTE_S)
-        return cls(low, high, period)
+        return cls(minute, minute + period, period)
 
 
 def _dimensions(endpoint: str, variant: str, config_name: str | None = None) -> list[dict[str, str]]:

@@ -31,13 +31,13 @@ def cloudwatch(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]
 
 
 def request(metric: str, **statistics: list[str]) -> dict[str, Any]:
-    # One 120 s period from the minute the step starts in (1_699_999_980) covers its end.
+    # One 120 s period from the minute the step starts in (1_699_999_980) through the one it ends in.
     return {
         "Namespace": "AWS/SageMaker",
         "MetricName": metric,
         "Dimensions": DIMENSIONS,
-        "StartTime": datetime.fromtimestamp(1_699_999_995, UTC),
-        "EndTime": datetime.fromtimestamp(1_700_000_082, UTC),
+        "StartTime": datetime.fromtimestamp(1_699_999_980, UTC),
+        "EndTime": datetime.fromtimestamp(1_700_000_100, UTC),
         "Period": 120,
         **statistics,
     }
@@ -97,9 +97,8 @@ def test_no_request_asks_for_statistics_and_extended_statistics_at_once(
 def test_periods_are_whole_minutes_covering_the_step(start: float, end: float) -> None:
     window = step_metrics._Window.of(start, end)
     assert window.period >= 60 and window.period % 60 == 0
-    assert window.start <= start and window.end >= end and window.end > window.start
-    # AWS rounds StartTime down to the minute; the one period from there reaches the end.
-    assert window.start - window.start % 60 + window.period >= window.end
+    assert window.start % 60 == 0 and window.end == window.start + window.period  # as AWS rounds it
+    assert window.start <= start < window.start + 60 and end <= window.end < end + 60 + 1
 
 
 def test_a_cloudwatch_error_leaves_the_figure_unavailable_and_warns(
@@ -147,3 +146,22 @@ def test_the_fleet_of_one_config_is_asked_with_its_dimension(cloudwatch: tuple[A
     assert window == step_metrics.VariantWindow(None, None, None, None, None)  # no traffic: no figures
     fleet = [*DIMENSIONS, {"Name": "EndpointConfigName", "Value": "ep-r2"}]
     assert [p["Dimensions"] for p in sent] == [fleet] * 5
+
+
+def test_the_minute_a_step_starts_in_is_counted_on_moto(mocked_aws: None) -> None:
+    """SageMaker stamps a minute's datapoint with the minute's start; a step starting 4 s later counts it
+    on AWS (StartTime rounded down), and on moto too, which filters on the bounds as sent."""
+    minute = (int(datetime.now(UTC).timestamp()) // 60 - 5) * 60
+    step_metrics.aws.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "Invocation5XXErrors",
+                "Dimensions": DIMENSIONS,
+                "Timestamp": datetime.fromtimestamp(minute, UTC),
+                "Value": 7.0,
+            }
+        ],
+    )
+    window = step_metrics.variant_window("ep", "AllTraffic", minute + 4.5, minute + 27.8)
+    assert window.errors_5xx == 7
