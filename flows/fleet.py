@@ -25,7 +25,7 @@ from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
@@ -114,7 +114,15 @@ class Fleet:
                 release = queues[endpoint].popleft()
                 if not queues[endpoint]:
                     del queues[endpoint]
-                started = launcher.start(release)
+                try:
+                    started = launcher.start(release)
+                except Exception as exc:  # that release fails (no such deployment, API refusal); not the rest
+                    release.status, release.error = (
+                        "failed",
+                        f"flow run not started: {type(exc).__name__}: {exc}",
+                    )
+                    self.on_change()
+                    continue
                 release.status, release.flow_run_name = "running", started.name
                 release.flow_run_id = str(started.run_id)
                 running[endpoint] = (release, started, self.clock.monotonic())
@@ -185,7 +193,7 @@ class DeploymentLauncher:
         if not completed:
             release.error = (state.message if state else None) or "the flow run ended without a state"
 
-    def _release_summary(self, client: Any, run: FlowRun) -> dict[str, Any] | None:
+    def _release_summary(self, client: SyncPrefectClient, run: FlowRun) -> dict[str, Any] | None:
         """The payload of the release event of `run`'s release subflow, once the server has stored it."""
         subflows = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))

@@ -184,3 +184,20 @@ def test_max_parallel_is_bounded() -> None:
         release_fleet.validate_parameters({"config_paths": ["x.yaml"], "max_parallel": 3})["max_parallel"]
         == 3
     )
+
+
+def test_a_run_that_cannot_start_fails_that_release_only() -> None:
+    clock = FakeClock()
+
+    class Refusing(FakeLauncher):
+        def start(self, release: FleetRelease) -> Started:
+            if release.config_path == "b":
+                raise LookupError("Deployment 'nightly-redeploy/nightly-redeploy' not found")
+            return super().start(release)
+
+    releases = [_release("a", "a"), _release("b", "b"), _release("c", "c")]
+    Fleet(releases, max_parallel=2, run_timeout_s=60, clock=clock, poll_interval_s=1).run(
+        Refusing(clock, {"a": 2, "c": 2})
+    )
+    assert [r.status for r in releases] == ["succeeded", "failed", "succeeded"]
+    assert "flow run not started: LookupError: Deployment" in (releases[1].error or "")
