@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tasks.config.titles import field_title, model_title
 from tasks.core.errors import ConfigError
 
 _ERROR_TYPE = "release_config"
@@ -393,6 +394,7 @@ class _Section(BaseModel):
     # comparison with it.
     # hide_input_in_errors: pydantic's own error text (which Prefect may show for flow parameters) would
     # otherwise quote the values given, and an environment value may be a secret.
+    # field_title_generator, model_title_generator: the form's labels read as words (tasks/config/titles.py).
     model_config = ConfigDict(
         extra="forbid",
         validate_default=True,
@@ -400,6 +402,8 @@ class _Section(BaseModel):
         strict=True,
         allow_inf_nan=False,
         hide_input_in_errors=True,
+        field_title_generator=field_title,
+        model_title_generator=model_title,
     )
 
 
@@ -440,7 +444,7 @@ class SecretReference(_Section):
     or shown."""
 
     secret: Annotated[str, AfterValidator(_secret_reference)] = Field(
-        description="prefect:<block-name> for a Prefect Secret block, or the ARN of an AWS Secrets Manager "
+        description="`prefect:<block-name>` for a Prefect Secret block, or the ARN of an AWS Secrets Manager "
         "secret (its SecretString is used).",
     )
 

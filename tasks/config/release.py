@@ -39,7 +39,7 @@ class ReleaseConfig(_Section):
     release_id: ReleaseId | None = Field(
         None, description="Id of this release (names and tags derive from it); empty generates one."
     )
-    role_arn: RoleArn = Field(description="SageMaker execution role (arn:aws:iam::<account>:role/<name>).")
+    role_arn: RoleArn = Field(description="SageMaker execution role (`arn:aws:iam::<account>:role/<name>`).")
     tags: Tags = Field(default_factory=dict, description="Extra tags on every resource of the release.")
     model: ModelSourceConfig = Field(description="Model source: Hub repo and revision, or a local folder.")
     packaging: PackagingConfig = Field(default_factory=PackagingConfig, description="Model packaging.")

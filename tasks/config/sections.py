@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from tasks.config import guardrails, metric_timing
 from tasks.config.fields import (
@@ -32,6 +32,15 @@ from tasks.config.fields import (
     _invalid,
     _Section,
 )
+from tasks.config.schema_rules import (
+    ALARM_PERIOD,
+    IMAGE_URI_WITH_PREBUILT,
+    ONE_MODEL_SOURCE,
+    SERVERLESS_CONCURRENCY,
+    SERVERLESS_MEMORY,
+    SMOKE_PAYLOADS_DEFAULT,
+    schema_extra,
+)
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BASE_IMAGE_ENV = "SAGEMAKER_RELEASE_BASE_IMAGE"
@@ -39,6 +48,8 @@ BASE_IMAGE_ENV = "SAGEMAKER_RELEASE_BASE_IMAGE"
 
 class ModelSourceConfig(_Section):
     """Where the model comes from: a Hugging Face Hub repo pinned to a commit, or a local folder."""
+
+    model_config = ConfigDict(json_schema_extra=schema_extra(ONE_MODEL_SOURCE))
 
     repo_id: HubRepoId | None = Field(
         None,
@@ -58,10 +69,10 @@ class ModelSourceConfig(_Section):
         "Set this or repo_id.",
     )
     allow_patterns: list[str] | None = Field(
-        None, description="Only download Hub files matching these glob patterns (e.g. '*.safetensors')."
+        None, description="Only download Hub files matching these glob patterns (e.g. `*.safetensors`)."
     )
     ignore_patterns: list[str] | None = Field(
-        None, description="Skip Hub files matching these glob patterns (e.g. '*.onnx', 'openvino/*')."
+        None, description="Skip Hub files matching these glob patterns (e.g. `*.onnx`, `openvino/*`)."
     )
     token_env: str = Field(
         "HF_TOKEN",
@@ -97,7 +108,7 @@ class PackagingConfig(_Section):
         "tar.gz",
         description="tar.gz: one deterministic model.tar.gz (ModelDataUrl, CompressionType Gzip). "
         "s3_prefix: the files as they are under a content-addressed prefix (S3Prefix, CompressionType "
-        "None) -- no compression, faster for large models.",
+        "None): no compression, faster for large models.",
     )
     compression_level: int = Field(
         1,
@@ -140,6 +151,8 @@ class HuggingFaceDlcConfig(_Section):
 class ImageConfig(_Section):
     """The serving image: built from container/ and pushed to ECR, a prebuilt URI, or a Hugging Face DLC."""
 
+    model_config = ConfigDict(json_schema_extra=schema_extra(IMAGE_URI_WITH_PREBUILT))
+
     source: Literal["build", "prebuilt", "huggingface_dlc"] = Field(
         "build",
         description="build: docker build the context and push to ECR (skipped when the tag exists). "
@@ -154,9 +167,9 @@ class ImageConfig(_Section):
     )
     build_args: dict[str, TextOrSecret] = Field(
         default_factory=dict,
-        description="Extra docker build arguments. A value given as {secret: <reference>} is no build "
-        "argument: it is a BuildKit secret with the argument's name as its id (RUN "
-        "--mount=type=secret,id=<name> reads it at /run/secrets/<name>), so it never enters the image or "
+        description="Extra docker build arguments. A value given as `{secret: <reference>}` is no build "
+        "argument: it is a BuildKit secret with the argument's name as its id (`RUN "
+        "--mount=type=secret,id=<name>` reads it at `/run/secrets/<name>`), so it never enters the image or "
         "its history; such builds run the docker CLI with BuildKit.",
     )
     repository: EcrRepository = Field(
@@ -192,9 +205,15 @@ class ServerlessConfig(_Section):
     """Serverless inference: SageMaker scales by itself; cold starts are accepted."""
 
     memory_mb: int = Field(
-        2048, description="Memory in MB: 1024, 2048, 3072, 4096, 5120 or 6144 (vCPUs scale with it)."
+        2048,
+        description="Memory in MB: 1024, 2048, 3072, 4096, 5120 or 6144 (vCPUs scale with it).",
+        json_schema_extra=schema_extra(SERVERLESS_MEMORY),
     )
-    max_concurrency: int = Field(5, description="Concurrent invocations, 1-200.")
+    max_concurrency: int = Field(
+        5,
+        description="Concurrent invocations, 1-200.",
+        json_schema_extra=schema_extra(SERVERLESS_CONCURRENCY),
+    )
     provisioned_concurrency: int | None = Field(
         None, description="Warm capacity kept ready, 1..max_concurrency; empty for none."
     )
@@ -308,13 +327,13 @@ class EndpointConfig(_Section):
     )
     variant_name: SageMakerName = Field("AllTraffic", description="Production variant name.")
     instance_type: InstanceType = Field(
-        "ml.m5.xlarge", description="ml.* instance type (ignored for serverless)."
+        "ml.m5.xlarge", description="`ml.*` instance type (ignored for serverless)."
     )
     instance_count: int = Field(1, ge=1, le=100, description="Initial instances (1-100).")
     environment: Environment = Field(
         default_factory=dict,
-        description="Environment variables of the serving container. A value given as {secret: "
-        "<reference>} (prefect:<block-name> or a Secrets Manager ARN) is fetched when the model is "
+        description="Environment variables of the serving container. A value given as `{secret: "
+        "<reference>}` (`prefect:<block-name>` or a Secrets Manager ARN) is fetched when the model is "
         "created; only the reference is in the config, the flow run's parameters and the release's "
         "outputs.",
     )
@@ -390,6 +409,7 @@ class SmokeConfig(_Section):
         default_factory=lambda: [{"inputs": "The quick brown fox jumps over the lazy dog."}],
         min_length=1,
         description="Request bodies: JSON objects/arrays, or strings sent as they are (e.g. CSV lines).",
+        json_schema_extra=schema_extra(SMOKE_PAYLOADS_DEFAULT),
     )
     content_type: str = Field("application/json", description="ContentType of the requests.")
     accept: str = Field("application/json", description="Accept header of the requests.")
@@ -420,6 +440,7 @@ class AlarmsConfig(_Section):
         60,
         description="Metric period: 10, 30 or a multiple of 60 seconds. 10 and 30 need SageMaker's enhanced "
         "metrics (the release sets MetricsConfig), which only real-time endpoints have.",
+        json_schema_extra=schema_extra(ALARM_PERIOD),
     )
     evaluation_periods: int = Field(1, ge=1, le=100, description="Periods evaluated.")
     datapoints_to_alarm: int = Field(1, ge=1, le=100, description="Breaching periods that trigger ALARM.")
