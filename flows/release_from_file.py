@@ -1,0 +1,226 @@
+"""The short release form: a config file of releases/ and the few fields people change.
+
+    prefect deployment run 'release-model/release-from-file' \\
+        --param config_path=releases/demo.yaml --param revision=<commit>
+
+The `release` deployment takes the whole config (for automation); this one reads the config from a file
+of releases/ and changes what a person changes from one release to the next: the model revision, the
+endpoint name, the rollout strategy, the instance count, plus any other field as `key=value` lines (the
+syntax of the command line's `--set`). An empty field keeps the file's value. The release itself is the
+`release` flow, run as a subflow.
+
+Both are flows named `release-model` (Prefect keys a deployment by its flow's name and its own name, and
+runs each deployment's entrypoint), so `prefect deployment run 'release-model/release-from-file'` names
+this one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from prefect import flow
+from prefect.context import FlowRunContext
+from prefect.states import Failed, State
+from pydantic import Field
+
+from flows.release import DEFAULT_LOCK_WAIT_S, release
+from flows.run_names import run_name, run_release_id
+from tasks.checks.preflight import check_confined_path
+from tasks.config import ReleaseConfig, load_config, load_yaml, parse_override, shown_value
+from tasks.core.errors import ConfigError
+from tasks.core.logs import run_logger
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+RELEASES = CHECKOUT / "releases"
+
+
+def config_files(folder: Path = RELEASES) -> tuple[str, ...]:
+    """The release configs of `folder` as the form offers them: `releases/<name>.yaml`, sorted."""
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+    if not found:
+        raise RuntimeError(
+            f"{folder} holds no release config (*.yaml); add one (e.g. releases/demo.yaml) before "
+            "deploying release-from-file, whose form lists them"
+        )
+    return tuple(f"{folder.name}/{p.name}" for p in found)
+
+
+# Read when the module is imported: `prefect deploy` puts the files present then into the deployment's
+# schema (the form's dropdown), and a worker accepts the files of its own checkout.
+CONFIG_FILES = config_files()
+if TYPE_CHECKING:
+    ConfigFile = str
+else:
+    ConfigFile = Literal[CONFIG_FILES]
+
+# RolloutConfig.strategy's choices (a unit test holds them equal).
+Strategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
+
+# The form's fields and the config field each one sets.
+FORM_FIELDS: dict[str, str] = {
+    "revision": "model.revision",
+    "endpoint_name": "endpoint.name",
+    "strategy": "rollout.strategy",
+    "instance_count": "endpoint.instance_count",
+}
+
+OVERRIDES_FIELD = "overrides"
+# What errors about the form's own fields call it (a config field's errors say "release config").
+FORM = "release form"
+
+
+def _title(title: str) -> Any:
+    # Prefect titles a parameter with its name; a schema extra replaces that with words for the form.
+    return Field(json_schema_extra={"title": title})
+
+
+def form_run_name() -> str:
+    """`flow_run_name` of the form: the endpoint (the form's, else the file's) and the run's release id."""
+    context = FlowRunContext.get()
+    parameters: dict[str, Any] = dict(context.parameters or {}) if context is not None else {}
+    release_id = run_release_id() if context is not None else None
+    path = str(parameters.get("config_path") or "release")
+    endpoint = None
+    try:
+        changes = form_changes(parameters)
+        file_endpoint, file_release_id = _file_values(path)
+        endpoint = changes.get("endpoint.name") or file_endpoint
+        # The body keeps a release id the file or an override gives, as the release flow does.
+        release_id = changes.get("release_id") or file_release_id or release_id
+    except ConfigError:
+        # The run fails on the same error in its body, which says what to fix; the name only has to read.
+        pass
+    return run_name(str(endpoint or Path(path).stem), str(release_id) if release_id else None)
+
+
+def _file_values(path: str) -> tuple[str | None, str | None]:
+    """The endpoint name and release id a config file gives, None for each it does not."""
+    try:
+        text = (CHECKOUT / path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None, None
+    data = load_yaml(text, field="config_path", source=path)
+    if not isinstance(data, dict):
+        return None, None
+    endpoint = data.get("endpoint")
+    name = endpoint.get("name") if isinstance(endpoint, dict) else None
+    release_id = data.get("release_id")
+    return (
+        name if isinstance(name, str) else None,
+        release_id if isinstance(release_id, str) else None,
+    )
+
+
+def form_changes(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The config values the form changes, by dotted field: its fields (empty ones keep the file's value),
+    then each `key=value` line of its overrides. A field set twice is refused, naming both places."""
+    changes: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, dotted in FORM_FIELDS.items():
+        value = parameters.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue
+        changes[dotted], origin[dotted] = value, f"the {name} field"
+    for number, line in enumerate(_override_lines(parameters.get(OVERRIDES_FIELD)), start=1):
+        try:
+            key, value = parse_override(line)
+        except ConfigError as exc:
+            # parse_override words its fixes for the command line's --set; the form has lines.
+            fix = (
+                "write one field per line as section.field=value (e.g. endpoint.instance_count=2); the "
+                "value is YAML"
+                if exc.field == "--set"
+                else exc.fix
+            )
+            raise ConfigError(
+                f"{OVERRIDES_FIELD}[{number}]", f"{line!r}: {exc.problem}", fix, subject=FORM
+            ) from None
+        if key in changes:
+            raise ConfigError(
+                key,
+                f"is set twice: by {origin[key]} ({shown_value(key, changes[key])}) and by override line "
+                f"{number} ({shown_value(key, value)})",
+                f"set {key} once",
+                subject=FORM,
+            )
+        changes[key], origin[key] = value, f"override line {number}"
+    return changes
+
+
+def _override_lines(given: Any) -> list[str]:
+    # One item of the form's list may hold several lines (a pasted block); blank lines and # comments go.
+    if given is None:
+        return []
+    items = [given] if isinstance(given, str) else list(given)
+    lines = [line.strip() for item in items for line in str(item).splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def load_form_config(parameters: dict[str, Any]) -> ReleaseConfig:
+    """The release config of the form: the file, changed by the form's fields and overrides."""
+    path = str(parameters["config_path"])
+    if path not in CONFIG_FILES:
+        raise ConfigError(
+            "config_path",
+            f"{path!r} is not a release config of {RELEASES}",
+            f"choose one of {', '.join(CONFIG_FILES)}",
+            subject=FORM,
+        )
+    file = CHECKOUT / path
+    # The worker's checkout holds the file; a symlink out of it is refused as any path parameter is.
+    check_confined_path("config_path", str(file))
+    return load_config(file, form_changes(parameters), path_field="config_path")
+
+
+@flow(name="release-model", flow_run_name=form_run_name, log_prints=True)
+def release_from_file(
+    config_path: Annotated[ConfigFile, _title("Config file")],
+    revision: Annotated[str | None, Field(max_length=255), _title("Model revision")] = None,
+    endpoint_name: Annotated[
+        str | None,
+        Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"),
+        _title("Endpoint name"),
+    ] = None,
+    strategy: Annotated[Strategy | None, _title("Rollout strategy")] = None,
+    instance_count: Annotated[int | None, Field(ge=1, le=100), _title("Instance count")] = None,
+    overrides: Annotated[list[str] | None, _title("Other fields (key=value)")] = None,
+    wait_for_lock_s: Annotated[int, Field(ge=0, le=86400), _title("Wait for the endpoint (s)")] = (
+        DEFAULT_LOCK_WAIT_S
+    ),
+) -> dict[str, Any] | State:
+    """Release a model from a config file of releases/, changing the fields people change.
+
+    Args:
+        config_path: The release config, one of the files of releases/ when this deployment was made.
+        revision: Branch, tag or commit of the Hub model (model.revision). Empty keeps the file's.
+        endpoint_name: The endpoint to release to (endpoint.name). Empty keeps the file's.
+        strategy: How traffic moves to the new model (rollout.strategy). Empty keeps the file's.
+        instance_count: Instances of the endpoint (endpoint.instance_count). Empty keeps the file's.
+        overrides: Any other field of the config, one `section.field=value` per line, the value in
+            YAML, as the command line's `--set` takes them (e.g. `rollout.bake_s=300`).
+        wait_for_lock_s: Seconds to wait while another release of the same endpoint runs.
+    """
+    parameters = {
+        "config_path": config_path,
+        "revision": revision,
+        "endpoint_name": endpoint_name,
+        "strategy": strategy,
+        "instance_count": instance_count,
+        "overrides": overrides,
+    }
+    try:
+        config = load_form_config(parameters)
+        # The id the run is named after, unless the file or an override gives one.
+        config = config.with_release_id(None if config.release_id else run_release_id())
+    except ConfigError as exc:
+        message = str(exc)
+        run_logger().error("release refused before creating anything: %s", message)
+        return Failed(message=message, data={"status": "invalid", "error": message, "field": exc.field})
+    state = release(config, wait_for_lock_s=wait_for_lock_s, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if state.is_failed() or not isinstance(summary, dict):
+        return Failed(message=state.message or "release failed", data=summary)
+    return summary

@@ -1,0 +1,60 @@
+"""Flow run names that read in the runs list: the endpoint and the release id.
+
+    demo-embedder / 20261201-065000-3fa9
+
+Prefect names a run (`flow_run_name=`) when it starts, before the flow's body has run, from its
+parameters. A run whose config names no release id gets one derived from the run itself
+(`run_release_id`): its expected start time and the end of its id, in the format of
+`tasks.config.naming.new_release_id`, so the name given at start and the id the body uses agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.context import FlowRunContext
+from pydantic import BaseModel
+
+from tasks.config.naming import new_release_id
+
+SEPARATOR = " / "
+
+
+def run_name(endpoint: str, release_id: str | None) -> str:
+    return f"{endpoint}{SEPARATOR}{release_id}" if release_id else endpoint
+
+
+def run_release_id() -> str:
+    """The release id of the current flow run: stable for the run (its name and its body agree), unique
+    as `new_release_id` is (time to the second, then 4 hex digits, here the random end of the run's id)."""
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    if run is None:
+        raise RuntimeError("run_release_id() is called inside a flow run only")
+    moment = run.expected_start_time or run.created
+    return new_release_id(moment, token=run.id.hex[-4:])
+
+
+def release_run_name() -> str:
+    """`flow_run_name` of the release flow: its config's endpoint and release id.
+
+    A config without a release id gets its id in the flow's body, after the run is named; the name then
+    says so rather than show an id the release will not use."""
+    context = FlowRunContext.get()
+    config = (context.parameters or {}).get("config") if context is not None else None
+    endpoint, release_id = _endpoint_and_release_id(config)
+    return run_name(endpoint or "release", release_id or "new release id")
+
+
+def _endpoint_and_release_id(config: Any) -> tuple[str | None, str | None]:
+    # Validated parameters are a ReleaseConfig; a run whose validation is skipped has the plain mapping.
+    data = config.model_dump() if isinstance(config, BaseModel) else config
+    if not isinstance(data, dict):
+        return None, None
+    endpoint = data.get("endpoint")
+    name = endpoint.get("name") if isinstance(endpoint, dict) else None
+    release_id = data.get("release_id")
+    return (
+        name if isinstance(name, str) else None,
+        release_id if isinstance(release_id, str) else None,
+    )
