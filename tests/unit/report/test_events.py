@@ -54,6 +54,13 @@ def test_the_event_is_named_after_the_outcome(changes: dict[str, Any], name: str
     assert events.event_name(_summary(**changes)) == name
 
 
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    """A test server: without one, Prefect starts an ephemeral server of its own to relate events."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Event]]]:
     """Events go to Prefect's asserting client; call the fixture's value to drain and read them."""
@@ -75,7 +82,9 @@ def _release_events(found: list[Event]) -> list[Event]:
     return [e for e in found if e.event.startswith(events.EVENT_PREFIX)]
 
 
-def test_the_event_names_the_endpoint_and_carries_the_summary(sent: Callable[[], list[Event]]) -> None:
+def test_the_event_names_the_endpoint_and_carries_the_summary(
+    prefect_api: None, sent: Callable[[], list[Event]]
+) -> None:
     summary = _summary(status="failed", rollout={"outcome": "rolled back", "fired": ["demo-5xx"]})
     assert events.emit_release_event(summary) is not None
     [event] = _release_events(sent())
@@ -98,12 +107,6 @@ def test_an_event_that_cannot_be_sent_leaves_the_release_as_it_is(
 
 
 # --- the release flow emits it -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_a_refused_release_emits_invalid_with_its_summary(
