@@ -207,6 +207,8 @@ def test_release_from_file_releases_a_config_of_releases_from_the_command_line(
     schema = short.parameter_openapi_schema
     assert schema is not None and schema["required"] == ["config_path"]
     assert "releases/demo.yaml" in schema["properties"]["config_path"]["enum"]
+    # The form opens on the demo (the deployment's default), every other field empty: the file's values.
+    assert short.parameters == {"config_path": "releases/demo.yaml", "wait_for_lock_s": 900}
     assert schema["properties"]["revision"]["title"] == "Model revision"
 
     commit = resolve_commit(

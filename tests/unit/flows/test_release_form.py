@@ -341,6 +341,7 @@ def test_a_refused_form_run_fails_with_the_field_and_fix_before_any_release(
     )
     assert state.is_failed()
     summary = state.result(raise_on_failure=False)
+    assert isinstance(summary, dict), summary
     assert summary["status"] == "invalid" and summary["field"] == "endpoint.instance_count"
     assert "endpoint.instance_count" in (state.message or "")
     # Still named after the endpoint: the runs list reads even for a refused run.
@@ -364,3 +365,15 @@ def test_a_release_run_is_named_after_its_config(prefect_api: None) -> None:
 def test_run_release_id_outside_a_run_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="inside a flow run"):
         run_release_id()
+
+
+def test_the_deployment_belongs_to_the_release_flow_and_opens_on_a_listed_file() -> None:
+    deployments = load_yaml((CHECKOUT / "deployments.yaml").read_text(encoding="utf-8"), field="deployments")
+    by_name = {d["name"]: d for d in deployments["deployments"]}
+    short, full = by_name["release-from-file"], by_name["release"]
+    # `prefect deployment run 'release-model/release-from-file'`: the flow's name, then the deployment's.
+    assert short["entrypoint"] == "flows/release_from_file.py:release_from_file"
+    assert form.release_from_file.name == release.name == "release-model"
+    assert full["entrypoint"] == "flows/release.py:release"
+    assert short["parameters"]["config_path"] in form.CONFIG_FILES
+    assert short["work_pool"] == full["work_pool"]
