@@ -169,6 +169,7 @@ async def serve(
     # CloudWatch metrics from real invocations and queues, and alarms evaluated on them (moto does neither).
     monitoring = Monitoring.from_env(clock=clock, judges=lambda alarm: judges(emulator.store, alarm))
     scaler = AutoScaler(SageMakerCapacity(api), monitoring.evaluator, clock, state / "emulator")
+    api.scalable_variants = scaler.registered_variants
     monitoring.evaluator.on_change(lambda outcome: scaler.poke())
     autoscaling = AutoScalingApi(scaler, emulator.http, autoscaling_model())
     app = dispatch_by_port(

@@ -231,7 +231,9 @@ def _release(
         return
     live, plan = checked.live, checked.plan
     assert plan is not None  # preflight plans every endpoint that is not batch
-    if live is not None and serves_release(live, config, image_uri=steps.image.uri, model_data=model_data):
+    if live is not None and serves_release(
+        live, config, image_uri=steps.image.uri, model_data=model_data, count_managed=plan.capacity_from_live
+    ):
         _note_unchanged(live)
         steps.unchanged = live
         model_refs.drop_own(ledger)
@@ -272,7 +274,13 @@ def deploy(
     )
     safe_point()
     steps.endpoint_config_name = create_endpoint_config(
-        config, release_id, model_name=steps.model_name, topics=topics, ledger=ledger, live=live
+        config,
+        release_id,
+        model_name=steps.model_name,
+        topics=topics,
+        ledger=ledger,
+        live=live,
+        instance_count=plan.instance_count,
     )
     safe_point()
     if live is None:

@@ -250,6 +250,15 @@ class AutoScaler:
 
     # -- target tracking's alarms ------------------------------------------------------------------------
 
+    def registered_variants(self, endpoint_name: str) -> set[str]:
+        """The endpoint's variants registered as scalable targets (blocking: call it from a thread)."""
+        prefix = f"endpoint/{endpoint_name}/variant/"
+        return {
+            str(t["ResourceId"]).removeprefix(prefix)
+            for t in self.moto.targets()
+            if str(t["ResourceId"]).startswith(prefix)
+        }
+
     def ensure_tracking_alarms(self, policy: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Create (or re-create, when the policy changed) a target tracking policy's alarms; return them.
 

@@ -45,7 +45,7 @@ from emulator.sagemaker.exceptions import (
     ValidationException,
 )
 from emulator.sagemaker.store import Record
-from emulator.sagemaker.transform_jobs import TransformJobs
+from emulator.sagemaker.transform_jobs import TransformJobs, uses_model_data_source
 from emulator.sagemaker.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
@@ -75,8 +75,12 @@ class SageMakerApi:
         http: httpx.AsyncClient,
         model: ServiceModel,
         transform_jobs: TransformJobs | None = None,
+        scalable_variants: Callable[[str], set[str]] | None = None,
     ) -> None:
         self.engine = engine
+        # The endpoint's variants registered with Application Auto Scaling (wired by emulator/server.py;
+        # none without it): UpdateEndpoint may not remove or re-type them.
+        self.scalable_variants = scalable_variants or (lambda _endpoint: set())
         self.store = engine.store
         self.model_data = model_data
         self.http = http
@@ -302,6 +306,11 @@ class SageMakerApi:
                 "serverless variant."
             )
         if serverless:
+            if uses_model_data_source(self.store.models[arns.key(variant["ModelName"])]):
+                raise ValidationException(
+                    "SageMaker Serverless Inference currently doesn't support Model entity with container "
+                    "definitions which use ModelDataSource attribute."
+                )
             memory = serverless["MemorySizeInMB"]
             if memory % 1024:
                 raise ValidationException(
@@ -425,6 +434,7 @@ class SageMakerApi:
             "RetainAllVariantProperties": bool(params.get("RetainAllVariantProperties", False)),
             "ExcludeRetainedVariantProperties": params.get("ExcludeRetainedVariantProperties", []),
         }
+        await self._check_scalable_variants(endpoint, config)
         deployment_config = params.get("DeploymentConfig")
         if deployment_config is None and params.get("RetainDeploymentConfig"):
             deployment_config = endpoint.get("LastDeploymentConfig")
@@ -434,6 +444,27 @@ class SageMakerApi:
             arns.key(endpoint["EndpointName"]), json.loads(json.dumps(config)), retain, deployment_config
         )
         return {"EndpointArn": endpoint["EndpointArn"]}
+
+    async def _check_scalable_variants(self, endpoint: Record, config: Record) -> None:
+        """SageMaker refuses an update that removes a variant registered for autoscaling or changes its
+        instance type: the registration would point at capacity that no longer exists."""
+        registered = await asyncio.to_thread(self.scalable_variants, str(endpoint["EndpointName"]))
+        if not registered:
+            return
+        current = self.store.endpoint_configs.get(arns.key(str(endpoint["EndpointConfigName"]))) or {}
+        before = {str(v["VariantName"]): v.get("InstanceType") for v in current.get("ProductionVariants", [])}
+        after = {str(v["VariantName"]): v.get("InstanceType") for v in config["ProductionVariants"]}
+        blocked = sorted(
+            name
+            for name in registered
+            if name in before and (name not in after or after[name] != before[name])
+        )
+        if blocked:
+            listed = ", ".join(blocked)
+            raise ValidationException(
+                f'The variant(s) "[{listed}]" must be deregistered as scalable targets with AWS Application '
+                "Auto Scaling before they can be removed or have their instance type updated."
+            )
 
     async def update_endpoint_weights_and_capacities(self, params: Record) -> Record:
         endpoint = self._changeable(params["EndpointName"], "update")

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from tasks.config import ReleaseConfig, guardrails
 from tasks.core.errors import ConfigError
-from tasks.sagemaker.hosting import LiveEndpoint
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
+from tasks.sagemaker.scaling import FleetSize
 
 # What a plan does (the strategies above); `RequestedStrategy` is what the config may ask for.
 Strategy = Literal["create", "all_at_once", "canary", "linear", "variant_shift"]
@@ -48,27 +49,45 @@ class RolloutPlan:
     steps: tuple[float, ...]  # cumulative % of traffic on the new model, ending at 100
     bake_s: int
     final_bake_s: int
-    instance_count: int
+    instance_count: int  # the new fleet's size
     step_instances: int | None = None  # canary size / linear step, in instances (guardrails)
+    capacity_from_live: bool = False  # autoscaling owns the live fleet's size: the new fleet takes it over
 
     @property
     def uses_guardrails(self) -> bool:
         return self.strategy in GUARDRAILS
 
 
-def plan_rollout(config: ReleaseConfig, live: LiveEndpoint | None) -> RolloutPlan:
-    """The rollout of `config` onto `live` (None: the endpoint does not exist yet)."""
+def plan_rollout(
+    config: ReleaseConfig, live: LiveEndpoint | None, *, fleet: FleetSize | None = None
+) -> RolloutPlan:
+    """The rollout of `config` onto `live` (None: the endpoint does not exist yet).
+
+    `fleet` is the new fleet's size when autoscaling owns the live one's (`scaling.fleet_size`): the
+    new fleet, its canary and its linear steps are sized from it, not from endpoint.instance_count."""
     rollout = config.rollout
     requested = rollout.strategy
-    count = config.endpoint.instance_count
+    count = fleet.count if fleet is not None else config.endpoint.instance_count
+    from_live = fleet is not None and fleet.from_live
     if live is None:
         return RolloutPlan(
             "create", requested, "the endpoint does not exist yet", (100.0,), 0, rollout.final_bake_s, count
         )
-    strategy, reason = _choose(config, live)
+    strategy, reason = _choose(config, live, count)
+    if from_live and fleet is not None and fleet.note:
+        reason += f"; {fleet.note}"
     if strategy == "variant_shift":
         steps = tuple(float(s) for s in rollout.traffic_steps("variant_shift"))
-        return RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count)
+        return RolloutPlan(
+            strategy,
+            requested,
+            reason,
+            steps,
+            rollout.bake_s,
+            rollout.final_bake_s,
+            count,
+            capacity_from_live=from_live,
+        )
     size: int | None = None
     if strategy == "all_at_once":
         steps = (100.0,)
@@ -84,38 +103,54 @@ def plan_rollout(config: ReleaseConfig, live: LiveEndpoint | None) -> RolloutPla
                 f"; {size} of {count} instances per step, the fewest whole instances that reach "
                 f"SageMaker's {guardrails.LINEAR_MIN_PERCENT}% minimum"
             )
-    plan = RolloutPlan(strategy, requested, reason, steps, rollout.bake_s, rollout.final_bake_s, count, size)
+    plan = RolloutPlan(
+        strategy,
+        requested,
+        reason,
+        steps,
+        rollout.bake_s,
+        rollout.final_bake_s,
+        count,
+        size,
+        capacity_from_live=from_live,
+    )
     if config.endpoint.type == "realtime":  # only an instance-backed update sends a DeploymentConfig
         check_waits(plan)
     return plan
 
 
-def _choose(config: ReleaseConfig, live: LiveEndpoint) -> tuple[Strategy, str]:
+def _serving(variant: ServedModel) -> int:
+    """Instances serving the variant now (autoscaling may have changed its config's count)."""
+    current = variant.current_instance_count
+    return int(current if current is not None else variant.instance_count or 0)
+
+
+def _choose(config: ReleaseConfig, live: LiveEndpoint, count: int) -> tuple[Strategy, str]:
     requested = config.rollout.strategy
     endpoint = config.endpoint
     same_variant = len(live.variants) == 1 and live.variants[0].variant == endpoint.variant_name
-    live_count = min((v.instance_count or 0) for v in live.variants) if live.variants else 0
+    live_count = min(_serving(v) for v in live.variants) if live.variants else 0
     instance_backed = endpoint.type == "realtime"
     if requested == "auto":
         if not instance_backed:
             return "all_at_once", f"a {endpoint.type} endpoint cannot shift traffic between variants"
-        if same_variant and live_count >= 2 and endpoint.instance_count >= 2:
+        if same_variant and live_count >= 2 and count >= 2:
             return (
                 "canary",
-                f"{live_count} live and {endpoint.instance_count} new instances: guardrails canary",
+                f"{live_count} live and {count} new instances: guardrails canary",
             )
         live_names = ", ".join(v.variant for v in live.variants)
         why = (
             f"live variant(s) {live_names} differ from {endpoint.variant_name}"
             if not same_variant
-            else f"{min(live_count, endpoint.instance_count)} instance(s) are too few for a guardrails canary"
+            else f"{min(live_count, count)} instance(s) are too few for a guardrails canary"
         )
         return "variant_shift", f"{why}: the new model joins as a second variant"
-    if requested in ("canary", "linear") and (endpoint.instance_count < 2 or live_count < 2):
+    if requested in ("canary", "linear") and (count < 2 or live_count < 2):
         raise ConfigError(
             "rollout.strategy",
             f"{requested} through SageMaker's guardrails needs 2+ instances; endpoint {endpoint.name} "
-            f"has {live_count} live and asks for {endpoint.instance_count}",
+            f"has {live_count} live and asks for {count}",
             "use rollout.strategy: variant_shift (or auto), or raise endpoint.instance_count to 2",
         )
     if requested in GUARDRAILS and instance_backed and not same_variant:

@@ -301,7 +301,13 @@ class Rollout:
                 kept["InitialInstanceCount"] = int(capacity[spec["VariantName"]])  # keep what autoscaling set
             variants.append(kept)
         variants.append(
-            production_variant(self.config, self.model_name, variant_name=new_variant, weight=0.0)
+            production_variant(
+                self.config,
+                self.model_name,
+                variant_name=new_variant,
+                weight=0.0,
+                instance_count=self.plan.instance_count,
+            )
         )
         name = naming.endpoint_config_name(self.config, self.release_id, "shift")
         request: dict[str, Any] = {

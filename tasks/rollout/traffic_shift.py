@@ -27,13 +27,15 @@ from tasks.lifecycle.ledger import Ledger
 from tasks.lifecycle.retention import Retired, delete_unkept_releases
 from tasks.rollout import alarms, planning
 from tasks.rollout.runner import Rollout, RolloutReport
+from tasks.sagemaker import scaling
 from tasks.sagemaker.hosting import LiveEndpoint
 
 
 @task(name="plan-traffic-shift", **task_options(retries=0))
 def plan_traffic_shift(config: ReleaseConfig, live: LiveEndpoint | None) -> planning.RolloutPlan:
-    """The strategy and steps for this endpoint; ConfigError (with the fix) when they cannot work."""
-    return planning.plan_rollout(config, live)
+    """The strategy and steps for this endpoint; ConfigError (with the fix) when they cannot work.
+    An autoscaled endpoint's new fleet is sized from the capacity it serves on."""
+    return planning.plan_rollout(config, live, fleet=scaling.fleet_size(config, live))
 
 
 # No retries: a rollout that failed half-way has changed the endpoint; the ledger's unwind undoes it.

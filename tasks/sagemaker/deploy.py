@@ -73,9 +73,15 @@ def desired_topics(config: ReleaseConfig) -> Topics | None:
 
 
 def serves_release(
-    live: LiveEndpoint | None, config: ReleaseConfig, *, image_uri: str, model_data: ModelData
+    live: LiveEndpoint | None,
+    config: ReleaseConfig,
+    *,
+    image_uri: str,
+    model_data: ModelData,
+    count_managed: bool = False,
 ) -> bool:
-    """True when `live` already serves this exact model, image and settings: nothing to deploy."""
+    """True when `live` already serves this exact model, image and settings: nothing to deploy.
+    `count_managed`: autoscaling owns the instance count, so it is no difference."""
     return live is not None and already_serving(
         live,
         config,
@@ -83,6 +89,7 @@ def serves_release(
         model_data=model_data,
         environment=model_environment(config),
         topics=desired_topics(config),
+        count_managed=count_managed,
     )
 
 
@@ -148,13 +155,14 @@ def create_endpoint_config(
     topics: Topics,
     ledger: Ledger,
     live: LiveEndpoint | None = None,
+    instance_count: int | None = None,
 ) -> str:
-    """The endpoint config of this release: one variant serving the new model, keeping the data capture
-    of `live` (the endpoint as it serves before the release) so the release does not turn it off."""
+    """The endpoint config of this release: one variant serving the new model (on `instance_count`
+    instances when the rollout sized the fleet from the live one), keeping the data capture of `live`
+    (the endpoint as it serves before the release) so the release does not turn it off."""
     capture = kept_data_capture(live)
-    request = endpoint_config_request(
-        config, release_id, [production_variant(config, model_name)], topics=topics, data_capture=capture
-    )
+    variant = production_variant(config, model_name, instance_count=instance_count)
+    request = endpoint_config_request(config, release_id, [variant], topics=topics, data_capture=capture)
     name = str(request["EndpointConfigName"])
     if capture and live is not None:
         run_logger().info(

@@ -36,9 +36,17 @@ def model_environment(config: ReleaseConfig) -> dict[str, str]:
 
 
 def production_variant(
-    config: ReleaseConfig, model_name: str, *, variant_name: str | None = None, weight: float = 1.0
+    config: ReleaseConfig,
+    model_name: str,
+    *,
+    variant_name: str | None = None,
+    weight: float = 1.0,
+    instance_count: int | None = None,
 ) -> dict[str, Any]:
-    """One ProductionVariant: instance-backed, or serverless with its memory and concurrency."""
+    """One ProductionVariant: instance-backed, or serverless with its memory and concurrency.
+
+    `instance_count` replaces the config's when the rollout sized the new fleet from the live one (an
+    autoscaled endpoint keeps the capacity autoscaling gave it)."""
     endpoint = config.endpoint
     variant: dict[str, Any] = {
         "VariantName": variant_name or endpoint.variant_name,
@@ -57,7 +65,7 @@ def production_variant(
         variant["ServerlessConfig"] = settings
         return variant
     variant["InstanceType"] = endpoint.instance_type
-    variant["InitialInstanceCount"] = endpoint.instance_count
+    variant["InitialInstanceCount"] = instance_count or endpoint.instance_count
     if endpoint.container_startup_timeout_s is not None:
         variant["ContainerStartupHealthCheckTimeoutInSeconds"] = endpoint.container_startup_timeout_s
     if endpoint.model_data_download_timeout_s is not None:
@@ -178,10 +186,12 @@ def already_serving(
     model_data: ModelData,
     environment: Mapping[str, str],
     topics: Topics | None = None,
+    count_managed: bool = False,
 ) -> bool:
     """True when the endpoint already serves exactly this release: same image, model data, environment,
     capacity and async settings on a single variant. A nightly redeploy of an unchanged model then
-    creates nothing at all."""
+    creates nothing at all. With `count_managed` (autoscaling owns the variant's instance count) the
+    count is not compared: the one in the live config is whatever capacity the last release took over."""
     if live.status != "InService" or len(live.variants) != 1:
         return False
     served = live.variants[0]
@@ -189,8 +199,8 @@ def already_serving(
     same_capacity = (
         served.serverless == wanted.get("ServerlessConfig")
         if config.endpoint.type == "serverless"
-        else (served.instance_type, served.instance_count, served.serverless)
-        == (wanted["InstanceType"], wanted["InitialInstanceCount"], None)
+        else (served.instance_type, served.serverless) == (wanted["InstanceType"], None)
+        and (count_managed or served.instance_count == wanted["InitialInstanceCount"])
     )
     return (
         served.variant == config.endpoint.variant_name

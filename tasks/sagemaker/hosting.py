@@ -88,8 +88,9 @@ class ServedModel:
     model_data: ModelData | None
     environment: dict[str, str]
     instance_type: str | None
-    instance_count: int | None
+    instance_count: int | None  # the config's InitialInstanceCount
     serverless: dict[str, Any] | None
+    current_instance_count: int | None = None  # what serves now (autoscaling may have changed it)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,9 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
         return None
     sagemaker = aws.sagemaker()
     config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    serving = {
+        str(v["VariantName"]): v.get("CurrentInstanceCount") for v in described.get("ProductionVariants", [])
+    }
     variants = []
     for variant in config["ProductionVariants"]:
         model = sagemaker.describe_model(ModelName=variant["ModelName"])
@@ -139,6 +143,7 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
                 instance_type=variant.get("InstanceType"),
                 instance_count=variant.get("InitialInstanceCount"),
                 serverless=_plain(variant.get("ServerlessConfig")),
+                current_instance_count=serving.get(variant["VariantName"]),
             )
         )
     return LiveEndpoint(

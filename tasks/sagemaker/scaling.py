@@ -20,7 +20,7 @@ from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.lifecycle.kinds import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM
 from tasks.lifecycle.ledger import Ledger
-from tasks.sagemaker.hosting import LiveEndpoint
+from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -301,6 +301,63 @@ def _rule_of(plan: ScalingPlan, *, tracking: bool) -> str:
     if tracking:
         return describe_rule({"TargetTrackingScalingPolicyConfiguration": _tracking_configuration(plan)})
     return describe_rule({"StepScalingPolicyConfiguration": _step_configuration(plan)})
+
+
+# --- the size of a new fleet --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetSize:
+    """How many instances the release's new fleet gets."""
+
+    count: int
+    from_live: bool  # autoscaling owns the live variant's size, and the new fleet takes it over
+    note: str | None = None  # why, when it differs from endpoint.instance_count
+
+
+def fleet_size(config: ReleaseConfig, live: LiveEndpoint | None) -> FleetSize:
+    """The new fleet's size: the config's count, unless autoscaling manages the variant being replaced.
+
+    Then the endpoint serves on whatever capacity autoscaling gave it, and a fleet of the config's count
+    would drop it (an endpoint scaled out to 8 would go back to 1 at every release): the new fleet takes
+    the live capacity, held to the scaling bounds (the config's when it registers scaling, else the ones
+    registered)."""
+    wanted = config.endpoint.instance_count
+    plain = FleetSize(wanted, False)
+    if live is None or config.endpoint.type not in ("realtime", "async"):
+        return plain
+    served = _replaced(config, live)
+    if served is None or served.current_instance_count is None:
+        return plain
+    resource_id = naming.scalable_resource_id(live.name, served.variant)
+    targets = aws.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    if target is None:
+        return plain
+    if config.scaling.enabled:
+        low, high = config.scaling.min_capacity, config.scaling.max_capacity
+    else:
+        low, high = int(target["MinCapacity"]), int(target["MaxCapacity"])
+    current = int(served.current_instance_count)
+    # An endpoint config needs an instance; an async fleet at zero starts on one and scales in again.
+    count = max(1, min(max(current, low), high))
+    note = None
+    if count != wanted:
+        note = (
+            f"the new fleet has {count} instance(s), the capacity autoscaling keeps {resource_id} at "
+            f"({current} now, bounds {low}-{high}), not endpoint.instance_count {wanted}"
+        )
+    return FleetSize(count, True, note)
+
+
+def _replaced(config: ReleaseConfig, live: LiveEndpoint) -> ServedModel | None:
+    """The live variant the release's variant replaces: the one of the same name, or the only one."""
+    named = [v for v in live.variants if v.variant == config.endpoint.variant_name]
+    if named:
+        return named[0]
+    return live.variants[0] if len(live.variants) == 1 else None
 
 
 # --- an async variant at zero instances ---------------------------------------------------------------------

@@ -108,7 +108,8 @@ def test_realtime_release_scales_out_under_its_bake_traffic_and_back_in(
         rollout={
             "final_bake_s": 45,
             "bake_traffic": {"rate_per_s": 4},
-            "alarms": {"max_p99_latency_ms": 30000, "evaluation_periods": 3, "datapoints_to_alarm": 3},
+            # Enhanced 10 s metrics: a bake must outlast the alarm's period and CloudWatch's delay.
+            "alarms": {"max_p99_latency_ms": 30000, "period_s": 10},
         },
     )
     ok, summary = run_release(config)
@@ -212,3 +213,49 @@ def test_async_release_idles_to_zero_and_its_next_smoke_test_waits_for_the_scale
     assert "nothing scales" in stuck["error"] and "scaling.scale_from_zero" in stuck["error"], stuck["error"]
     assert stuck["smoke"]["n"] == 0  # no request was left queued for an instance that never comes
     assert boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+
+
+def test_a_release_onto_a_scaled_out_endpoint_keeps_its_capacity(e2e: E2E) -> None:
+    """Autoscaling took the endpoint to 2 instances; a release whose config says 1 replaces the fleet with
+    2 (a blue/green of the config's count would halve the capacity under load), and the next, unchanged
+    release does not call the capacity a difference."""
+    endpoint = e2e.endpoint("capacity")
+    scaling = {"min_capacity": 1, "max_capacity": 3}
+
+    def config(release: str, greeting: str) -> Any:
+        return e2e.config(
+            endpoint,
+            release_id=f"e2e-{e2e.token}-{release}",
+            endpoint={"environment": {"GREETING": greeting}},
+            scaling=scaling,
+            smoke={"repeat": 1},
+        )
+
+    ok, first = run_release(config("cap-first", "one"))
+    assert ok, first["error"]
+    # An operator's (or a policy's) scale-out: the emulator's Application Auto Scaling starts a second one.
+    resource_id = f"endpoint/{endpoint}/variant/AllTraffic"
+    autoscaling = boto3.client("application-autoscaling")
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=DIMENSION,
+        MinCapacity=2,
+        MaxCapacity=3,
+    )
+    wait_for("the scale-out to 2 instances", _settled_at(endpoint, 2), timeout_s=120, interval_s=1)
+
+    ok, second = run_release(config("cap-second", "two"))
+    assert ok, second["error"]
+    assert second["action"] == "updated"
+    assert "the capacity autoscaling keeps" in second["rollout"]["reason"], second["rollout"]["reason"]
+    variants = boto3.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=second["endpoint_config_name"]
+    )["ProductionVariants"]
+    assert [v["InitialInstanceCount"] for v in variants] == [2]
+    assert _instances(endpoint) == 2  # never fewer than before the release
+    assert second["scaling"]["min_capacity"] == 1  # the release's own registration is back
+
+    ok, third = run_release(config("cap-third", "two"))
+    assert ok, third["error"]
+    assert third["action"] == "unchanged"  # 2 instances where the config says 1 is not a change

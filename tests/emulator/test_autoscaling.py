@@ -494,3 +494,36 @@ def test_an_activity_a_restart_interrupted_is_followed_to_its_end(
     assert [a["StatusCode"] for a in listed] == ["Successful"], listed
     assert variant(aws.sagemaker, endpoint)["CurrentInstanceCount"] == 2
     deregister_all(autoscaling, made.endpoints)
+
+
+@pytest.mark.usefixtures("shared_targets")
+def test_an_update_may_not_retype_or_remove_a_variant_registered_for_autoscaling(
+    stack: dict[str, str], aws: Aws, resources: Resources, double_image: str
+) -> None:
+    autoscaling, _ = clients(stack)
+    model = resources.model(double_image)
+    endpoint = resources.endpoint(resources.single(model))
+    resources.wait_status(endpoint, "InService")
+    resource_id = _register(autoscaling, endpoint, 1, 2)
+    retyped = resources.single(model, InstanceType="ml.m5.xlarge")
+    renamed = resources.single(model, VariantName="Other")
+
+    for config in (retyped, renamed):
+        with pytest.raises(ClientError) as refused:
+            aws.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert refused.value.response["Error"]["Message"] == (
+            'The variant(s) "[AllTraffic]" must be deregistered as scalable targets with AWS Application '
+            "Auto Scaling before they can be removed or have their instance type updated."
+        )
+    assert variant(aws.sagemaker, endpoint)["CurrentInstanceCount"] == 1  # nothing started
+
+    # The same variant on the same type (a new model) is fine; deregistered, the re-type is too.
+    aws.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=resources.single(model))
+    resources.wait_status(endpoint, "InService")
+    autoscaling.deregister_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION
+    )
+    aws.sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=retyped)
+    described = resources.wait_status(endpoint, "InService")
+    assert described["EndpointConfigName"] == retyped

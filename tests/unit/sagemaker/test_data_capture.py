@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from flows import release as release_flow
+from tasks.rollout.planning import RolloutPlan
 from tasks.sagemaker import hosting
 from tasks.sagemaker.deploy import create_endpoint_config
 from tasks.sagemaker.endpoint_spec import Topics
@@ -102,10 +103,11 @@ def test_the_release_flow_hands_the_live_endpoint_to_the_config_step(monkeypatch
             make_config(),
             "r1",
             live,
-            None,
-            None,
+            RolloutPlan("all_at_once", "all_at_once", "as configured", (100.0,), 0, 0, 3),
+            None,  # type: ignore[arg-type]
             "image",
-            None,
-            release_flow.ReleaseSteps("a/b@main"),  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            release_flow.ReleaseSteps("a/b@main"),
         )
     assert seen["live"] is live
+    assert seen["instance_count"] == 3  # the plan's fleet size, which autoscaling may have set

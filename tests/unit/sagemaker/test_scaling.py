@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 
 from tasks.lifecycle import unwind
+from tasks.rollout import planning
 from tasks.sagemaker import scaling
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import kinds, local_ledger, make_config
@@ -184,3 +185,32 @@ def test_scale_from_zero_names_the_alarm_that_wakes_an_async_variant(
     )  # a step policy nothing drives
     scaling.remove_target(RESOURCE)
     assert scaling.scale_from_zero("demo-embedder", "AllTraffic").alarm is None
+
+
+def _scaled_out(current: int) -> LiveEndpoint:
+    served = ServedModel(
+        "AllTraffic", "old-model", "image", None, {}, "ml.m5.large", 1, None, current_instance_count=current
+    )
+    return LiveEndpoint("demo-embedder", "InService", "old-config", None, (served,))
+
+
+def test_a_new_fleet_takes_over_the_capacity_autoscaling_gave_the_live_one(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    config = make_config(scaling={"enabled": True, "min_capacity": 1, "max_capacity": 5})
+    assert scaling.fleet_size(config, _scaled_out(4)) == scaling.FleetSize(1, False)  # not registered
+    scaling.apply_scaling(scaling.plan_for(config, "r0"), tags=[], ledger=local_ledger(tmp_path))
+    sized = scaling.fleet_size(config, _scaled_out(4))
+    assert (sized.count, sized.from_live) == (4, True)
+    assert sized.note is not None and "not endpoint.instance_count 1" in sized.note
+    assert scaling.fleet_size(config, _scaled_out(8)).count == 5  # held to the config's new bounds
+    assert scaling.fleet_size(config, _scaled_out(1)) == scaling.FleetSize(1, True)
+
+    plan = planning.plan_rollout(
+        make_config(rollout={"strategy": "canary", "canary_percent": 25}, scaling={"enabled": True}),
+        _scaled_out(4),
+        fleet=sized,
+    )
+    # The canary is a quarter of the 4 instances that serve, not of the config's one.
+    assert (plan.instance_count, plan.step_instances, plan.capacity_from_live) == (4, 1, True)
+    assert "the capacity autoscaling keeps" in plan.reason
