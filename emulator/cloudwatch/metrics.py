@@ -280,11 +280,13 @@ class _Bucket:
     errors_4xx: int = 0
     errors_5xx: int = 0
     instances: int | None = None  # the variant's instances when the bucket's last request came
+    asynchronous: bool = False  # an async fleet: SageMaker publishes only its errors and model latency
     model_latency: collections.Counter[int] = field(default_factory=collections.Counter)
     overhead_latency: collections.Counter[int] = field(default_factory=collections.Counter)
 
     def add(self, record: InvocationLike) -> None:
         self.invocations += 1
+        self.asynchronous = getattr(record, "kind", "sync") == "async"
         self.errors_4xx += int(record.is_4xx)
         self.errors_5xx += int(record.is_5xx)
         instances = getattr(record, "instances", None)
@@ -308,14 +310,14 @@ def aggregate(
     scale: float = 1.0,
     into: dict[BucketKey, _Bucket] | None = None,
 ) -> dict[BucketKey, _Bucket]:
-    """Group synchronous invocations by fleet and publishing period (added to `into` when given).
+    """Group invocations by fleet and publishing period (added to `into` when given).
 
-    Asynchronous invocations are skipped: SageMaker publishes no Invocations metrics for async
-    endpoints (they report backlog metrics instead).
+    Asynchronous invocations count too, but their buckets publish only what SageMaker publishes for an
+    async endpoint (`_bucket_data`).
     """
     buckets: dict[BucketKey, _Bucket] = {} if into is None else into
     for record in records:
-        if getattr(record, "kind", "sync") != "sync":
+        if getattr(record, "kind", "sync") not in ("sync", "async"):
             continue
         buckets.setdefault(bucket_key(record, scale=scale), _Bucket()).add(record)
     return buckets
@@ -349,20 +351,22 @@ def metric_data(buckets: Mapping[BucketKey, _Bucket]) -> list[dict[str, Any]]:
 
 
 def _bucket_data(bucket: _Bucket, common: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The period's datapoints. An async fleet gets the 4xx and 5xx counts and ModelLatency alone: the
+    SageMaker guide's list of async endpoint metrics says Invocations, InvocationsPerInstance and
+    OverheadLatency are not published for them (their backlog metrics are, by queue_metrics)."""
     data: list[dict[str, Any]] = []
-    for name, count in (
-        (INVOCATIONS, bucket.invocations),
-        (INVOCATION_4XX, bucket.errors_4xx),
-        (INVOCATION_5XX, bucket.errors_5xx),
-    ):
+    counts = [(INVOCATION_4XX, bucket.errors_4xx), (INVOCATION_5XX, bucket.errors_5xx)]
+    if not bucket.asynchronous:
+        counts.insert(0, (INVOCATIONS, bucket.invocations))
+    for name, count in counts:
         data.append({"MetricName": name, "Value": float(count), "Unit": "None", **common})
-    if bucket.instances:
+    if bucket.instances and not bucket.asynchronous:
         per_instance = bucket.invocations / bucket.instances
         data.append({"MetricName": INVOCATIONS_PER_INSTANCE, "Value": per_instance, "Unit": "None", **common})
-    for name, counter in (
-        (MODEL_LATENCY, bucket.model_latency),
-        (OVERHEAD_LATENCY, bucket.overhead_latency),
-    ):
+    latencies = [(MODEL_LATENCY, bucket.model_latency)]
+    if not bucket.asynchronous:
+        latencies.append((OVERHEAD_LATENCY, bucket.overhead_latency))
+    for name, counter in latencies:
         items = sorted(counter.items())
         for first in range(0, len(items), MAX_VALUES_PER_DATUM):
             chunk = items[first : first + MAX_VALUES_PER_DATUM]

@@ -191,18 +191,16 @@ class Rollout:
     # -- alarms -------------------------------------------------------------------------------------
 
     def _arm(self, variant: str) -> list[str]:
-        """Create the guard alarms on `variant` (none for async: it publishes no invocation metrics)."""
-        if self.config.endpoint.type == "async":
-            guard: list[str] = []
-        else:
-            guard = alarms.create_guard_alarms(
-                self.config,
-                self.release_id,
-                endpoint=self.endpoint,
-                variant=variant,
-                config_name=self.fleet_config,
-                ledger=self.ledger,
-            )
+        """Create the guard alarms on `variant`. Async endpoints get them too: SageMaker publishes their
+        Invocation5XXErrors and ModelLatency (not their Invocations), which is what the alarms watch."""
+        guard = alarms.create_guard_alarms(
+            self.config,
+            self.release_id,
+            endpoint=self.endpoint,
+            variant=variant,
+            config_name=self.fleet_config,
+            ledger=self.ledger,
+        )
         self.report.guard_alarms = guard
         self.report.rollback_alarms = alarms.rollback_alarm_names(self.config, guard)
         return self.report.rollback_alarms

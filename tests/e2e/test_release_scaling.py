@@ -185,6 +185,9 @@ def test_async_release_idles_to_zero_and_its_next_smoke_test_waits_for_the_scale
     assert ok, summary["error"]
     resource_id = f"endpoint/{endpoint}/variant/AllTraffic"
     assert summary["scaling"]["alarms"], summary["scaling"]  # backlog tracking alarms and scale-from-zero
+    # SageMaker publishes an async endpoint's 5xx errors and ModelLatency: it gets guard alarms too.
+    guards = summary["rollout"]["guard_alarms"]
+    assert [name.rsplit("-", 1)[-1] for name in guards] == ["5xx", "latency"], guards
 
     # Idle: the backlog tracking policy takes it to zero instances.
     wait_for("the idle async endpoint at 0 instances", _settled_at(endpoint, 0), timeout_s=150, interval_s=1)

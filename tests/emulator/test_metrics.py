@@ -254,12 +254,22 @@ def test_which_fleets_publish_their_invocation_metrics_faster_than_once_a_minute
     assert invocation_metrics_period_s(metrics_config, instance_backed=instance_backed) == expected
 
 
-def test_asynchronous_invocations_publish_no_invocation_metrics(cloudwatch: Any) -> None:
+def test_asynchronous_invocations_publish_their_errors_and_model_latency_only(cloudwatch: Any) -> None:
+    """The guide's exhaustive list of async endpoint metrics has Invocation4XXErrors,
+    Invocation5XXErrors and ModelLatency, and not Invocations, InvocationsPerInstance or
+    OverheadLatency: guard alarms on errors and latency work for async releases too."""
     publisher = MetricsPublisher(lambda: cloudwatch)
     start = (int(time.time()) // 60) * 60 - 1200
-    publisher.record(invocation("ep-async", "AllTraffic", start + 5, kind="async"))
-    assert publisher.flush() == 0
+    publisher.record(invocation("ep-async", "AllTraffic", start + 5, kind="async", model_us=4000))
+    publisher.record(invocation("ep-async", "AllTraffic", start + 6, kind="async", status=500))
+    assert publisher.flush() == 3  # 4xx, 5xx and one ModelLatency datum
     assert statistics(cloudwatch, "Invocations", "ep-async", "AllTraffic", start, start + 60) == []
+    assert statistics(cloudwatch, "OverheadLatency", "ep-async", "AllTraffic", start, start + 60) == []
+    assert statistics(cloudwatch, "InvocationsPerInstance", "ep-async", "AllTraffic", start, start + 60) == []
+    errors = statistics(cloudwatch, "Invocation5XXErrors", "ep-async", "AllTraffic", start, start + 60)
+    assert total(errors) == 1
+    latency = statistics(cloudwatch, MODEL_LATENCY, "ep-async", "AllTraffic", start, start + 60)
+    assert total(latency, "SampleCount") == 2
 
 
 def test_many_distinct_latencies_in_one_second_keep_every_sample(cloudwatch: Any) -> None:
