@@ -46,6 +46,7 @@ from tasks.lifecycle.lock import LEASE_EXPIRY_META, LEASE_META, Lease, endpoint_
 from tasks.report.events import emit_release_event
 from tasks.report.summary import ReleaseReport, ReleaseSteps
 from tasks.rollout.planning import RolloutPlan
+from tasks.rollout.runner import RolloutReport
 from tasks.rollout.traffic_shift import retire_previous_releases, shift_traffic
 from tasks.sagemaker.deploy import (
     apply_scaling,
@@ -122,7 +123,15 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
             stop_noting = lease.on_renewed(_note_lease_expiry(ledger))
             try:
                 with ledger:
-                    _release(config, release_id, checked, ledger, steps, lease.check)
+                    _release(
+                        config,
+                        release_id,
+                        checked,
+                        ledger,
+                        steps,
+                        lease.check,
+                        before_approval=lambda _: report.publish_awaiting_approval(steps, ledger),
+                    )
             finally:
                 stop_noting()
                 report.absorb_steps(steps)
@@ -199,6 +208,8 @@ def _release(
     ledger: Ledger,
     steps: ReleaseSteps,
     safe_point: Callable[[], None],
+    *,
+    before_approval: Callable[[RolloutReport], None] | None = None,
 ) -> None:
     """The release, step by step: each task's result goes into `steps`, which the report reads once they
     stop. `safe_point()` runs before each step that creates or changes something (it raises LeaseLost
@@ -241,7 +252,16 @@ def _release(
         steps.scaling = reconcile_scaling(config, release_id, live, ledger)
     else:
         deploy(
-            config, release_id, live, plan, model_data, steps.image.uri, ledger, steps, safe_point=safe_point
+            config,
+            release_id,
+            live,
+            plan,
+            model_data,
+            steps.image.uri,
+            ledger,
+            steps,
+            safe_point=safe_point,
+            before_approval=before_approval,
         )
     safe_point()
     steps.smoke = smoke_test(config, release_id, ledger)
@@ -258,6 +278,7 @@ def deploy(
     steps: ReleaseSteps,
     *,
     safe_point: Callable[[], None] = lambda: None,
+    before_approval: Callable[[RolloutReport], None] | None = None,
 ) -> None:
     """The endpoint (model, endpoint config, a new endpoint when there is none), the traffic shift under
     the release's alarms, and autoscaling (before a new endpoint's bake, after a serving one's update).
@@ -303,6 +324,7 @@ def deploy(
         ledger=ledger,
         before_traffic=_smoke_before_traffic(config, steps),
         on_report=steps.keep_rollout,
+        before_approval=before_approval,  # publishes the artifact the approver judges from
     )
     if live is not None:
         steps.endpoint = updated_endpoint(config.endpoint.name, previous=live)

@@ -540,6 +540,25 @@ class RolloutConfig(_Section):
     bake_traffic: BakeTrafficConfig = Field(
         default_factory=BakeTrafficConfig, description="Synthetic traffic while baking."
     )
+    approval: Literal["none", "manual"] = Field(
+        "none",
+        title="Approval",
+        description="manual: once the first step has baked, the release pauses until someone promotes "
+        "or rolls back from the Prefect UI (the flow run's Resume form); alarms still roll back during the "
+        "wait. Needs strategy variant_shift or auto.",
+    )
+    approval_timeout_s: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        title="Approval timeout (s)",
+        description="Seconds the release waits for a decision before on_approval_timeout applies.",
+    )
+    on_approval_timeout: Literal["roll_back", "promote"] = Field(
+        "roll_back",
+        title="On approval timeout",
+        description="What a release nobody decided on does once approval_timeout_s is over.",
+    )
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutConfig:
@@ -630,6 +649,20 @@ class RolloutConfig(_Section):
                     f"{smaller}, or use rollout.strategy: variant_shift",
                     field=name,
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _approval_needs_own_steps(self) -> RolloutConfig:
+        # Guardrails move the traffic inside SageMaker, which cannot be held at the canary for a person:
+        # only a rollout the release steps itself (or a new endpoint's bake) can wait for a decision.
+        if self.approval == "manual" and self.strategy in ("all_at_once", "canary", "linear"):
+            raise _invalid(
+                f"manual approval holds the traffic after the first step, but strategy {self.strategy} "
+                "lets SageMaker's deployment guardrails move it without a pause",
+                "use rollout.strategy variant_shift or auto, which the release steps itself, or set "
+                "rollout.approval to none",
+                field="approval",
+            )
         return self
 
     def traffic_steps(self, strategy: str | None = None) -> list[int]:

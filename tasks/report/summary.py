@@ -99,6 +99,16 @@ class ReleaseReport:
         self.entries = list(ledger.entries)
         self.ledger_location = ledger.store.describe()
 
+    def publish_awaiting_approval(self, steps: ReleaseSteps, ledger: Ledger) -> None:
+        """The artifact as the approver sees it while the rollout waits (rollout.approval: manual)."""
+        self.absorb_steps(steps)
+        self.absorb_ledger(ledger)
+        self.status = "awaiting approval"
+        try:
+            self.publish()
+        finally:
+            self.status = "running"
+
     def absorb_steps(self, steps: ReleaseSteps) -> None:
         """Everything the steps returned, as far as they got; fields of steps that did not run stay."""
         if steps.snapshot is not None:
@@ -176,6 +186,7 @@ class ReleaseReport:
         ]
         if self.rollout is not None:
             lines += [rollout_chart.markdown(self.rollout), ""]
+            lines += [*_approval_lines(self.rollout)]
         if self.endpoint_type != "batch":
             lines += ["## Autoscaling", "", *_scaling_lines(self.scaling, self.status), ""]
         if self.retired:
@@ -191,6 +202,13 @@ class ReleaseReport:
             return [f"Batch transform, no endpoint left running. Output: `{self.transform_output or '-'}`"]
         if self.status == "invalid":
             return [f"Endpoint `{self.endpoint_name}` was not touched: the release was refused up front."]
+        if self.status == "awaiting approval" and self.rollout is not None and self.rollout.steps:
+            share = self.rollout.steps[-1].weight_percent
+            return [
+                f"Endpoint `{self.endpoint_name}`: **{share:g}%** of traffic on the new model "
+                f"(`{self.rollout.new_variant}`), the rest on the previous one. **Waiting for approval**: "
+                "resume this flow run with a decision (promote or roll back)."
+            ]
         if self.status == "failed":
             name = f"Endpoint `{self.endpoint_name}`"
             if self.previous_config:
@@ -267,6 +285,20 @@ def _shortened(identifier: str) -> str:
         return identifier[: SHORT_ID // 2] + "…" + identifier[-SHORT_ID // 2 :]
     kind = head.rpartition(":")[2].rpartition("/")[2]
     return f"…{kind}/{name}" if kind and len(kind) < 30 else f"…/{name}"
+
+
+def _approval_lines(rollout: RolloutReport) -> list[str]:
+    """The approval gate's line under the traffic shift: who decided what, and why."""
+    if rollout.awaiting_approval:
+        return ["**Approval**: waiting for a decision (Resume this flow run: promote or roll back).", ""]
+    if rollout.approval is None:
+        return []
+    return [f"**Approval**: {_escaped(rollout.approval.line())}", ""]
+
+
+def _escaped(text: str) -> str:
+    """A person's words as plain text in markdown: no link, emphasis or HTML of theirs renders."""
+    return re.sub(r"([\\`*_{}\[\]()<>#|!~])", r"\\\1", text)
 
 
 def _smoke_lines(result: SmokeResult) -> list[str]:

@@ -13,8 +13,9 @@ Strategies:
   afterwards.
 * `variant_shift`: the new model joins as a second production variant at weight 0 and its share
   moves through the steps with UpdateEndpointWeightsAndCapacities; works on one instance.
-* `auto`: create for a new endpoint; all_at_once for serverless/async; canary when the live variant
-  and the new config both have 2+ instances and the same single variant name; else variant_shift.
+* `auto`: create for a new endpoint; all_at_once for serverless/async; variant_shift under manual
+  approval; canary when the live variant and the new config both have 2+ instances and the same single
+  variant name; else variant_shift.
 """
 
 from __future__ import annotations
@@ -134,6 +135,9 @@ def _choose(config: ReleaseConfig, live: LiveEndpoint, count: int) -> tuple[Stra
     if requested == "auto":
         if not instance_backed:
             return "all_at_once", f"a {endpoint.type} endpoint cannot shift traffic between variants"
+        if config.rollout.approval == "manual":
+            # Guardrails would move past the canary inside SageMaker, with nobody's decision.
+            return "variant_shift", "manual approval: the release steps the traffic itself"
         if same_variant and live_count >= 2 and count >= 2:
             return (
                 "canary",

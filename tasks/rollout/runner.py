@@ -34,7 +34,8 @@ from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag
 from tasks.core.waiting import Clock, SystemClock, poll_until
 from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT
 from tasks.lifecycle.ledger import Ledger
-from tasks.rollout import alarms, step_metrics
+from tasks.rollout import alarms, approval, step_metrics
+from tasks.rollout.approval import ApprovalGate, ApprovalRecord, ReleaseRejected
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
 from tasks.rollout.planning import (
     RequestedStrategy,
@@ -91,6 +92,8 @@ class RolloutReport:
     steps: list[StepRecord] = field(default_factory=list)
     outcome: RolloutOutcome = "running"
     fired: list[str] = field(default_factory=list)
+    awaiting_approval: bool = False  # paused for a person's decision (rollout.approval: manual)
+    approval: ApprovalRecord | None = None  # the decision, once taken
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "steps": [s.as_dict() for s in self.steps]}
@@ -114,6 +117,8 @@ class Rollout:
         traffic: BakeTraffic | None = None,
         before_traffic: Callable[[str], None] | None = None,
         on_step: Callable[[RolloutReport], None] | None = None,
+        before_approval: Callable[[RolloutReport], None] | None = None,
+        gate: Callable[[], ApprovalGate] | None = None,
     ) -> None:
         self.config = config
         self.release_id = release_id
@@ -126,6 +131,8 @@ class Rollout:
         self.wall = wall
         self.before_traffic = before_traffic
         self.on_step = on_step
+        self.before_approval = before_approval
+        self.gate = gate or (lambda: approval.gate_for(release_id, endpoint=config.endpoint.name))
         self.endpoint = config.endpoint.name
         self.interval_s = config.timeouts.poll_interval_s
         self.timeout_s = float(config.timeouts.endpoint_s)
@@ -182,7 +189,7 @@ class Rollout:
                     self._guardrails()
                 else:
                     self._update_then_bake()
-        except AlarmFired:
+        except (AlarmFired, ReleaseRejected):
             self.report.outcome = "rolled back"
             raise
         self.report.outcome = "completed"
@@ -240,6 +247,9 @@ class Rollout:
         if step.outcome == "alarm":
             # Nothing served before: the release's unwind deletes the endpoint.
             raise self._alarm_fired()
+        decided = self._await_approval()
+        if decided is not None and not decided.promote:
+            raise self._rejected(decided)  # the unwind deletes the endpoint, as after an alarm
 
     # -- variant shift ------------------------------------------------------------------------------
 
@@ -266,10 +276,11 @@ class Rollout:
             last = index == len(self.plan.steps) - 1
             seconds = self.plan.final_bake_s if last else self.plan.bake_s
             step = self._bake(index, f"{percent:g}% on the new model", percent, seconds)
-            if step.outcome == "alarm":
+            decided = self._await_approval() if index == 0 and step.outcome == "passed" else None
+            if step.outcome == "alarm" or (decided is not None and not decided.promote):
                 self._set_weights({**old_weights, new_variant: 0.0}, staging)
                 self._record_rollback(len(self.report.steps))
-                raise self._alarm_fired()
+                raise self._alarm_fired() if decided is None else self._rejected(decided)
         self._finish_on_final_config()
         hosting.delete_endpoint_config(staging)
         self.log.info("deleted the staging endpoint config %s", staging)
@@ -435,7 +446,8 @@ class Rollout:
             clock=self.clock,
         )
         step = self._bake(0, "all at once", 100.0, max(self.plan.bake_s, self.plan.final_bake_s))
-        if step.outcome == "alarm":
+        decided = self._await_approval() if step.outcome == "passed" else None
+        if step.outcome == "alarm" or (decided is not None and not decided.promote):
             hosting.restore_endpoint(
                 self.endpoint,
                 self.live.config_name,
@@ -444,7 +456,53 @@ class Rollout:
                 clock=self.clock,
             )
             self._record_rollback(1)
-            raise self._alarm_fired()
+            raise self._alarm_fired() if decided is None else self._rejected(decided)
+
+    # -- manual approval ------------------------------------------------------------------------------
+
+    def _await_approval(self) -> ApprovalRecord | None:
+        """With rollout.approval manual: the report published, wait for the decision under the alarms.
+
+        None when no approval is asked for. The bake traffic goes on while the run waits, so the alarms
+        keep judging the new model; an alarm decides `roll_back` at once (report.fired names it)."""
+        settings = self.config.rollout
+        if settings.approval != "manual":
+            return None
+        gate = self.gate()
+        self.report.awaiting_approval = True
+        self.log.info(
+            "release %s of %s waits for approval (up to %d s, then %s): resume its flow run with a decision",
+            self.release_id,
+            self.endpoint,
+            settings.approval_timeout_s,
+            settings.on_approval_timeout,
+        )
+        if self.before_approval is not None:
+            self.before_approval(self.report)  # the approver judges from the artifact this publishes
+        self.traffic.start(self.traffic_duration(float(settings.approval_timeout_s)))
+        try:
+            decided = approval.await_approval(
+                gate,
+                timeout_s=settings.approval_timeout_s,
+                on_timeout=settings.on_approval_timeout,
+                firing=lambda: [s.name for s in self._firing()],
+                interval_s=self.interval_s,
+                clock=self.clock,
+            )
+        finally:
+            self.traffic.stop()
+            self.report.awaiting_approval = False
+        self.report.approval = decided
+        self.ledger.set_meta(approval=decided.as_dict())
+        self.log.info("approval of release %s: %s", self.release_id, decided.line())
+        if self.on_step is not None:
+            self.on_step(self.report)
+        return decided
+
+    def _rejected(self, decided: ApprovalRecord) -> AlarmFired | ReleaseRejected:
+        if decided.decided_by == approval.BY_ALARM:
+            return self._alarm_fired()
+        return ReleaseRejected(endpoint=self.endpoint, decided_by=decided.decided_by, comment=decided.comment)
 
     # -- baking and recording ---------------------------------------------------------------------
 

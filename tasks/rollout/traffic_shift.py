@@ -11,7 +11,9 @@
 `shift_traffic` does the endpoint update itself (guardrails, or the variant shift) and records it in
 the ledger, so the flow makes no other endpoint update. `on_report` receives the rollout's
 report after every step and at the end, also when the rollout fails, so the release artifact can show
-the shift (tasks/report/rollout_chart.py).
+the shift (tasks/report/rollout_chart.py). With `rollout.approval: manual`, `before_approval` receives
+it once the first step has baked, just before the run pauses for a decision (tasks/rollout/approval.py):
+the flow publishes the artifact there, so the approver judges from the UI.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def shift_traffic(
     ledger: Ledger,
     before_traffic: Callable[[str], None] | None = None,
     on_report: Callable[[RolloutReport], None] | None = None,
+    before_approval: Callable[[RolloutReport], None] | None = None,
 ) -> RolloutReport:
     """Move the endpoint to `final_config` by the plan, under the release's alarms."""
     runner = Rollout(
@@ -63,6 +66,7 @@ def shift_traffic(
         ledger=ledger,
         before_traffic=before_traffic,
         on_step=on_report,
+        before_approval=before_approval,
     )
     try:
         return runner.run()
