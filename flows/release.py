@@ -21,7 +21,7 @@ from prefect import flow
 from prefect.states import Failed, State
 
 from flows import cli
-from flows.run_names import release_run_name
+from flows.run_names import release_run_name, run_release_id
 from tasks.artifact import model_refs
 from tasks.artifact.model_source import download_model
 from tasks.artifact.packaging import package_model
@@ -105,7 +105,8 @@ def _note_lease_expiry(ledger: Ledger) -> Callable[[datetime], None]:
 @flow(name="release-model", flow_run_name=release_run_name, log_prints=True)
 def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -> dict[str, Any] | State:
     """Release a model to SageMaker end to end; the return value is the JSON summary of the release."""
-    config = config.with_release_id()
+    # The id the run was named with (flows/run_names.py), unless the config brings its own.
+    config = config.with_release_id(None if config.release_id else run_release_id())
     release_id = config.require_release_id
     report = ReleaseReport(release_id, config.endpoint.name, config.endpoint.type)
     log = run_logger()

@@ -38,12 +38,12 @@ def run_release_id() -> str:
 def release_run_name() -> str:
     """`flow_run_name` of the release flow: its config's endpoint and release id.
 
-    A config without a release id gets its id in the flow's body, after the run is named; the name then
-    says so rather than show an id the release will not use."""
+    A config without a release id is given the run's own (`run_release_id`), here and in the flow's
+    body alike, so the name shows the id the release uses."""
     context = FlowRunContext.get()
     config = (context.parameters or {}).get("config") if context is not None else None
     endpoint, release_id = _endpoint_and_release_id(config)
-    return run_name(endpoint or "release", release_id or "new release id")
+    return run_name(endpoint or "release", release_id or run_release_id())
 
 
 def _endpoint_and_release_id(config: Any) -> tuple[str | None, str | None]:

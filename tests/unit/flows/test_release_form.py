@@ -357,8 +357,8 @@ def test_a_release_run_is_named_after_its_config(prefect_api: None) -> None:
     state = named(config.with_release_id("r-named"), return_state=True)
     assert _run_name(state.state_details.flow_run_id) == f"demo-embedder{SEPARATOR}r-named"
     state = named(config, return_state=True)
-    assert _run_name(state.state_details.flow_run_id) == f"demo-embedder{SEPARATOR}new release id"
-    # The id of a run is the same each time it is asked for, and shaped as new_release_id's.
+    # A config without an id: the run's own, the one the body gets too, shaped as new_release_id's.
+    assert _run_name(state.state_details.flow_run_id) == f"demo-embedder{SEPARATOR}{state.result()}"
     assert RELEASE_ID.match(state.result())
 
 
