@@ -179,12 +179,14 @@ class ApprovalUnavailable(ReleaseError):
 class PrefectPause:
     """The gate as a paused Prefect flow run: the UI shows its Resume form with the `Approval` fields."""
 
-    def __init__(self, release_id: str, *, endpoint: str) -> None:
+    def __init__(self, release_id: str, *, endpoint: str, on_timeout: Decision) -> None:
         context = FlowRunContext.get()
         if context is None or context.flow_run is None:
             raise ApprovalUnavailable(endpoint=endpoint, reason="no flow run is active")
         self.flow_run_id: UUID = context.flow_run.id
         self.endpoint = endpoint
+        self.release_id = release_id
+        self.on_timeout = on_timeout
         # One pause per release: a retried task must not find the keys of an earlier pause taken.
         self.pause_key = f"approval-{release_id}"
         self.keyset: dict[Literal["description", "response", "schema"], str] | None = None
@@ -201,9 +203,20 @@ class PrefectPause:
             raise ApprovalUnavailable(
                 endpoint=self.endpoint, reason=f"the server answered {state.type.value}"
             )
-        # The schema is what makes the UI offer the form (and the server validate what it sends).
-        Approval.save(keyset, flow_run_id=self.flow_run_id)
+        # The schema is what makes the UI offer the form (and the server validate what it sends); the
+        # description is the markdown the UI shows above it.
+        form = Approval.with_initial_data(description=self._description(timeout_s))
+        form.save(keyset, flow_run_id=self.flow_run_id)
         self.keyset = keyset
+
+    def _description(self, timeout_s: int) -> str:
+        verb = "rolls back" if self.on_timeout == "roll_back" else "promotes"
+        return (
+            f"**Release `{self.release_id}` of `{self.endpoint}`**: the first step has baked. Judge it from "
+            "the release artifact (Artifacts tab: steps, errors, p99), then **promote** (on to 100% on the "
+            f"new model) or **roll back** (all traffic to the previous model). Without a decision within "
+            f"{timeout_s} s the release {verb} by itself; an alarm rolls it back at once."
+        )
 
     def poll(self) -> Approval | None:
         assert self.keyset is not None, "open() first"
@@ -231,6 +244,6 @@ class PrefectPause:
                 client.set_flow_run_state(self.flow_run_id, Running(), force=True)
 
 
-def gate_for(release_id: str, *, endpoint: str) -> ApprovalGate:
+def gate_for(release_id: str, *, endpoint: str, on_timeout: Decision) -> ApprovalGate:
     """The gate of a release run as a Prefect flow run."""
-    return PrefectPause(release_id, endpoint=endpoint)
+    return PrefectPause(release_id, endpoint=endpoint, on_timeout=on_timeout)

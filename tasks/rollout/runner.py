@@ -132,7 +132,11 @@ class Rollout:
         self.before_traffic = before_traffic
         self.on_step = on_step
         self.before_approval = before_approval
-        self.gate = gate or (lambda: approval.gate_for(release_id, endpoint=config.endpoint.name))
+        self.gate = gate or (
+            lambda: approval.gate_for(
+                release_id, endpoint=config.endpoint.name, on_timeout=config.rollout.on_approval_timeout
+            )
+        )
         self.endpoint = config.endpoint.name
         self.interval_s = config.timeouts.poll_interval_s
         self.timeout_s = float(config.timeouts.endpoint_s)

@@ -106,14 +106,17 @@ def artifacts(endpoint: str, release_id: str) -> list[str]:
     return [str(a.data) for a in found if f"# Release `{release_id}`" in str(a.data)]
 
 
-def assert_the_ui_can_show_the_form(run: FlowRun) -> None:
+def assert_the_ui_can_show_the_form(run: FlowRun, release_id: str) -> None:
     """What the UI reads for the Resume form: the Paused state's keyset and the schema stored under it."""
     assert run.state is not None
     keyset = run.state.state_details.run_input_keyset
     assert keyset is not None, "a Paused state without a run input keyset shows no form"
     with get_client(sync_client=True) as client:
         schema = client.read_flow_run_input(flow_run_id=run.id, key=keyset["schema"])
+        description = client.read_flow_run_input(flow_run_id=run.id, key=keyset["description"])
     assert '"promote"' in schema and '"roll_back"' in schema and '"Decided by"' in schema, schema
+    # The markdown the UI shows above the form names the release and what a timeout does.
+    assert release_id in description and "rolls back by itself" in description, description
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def test_a_promoted_canary_goes_live_and_the_decision_is_in_the_artifact_and_the
     config = approval_config(e2e, "v2", model_folder(models, 2), approval="manual", approval_timeout_s=600)
     release = Background(config)
     run = release.paused_run()
-    assert_the_ui_can_show_the_form(run)
+    assert_the_ui_can_show_the_form(run, config.require_release_id)
     # Before the pause, the artifact shows the canary for the approver to judge.
     waiting = artifacts(endpoint, config.require_release_id)
     assert any("**awaiting approval**" in a and "**50%** of traffic on the new model" in a for a in waiting)

@@ -15,11 +15,12 @@ from tasks.core.errors import AlarmFired, ConfigError
 from tasks.lifecycle.ledger import Ledger
 from tasks.report.summary import ReleaseReport
 from tasks.rollout.approval import Approval, ApprovalRecord, ReleaseRejected, await_approval
+from tasks.rollout.bake_traffic import BakeTraffic
 from tasks.rollout.planning import plan_rollout
 from tasks.rollout.runner import Rollout, RolloutReport
 from tasks.sagemaker import hosting
 from tests.unit.deploy_helpers import local_ledger, make_config
-from tests.unit.rollout.test_rollout import ENDPOINT, fire, rollout
+from tests.unit.rollout.test_rollout import BASE_TIME, ENDPOINT, add_final_config, fire, rollout
 from tests.unit.rollout_fakes import FakeClock, FakeSageMaker, StepClock, sagemaker_double
 
 
@@ -246,6 +247,78 @@ def test_without_manual_approval_no_gate_is_asked(fake: FakeSageMaker, tmp_path:
 
     runner = rollout(manual(approval="none"), fake, local_ledger(tmp_path), StepClock(), gate=no_gate)
     assert runner.run().approval is None
+
+
+def test_a_new_endpoint_waits_after_its_bake_and_a_roll_back_leaves_it_to_the_unwind(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """No fleet served before: the approver judges the new endpoint's bake; rolling back fails the
+    release, whose unwind deletes the endpoint (nothing to send traffic back to)."""
+    config = manual(strategy="auto", steps=None)
+    clock = StepClock()
+    gate = FakeGate(Approval(decision="roll_back", comment="not today", decided_by="carol"))
+    runner = Rollout(
+        config,
+        "r1",
+        plan=plan_rollout(config, None),
+        live=None,
+        model_name="demo-embedder-r1",
+        final_config="demo-embedder-r1",
+        ledger=local_ledger(tmp_path),
+        clock=clock,
+        wall=lambda: BASE_TIME + clock.now,
+        traffic=BakeTraffic([], lambda body: (None, 200), rate_per_s=0),
+        gate=lambda: gate,
+    )
+    with pytest.raises(ReleaseRejected) as raised:
+        runner.run()
+    assert raised.value.decided_by == "carol" and gate.opened == [600]
+    assert runner.report.strategy == "create" and runner.report.outcome == "rolled back"
+    assert [(s.label, s.outcome) for s in runner.report.steps] == [("new endpoint", "passed")]
+    assert fake.called("UpdateEndpoint") == []
+
+
+def test_an_async_endpoint_waits_after_its_bake_and_a_roll_back_restores_its_config(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """auto on an async endpoint updates all at once (no variants to shift): the approver judges the
+    bake, and rolling back puts the endpoint on the config it served."""
+    config = make_config(
+        endpoint={"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}},
+        rollout={
+            "strategy": "auto",
+            "bake_s": 0,
+            "final_bake_s": 0,
+            "alarms": {"period_s": 60},
+            "approval": "manual",
+            "approval_timeout_s": 60,
+        },
+    )
+    live = hosting.live_endpoint(ENDPOINT)
+    clock = StepClock()
+    gate = FakeGate()  # nobody answers: on_approval_timeout rolls back
+    runner = Rollout(
+        config,
+        "r1",
+        plan=plan_rollout(config, live),
+        live=live,
+        model_name="demo-embedder-r1",
+        final_config=add_final_config(fake),
+        ledger=local_ledger(tmp_path),
+        clock=clock,
+        wall=lambda: BASE_TIME + clock.now,
+        traffic=BakeTraffic([], lambda body: (None, 200), rate_per_s=0),
+        gate=lambda: gate,
+    )
+    with pytest.raises(ReleaseRejected) as raised:
+        runner.run()
+    assert runner.report.strategy == "all_at_once" and raised.value.decided_by == "timeout"
+    assert [c["EndpointConfigName"] for c in fake.called("UpdateEndpoint")] == [
+        "demo-embedder-r1",
+        "old-config",
+    ]
+    assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == "old-config"
+    assert [s.outcome for s in runner.report.steps] == ["passed", "rolled back"]
 
 
 # -- the artifact -------------------------------------------------------------------------------------
