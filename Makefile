@@ -57,6 +57,7 @@ demo: venv docker wheelhouse
 
 test: venv
 	@set -euo pipefail; \
+	  scripts/ensure-chromium.sh; \
 	  image=$$(scripts/build-image.sh | tail -n 1); \
 	  base=$$(scripts/ensure-base-image.sh | tail -n 1); \
 	  export SERVING_IMAGE=$$image SAGEMAKER_RELEASE_BASE_IMAGE=$$base; \

@@ -19,7 +19,7 @@ mkdir -p "$logs"
 # (e2e and emulator as two more runs at once saved 4 more minutes, but made the guardrail tests' step
 # timing flaky on 2 cores.)
 runs=(
-    "stack|tests/e2e tests/emulator"
+    "stack|tests/e2e tests/emulator tests/ui"
     "unit-container|tests/unit tests/container"
 )
 # A folder of tests/ that no run names would never run, and nothing would say so.
