@@ -33,6 +33,7 @@ from prefect.utilities.engine import propose_state_sync
 from pydantic import Field
 
 from tasks.core.errors import ReleaseError
+from tasks.core.logs import run_logger
 from tasks.core.waiting import Clock
 
 Decision = Literal["promote", "roll_back"]
@@ -208,6 +209,13 @@ class PrefectPause:
         form = Approval.with_initial_data(description=self._description(timeout_s))
         form.save(keyset, flow_run_id=self.flow_run_id)
         self.keyset = keyset
+        run_logger().info(
+            "flow run %s is paused for approval: Resume it in the Prefect UI, or call "
+            "prefect.flow_runs.resume_flow_run(%r, run_input={'decision': 'promote' or 'roll_back', "
+            "'comment': ..., 'decided_by': ...})",
+            self.flow_run_id,
+            str(self.flow_run_id),
+        )
 
     def _description(self, timeout_s: int) -> str:
         verb = "rolls back" if self.on_timeout == "roll_back" else "promotes"

@@ -37,6 +37,9 @@ def approval_config(
         e2e.endpoint("approve"),
         release_id=f"e2e-{e2e.token}-approve-{release}",
         model={"repo_id": None, "local_path": str(folder)},
+        # An instance type of its own: the emulator's quota is per type, and the other e2e modules'
+        # endpoints (ml.m5.large) may hold all of theirs while these run.
+        endpoint={"instance_type": "ml.c5.large"},
         scaling={"enabled": False},
         smoke={"payloads": GOOD_PAYLOADS, "repeat": 1, "expect_dim": 4},
         rollout={
