@@ -25,7 +25,7 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from flows.release import DEFAULT_LOCK_WAIT_S, release
-from flows.run_names import run_name, run_release_id
+from flows.run_names import endpoint_and_release_id, run_name, run_release_id
 from tasks.checks.preflight import check_confined_path
 from tasks.config import ReleaseConfig, load_config, load_yaml, parse_override, shown_value
 from tasks.core.errors import ConfigError
@@ -100,16 +100,7 @@ def _file_values(path: str) -> tuple[str | None, str | None]:
         text = (CHECKOUT / path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None, None
-    data = load_yaml(text, field="config_path", source=path)
-    if not isinstance(data, dict):
-        return None, None
-    endpoint = data.get("endpoint")
-    name = endpoint.get("name") if isinstance(endpoint, dict) else None
-    release_id = data.get("release_id")
-    return (
-        name if isinstance(name, str) else None,
-        release_id if isinstance(release_id, str) else None,
-    )
+    return endpoint_and_release_id(load_yaml(text, field="config_path", source=path))
 
 
 def form_changes(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,11 @@ def release_run_name() -> str:
 
 def _endpoint_and_release_id(config: Any) -> tuple[str | None, str | None]:
     # Validated parameters are a ReleaseConfig; a run whose validation is skipped has the plain mapping.
-    data = config.model_dump() if isinstance(config, BaseModel) else config
+    return endpoint_and_release_id(config.model_dump() if isinstance(config, BaseModel) else config)
+
+
+def endpoint_and_release_id(data: Any) -> tuple[str | None, str | None]:
+    """The endpoint name and release id a config's data gives, None for each it does not."""
     if not isinstance(data, dict):
         return None, None
     endpoint = data.get("endpoint")

@@ -140,14 +140,18 @@ def plan_for(config: ReleaseConfig, release_id: str, *, variant: str | None = No
 # --- reading what is registered --------------------------------------------------------------------------
 
 
+def registered_target(resource_id: str) -> dict[str, Any] | None:
+    """DescribeScalableTargets' entry for the variant at `resource_id`, or None when it is not registered."""
+    targets = aws.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    return next((dict(t) for t in targets if t["ResourceId"] == resource_id), None)
+
+
 def snapshot(resource_id: str) -> dict[str, Any] | None:
     """The scalable target at `resource_id` with its policies and the alarms that drive its step
     policies, as JSON (for the ledger), or None when the variant is not registered."""
-    autoscaling = aws.client("application-autoscaling")
-    targets = autoscaling.describe_scalable_targets(
-        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
-    )["ScalableTargets"]
-    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    target = registered_target(resource_id)
     if target is None:
         return None
     described = _policies(resource_id)
@@ -207,11 +211,7 @@ def read_scaling(resource_id: str) -> AppliedScaling | None:
 
     Target tracking alarms are the ones the service made (DescribeScalingPolicies lists them); a step
     policy's alarms are whichever name its ARN in their actions."""
-    autoscaling = aws.client("application-autoscaling")
-    targets = autoscaling.describe_scalable_targets(
-        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
-    )["ScalableTargets"]
-    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    target = registered_target(resource_id)
     if target is None:
         return None
     cloudwatch = aws.client("cloudwatch")
@@ -330,10 +330,7 @@ def fleet_size(config: ReleaseConfig, live: LiveEndpoint | None) -> FleetSize:
     if served is None or served.current_instance_count is None:
         return plain
     resource_id = naming.scalable_resource_id(live.name, served.variant)
-    targets = aws.client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
-    )["ScalableTargets"]
-    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    target = registered_target(resource_id)
     if target is None:
         return plain
     if config.scaling.enabled:
@@ -381,10 +378,7 @@ def scale_from_zero(endpoint: str, variant: str) -> ScaleFromZero:
     alarm (the release's HasBacklogWithoutCapacity one, or the team's own)."""
     resource_id = naming.scalable_resource_id(endpoint, variant)
     none = ScaleFromZero(resource_id, None, 0.0)
-    targets = aws.client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace=NAMESPACE, ResourceIds=[resource_id], ScalableDimension=DIMENSION
-    )["ScalableTargets"]
-    target = next((t for t in targets if t["ResourceId"] == resource_id), None)
+    target = registered_target(resource_id)
     suspended = (target or {}).get("SuspendedState", {})
     if target is None or int(target["MaxCapacity"]) < 1 or suspended.get("DynamicScalingOutSuspended"):
         return none
