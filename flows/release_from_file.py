@@ -56,6 +56,7 @@ else:
 
 # RolloutConfig.strategy's choices (a unit test holds them equal).
 Strategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
+Approval = Literal["none", "manual"]
 
 # The form's fields and the config field each one sets.
 FORM_FIELDS: dict[str, str] = {
@@ -63,6 +64,7 @@ FORM_FIELDS: dict[str, str] = {
     "endpoint_name": "endpoint.name",
     "strategy": "rollout.strategy",
     "instance_count": "endpoint.instance_count",
+    "approval": "rollout.approval",
 }
 
 OVERRIDES_FIELD = "overrides"
@@ -177,6 +179,7 @@ def release_from_file(
     ] = None,
     strategy: Annotated[Strategy | None, _title("Rollout strategy")] = None,
     instance_count: Annotated[int | None, Field(ge=1, le=100), _title("Instance count")] = None,
+    approval: Annotated[Approval | None, _title("Approval")] = None,
     overrides: Annotated[list[str] | None, _title("Other fields (key=value)")] = None,
     wait_for_lock_s: Annotated[int, Field(ge=0, le=86400), _title("Wait for the endpoint (s)")] = (
         DEFAULT_LOCK_WAIT_S
@@ -190,6 +193,8 @@ def release_from_file(
         endpoint_name: The endpoint to release to (endpoint.name). Empty keeps the file's.
         strategy: How traffic moves to the new model (rollout.strategy). Empty keeps the file's.
         instance_count: Instances of the endpoint (endpoint.instance_count). Empty keeps the file's.
+        approval: `manual` pauses the release once its first step has baked, until someone promotes or
+            rolls back from the flow run's Resume form (rollout.approval). Empty keeps the file's.
         overrides: Any other field of the config, one `section.field=value` per line, the value in
             YAML, as the command line's `--set` takes them (e.g. `rollout.bake_s=300`).
         wait_for_lock_s: Seconds to wait while another release of the same endpoint runs.
@@ -200,6 +205,7 @@ def release_from_file(
         "endpoint_name": endpoint_name,
         "strategy": strategy,
         "instance_count": instance_count,
+        "approval": approval,
         "overrides": overrides,
     }
     try:

@@ -58,7 +58,7 @@ def test_the_config_file_is_a_dropdown_of_the_files_of_releases() -> None:
     assert DEMO in on_disk
     # Only the file is required: every other field is empty by default and keeps the file's value.
     assert schema["required"] == ["config_path"]
-    for name in ("revision", "endpoint_name", "strategy", "instance_count", "overrides"):
+    for name in ("revision", "endpoint_name", "strategy", "instance_count", "approval", "overrides"):
         assert schema["properties"][name]["default"] is None, name
 
 
@@ -70,6 +70,7 @@ def test_the_form_refuses_a_file_outside_releases_and_takes_one_inside() -> None
     assert _errors({"config_path": DEMO, "instance_count": 0}, schema)
     assert _errors({"config_path": DEMO, "endpoint_name": "not a name"}, schema)
     assert _errors({"config_path": DEMO, "strategy": "big_bang"}, schema)
+    assert _errors({"config_path": DEMO, "approval": "maybe"}, schema)
 
 
 def test_config_files_lists_yaml_files_sorted_and_refuses_an_empty_folder(tmp_path: Path) -> None:
@@ -96,6 +97,7 @@ def test_labels_read_as_words() -> None:
         "endpoint_name": "Endpoint name",
         "strategy": "Rollout strategy",
         "instance_count": "Instance count",
+        "approval": "Approval",
         "overrides": "Other fields (key=value)",
         "wait_for_lock_s": "Wait for the endpoint (s)",
     }
@@ -377,3 +379,11 @@ def test_the_deployment_belongs_to_the_release_flow_and_opens_on_a_listed_file()
     assert full["entrypoint"] == "flows/release.py:release"
     assert short["parameters"]["config_path"] in form.CONFIG_FILES
     assert short["work_pool"] == full["work_pool"]
+
+
+def test_the_approval_field_asks_for_a_person_on_a_variant_shift() -> None:
+    config = form.load_form_config({"config_path": DEMO, "approval": "manual", "strategy": "variant_shift"})
+    assert (config.rollout.approval, config.rollout.strategy) == ("manual", "variant_shift")
+    with pytest.raises(ConfigError) as refused:  # SageMaker would move a canary's traffic by itself
+        form.load_form_config({"config_path": DEMO, "approval": "manual", "strategy": "canary"})
+    assert "rollout" in refused.value.field
