@@ -103,7 +103,7 @@ def screenshots() -> Path:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
     found = context.new_page()
     # The UI's first load (bundle, API calls) takes seconds on a busy machine; a step is allowed 30 s.
     found.set_default_timeout(30_000)

@@ -28,10 +28,10 @@ from prefect.client.schemas.objects import FlowRun
 from tests.e2e.inspect_stack import ledger, serving_config
 from tests.e2e.progressive_models import model_folder
 from tests.e2e.release_support import E2E, wait_for
-from tests.e2e.test_approval import Background, approval_config, first_release, models
+from tests.e2e.test_approval import Background, approval_config, models
 from tests.e2e.test_deployments import _form_overrides, worker
 
-__all__ = ["first_release", "models", "worker"]
+__all__ = ["models", "worker"]
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 
@@ -42,7 +42,9 @@ def field(scope: Page | Locator, label: str) -> Locator:
 
 
 def shot(page: Page, folder: Path, name: str) -> None:
-    page.screenshot(path=folder / f"{name}.png", full_page=True)
+    # What the window shows: the UI scrolls inside its own pane, which a full-page capture does not
+    # unroll, and a toast is placed in the window.
+    page.screenshot(path=folder / f"{name}.png")
 
 
 def custom_run_form(page: Page, ui_url: str, deployment: str) -> None:
@@ -100,9 +102,11 @@ def test_the_short_form_releases_the_demo_and_its_artifact_renders(
     run = finished(created[0].id)
     assert run.state is not None and run.state.is_completed(), run.state
     page.goto(f"{ui_url}/runs/flow-run/{run.id}")
-    expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+    header = page.get_by_role("banner")
+    expect(header.get_by_text("Completed", exact=True)).to_be_visible()
     # The runs list reads: the run is named after the endpoint (the form's) and the release id.
-    expect(page.get_by_text(re.compile(rf"^{endpoint} / "))).to_be_visible()
+    expect(header).to_contain_text(run.name)
+    assert run.name.startswith(f"{endpoint} / "), run.name
     shot(page, screenshots, "short-form-4-run-completed")
 
     release_id = run.name.partition(" / ")[2]
@@ -115,13 +119,14 @@ def test_the_short_form_releases_the_demo_and_its_artifact_renders(
         )
     assert len(children) == 1, [child.name for child in children]
     page.goto(f"{ui_url}/runs/flow-run/{children[0].id}")
-    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_role("tablist").get_by_text("Artifacts", exact=True).click()
     artifact = page.get_by_text(f"release-{endpoint}", exact=True)
     expect(artifact).to_be_visible()
     shot(page, screenshots, "short-form-5-artifacts-tab")
     artifact.click()
     # The markdown renders: its title is a heading, not `# Release ...` as text.
     expect(page.get_by_role("heading", name=re.compile(rf"Release\s+{release_id}"))).to_be_visible()
+    expect(page.get_by_role("table").first).to_be_visible()
     shot(page, screenshots, "short-form-6-release-artifact")
 
 
@@ -151,14 +156,25 @@ def test_the_full_form_refuses_a_config_without_a_model_source(
     assert runs == [], [r.name for r in runs]
 
 
+@pytest.fixture(scope="module")
+def approve_endpoint(e2e: E2E, models: Path) -> dict[str, Any]:
+    """The approve endpoint on model v1, created without approval (as tests/e2e/test_approval.py's).
+
+    Released in a thread: Playwright's sync API keeps an event loop running in this one, where a flow's
+    `state.result()` would hand back a coroutine instead of the summary."""
+    ok, summary = Background(approval_config(e2e, "v1", model_folder(models, 1))).result()
+    assert ok, summary["error"]
+    return summary
+
+
 def test_a_paused_canary_is_approved_in_the_resume_form(
-    e2e: E2E, models: Path, first_release: dict[str, Any], page: Page, ui_url: str, screenshots: Path
+    e2e: E2E, approve_endpoint: dict[str, Any], models: Path, page: Page, ui_url: str, screenshots: Path
 ) -> None:
     config = approval_config(e2e, "v2", model_folder(models, 2), approval="manual", approval_timeout_s=600)
     release = Background(config)
     run = release.paused_run()
     page.goto(f"{ui_url}/runs/flow-run/{run.id}")
-    expect(page.get_by_text("Paused", exact=True).first).to_be_visible()
+    expect(page.get_by_role("banner").get_by_text("Paused", exact=True)).to_be_visible()
     shot(page, screenshots, "approval-1-paused")
 
     page.get_by_role("button", name="Resume").click()
@@ -180,5 +196,5 @@ def test_a_paused_canary_is_approved_in_the_resume_form(
     assert summary["rollout"]["approval"]["decided_by"] == "ui-approver"
     assert summary["rollout"]["approval"]["comment"] == "canary looks fine in the UI"
     page.reload()
-    expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+    expect(page.get_by_role("banner").get_by_text("Completed", exact=True)).to_be_visible()
     shot(page, screenshots, "approval-3-completed")
