@@ -406,6 +406,9 @@ class EndpointEngine:
         """Bring back what the store holds: containers of live endpoints, interrupted operations."""
         for key, records in self.store.deployments.items():
             self.deployments[key] = [Deployment.from_record(r) for r in records]
+        for key, interrupted in self.store.operations.items():
+            if interrupted["kind"] == "update" and key in self.deployments:
+                self._drop_interrupted_fleet(key, interrupted)
         known = {d.id for ds in self.deployments.values() for d in ds}
         await self._remove_orphans(known)
         self.model_data.remove_partials()
@@ -427,6 +430,23 @@ class EndpointEngine:
                 self._spawn(key, self._update_weights(key))
             elif kind == "delete":
                 self._spawn(key, self._delete(key))
+
+    def _drop_interrupted_fleet(self, key: str, operation: Record) -> None:
+        """A blue/green update the restart interrupted had its new fleet beside the old one. The update
+        starts over, so that fleet is forgotten (its containers go with the orphans) and the old fleet
+        takes all the traffic again; kept, it would count as old fleet and serve the new model after a
+        rollback."""
+        target = operation["config"]["EndpointConfigName"]
+        fleets = self.deployments[key]
+        kept = [d for d in fleets if d.config_name != target]
+        if not kept or len(kept) == len(fleets):
+            return
+        total = sum(d.share for d in kept)
+        for deployment in kept:
+            deployment.share = deployment.share / total if total > 0 else 1.0 / len(kept)
+        self.deployments[key] = kept
+        self._persist_deployments(key)
+        log.info("endpoint %s: the interrupted update starts over; its new fleet is dropped", key)
 
     async def _remove_orphans(self, known: set[str]) -> None:
         ours = await asyncio.to_thread(self.fleet.containers_by_deployment)

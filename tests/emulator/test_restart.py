@@ -7,6 +7,7 @@ so it can be stopped and started without disturbing the shared stack.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -93,4 +94,51 @@ def test_interrupted_creation_resumes(
 
     assert made.wait_status(endpoint, "InService")["EndpointStatus"] == "InService"
     assert len(emulator.containers()) == 1  # the half-started container of the first attempt is gone
+    made.cleanup()
+
+
+def test_an_interrupted_blue_green_update_starts_over_without_its_half_made_fleet(
+    private_emulator: Callable[..., PrivateEmulator], bucket: str, double_image: str
+) -> None:
+    """Stopped while the canary bakes, the emulator resumes the update from the old fleet alone: the new
+    fleet of the first attempt is neither counted as old fleet nor left running."""
+    emulator = private_emulator()
+    clients = make_clients(emulator.client_env)
+    made = Resources(clients, bucket)
+    endpoint = _serve_one(made, double_image, instances=2, DOUBLE_NAME="blue")
+    made.wait_status(endpoint, "InService")
+    # The new fleet takes 8 s to start: long enough to see who answers while the update starts over.
+    environment = {"DOUBLE_NAME": "green", "DOUBLE_START_DELAY": "8"}
+    green = made.single(made.model(double_image, container={"Environment": environment}), instances=2)
+    clients.sagemaker.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=green,
+        DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 20,
+                    "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                },
+                "TerminationWaitInSeconds": 0,
+                "MaximumExecutionTimeoutInSeconds": 600,
+            }
+        },
+    )
+    deadline = time.monotonic() + 90
+    # The green fleet beside the blue one, the canary baking with its share of the traffic.
+    while len(emulator.containers()) < 4 or _answer(clients, endpoint)["name"] != "green":
+        assert time.monotonic() < deadline, "the green fleet did not start"
+        time.sleep(0.5)
+
+    emulator.stop()
+    emulator.start()
+
+    # The update starts over: until its new fleet is up, the old one alone answers (the half-made fleet,
+    # kept as "old fleet", would answer with the new model, and stay after a rollback).
+    assert {_answer(clients, endpoint)["name"] for _ in range(8)} == {"blue"}
+    described = made.wait_status(endpoint, "InService", timeout=180)
+    assert described["EndpointConfigName"] == green
+    assert len(emulator.containers()) == 2  # the new fleet only: the first attempt's is gone too
+    assert {_answer(clients, endpoint)["name"] for _ in range(6)} == {"green"}
     made.cleanup()
