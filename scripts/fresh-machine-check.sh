@@ -6,7 +6,7 @@
 #   scripts/fresh-machine-check.sh [--purge-docker] [--python PATH] [--keep]
 #
 # 1. stops the local stack (whichever checkout started it) and removes the emulator's containers;
-# 2. purges the Debian packages the project installs (docker-registry, debootstrap; with --purge-docker
+# 2. purges the Debian packages the project installs (docker-registry, debootstrap, chromium; with --purge-docker
 #    also docker.io, after stopping dockerd) and the apt-update marker;
 # 3. removes the project's images (serving, base), the local registry's data, wheelhouse and state;
 # 4. clones this repository's HEAD (committed work only) into a temporary folder, and there, with the
@@ -62,7 +62,7 @@ if docker info >/dev/null 2>&1; then
 fi
 
 # -- 2. purge the Debian packages the project installs ------------------------------------------------
-packages=(docker-registry debootstrap)
+packages=(docker-registry debootstrap chromium)
 if ((purge_docker)); then
     step "stopping dockerd"
     pkill -TERM -x dockerd 2>/dev/null
@@ -143,4 +143,19 @@ step "fast tests: tests/unit and the stack's own command line"
     || { tail -n 30 "$clone/tests.log" >&2; finish FAIL "fast tests failed: $(grep -E '[0-9]+ (passed|failed)' "$clone/tests.log" | tail -n 1)"; }
 # pytest's closing line, not whatever a library logged at exit after it.
 tests=$(grep -E '[0-9]+ (passed|failed)' "$clone/tests.log" | tail -n 1 | tr -d '=' | xargs)
+
+# `make test` installs the browser the UI tests drive; here the install and Playwright's launch of it.
+step "the UI tests' browser: scripts/ensure-chromium.sh, then Playwright opens a page in it"
+scripts/ensure-chromium.sh >"$clone/chromium.log" 2>&1 \
+    || { tail -n 20 "$clone/chromium.log" >&2; finish FAIL "scripts/ensure-chromium.sh failed"; }
+.venv/bin/python - >>"$clone/chromium.log" 2>&1 <<'PY' || { tail -n 20 "$clone/chromium.log" >&2; finish FAIL "Playwright could not drive /usr/bin/chromium"; }
+from playwright.sync_api import sync_playwright
+
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+    page = browser.new_page()
+    page.set_content("<h1>fresh</h1>")
+    assert page.inner_text("h1") == "fresh"
+    browser.close()
+PY
 finish PASS "demo ${first}s then ${second}s with 0 bytes uploaded and no build; tests: $tests"
