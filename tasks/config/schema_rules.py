@@ -65,6 +65,78 @@ IMAGE_URI_WITH_PREBUILT: dict[str, Any] = {
 }
 
 
+def _when_type(endpoint_type: str, then: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {
+            "required": ["type"],
+            "properties": {"type": {"const": endpoint_type, "description": f"A {endpoint_type} endpoint."}},
+        },
+        "then": then,
+    }
+
+
+def _section_means_type(section: str, endpoint_type: str) -> dict[str, Any]:
+    return {
+        "if": {
+            "required": [section],
+            "properties": {section: {"type": "object", "description": f"The {section} settings are set."}},
+        },
+        "then": {
+            "properties": {
+                "type": {"const": endpoint_type, "description": f"They belong to a {endpoint_type} endpoint."}
+            }
+        },
+    }
+
+
+def _s3_paths(*names: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(names),
+        "properties": {
+            name: {"type": "string", "description": f"Where the {name.replace('_', ' ')} is in S3."}
+            for name in names
+        },
+        "description": "The settings of this endpoint type.",
+    }
+
+
+# EndpointConfig._type_sections: an async endpoint has its output path, a batch job its input and output
+# paths, and a type's section is set only for that type.
+ENDPOINT_TYPE_SECTIONS: dict[str, Any] = {
+    "allOf": [
+        _when_type(
+            "async",
+            {"required": ["async_inference"], "properties": {"async_inference": _s3_paths("output_path")}},
+        ),
+        _when_type(
+            "batch",
+            {"required": ["batch"], "properties": {"batch": _s3_paths("input_path", "output_path")}},
+        ),
+        _section_means_type("serverless", "serverless"),
+        _section_means_type("async_inference", "async"),
+        _section_means_type("batch", "batch"),
+    ]
+}
+
+# RolloutConfig._approval_needs_own_steps: manual approval holds the traffic in a step the release takes
+# itself; SageMaker moves a canary, a linear shift or all at once by itself.
+APPROVAL_NEEDS_OWN_STEPS: dict[str, Any] = {
+    "if": {
+        "required": ["approval"],
+        "properties": {"approval": {"const": "manual", "description": "Manual approval."}},
+    },
+    "then": {
+        "properties": {
+            "strategy": {
+                "enum": ["variant_shift", "auto"],
+                "description": "A strategy whose steps the release takes itself.",
+            }
+        }
+    },
+}
+
+
 def schema_extra(rule: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     """`json_schema_extra` adding `rule` to a schema: a copy each time, since whoever reads a generated
     schema may change it in place (Prefect rewrites schemas it stores) and must not change the rule."""

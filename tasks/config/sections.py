@@ -34,6 +34,8 @@ from tasks.config.fields import (
 )
 from tasks.config.schema_rules import (
     ALARM_PERIOD,
+    APPROVAL_NEEDS_OWN_STEPS,
+    ENDPOINT_TYPE_SECTIONS,
     IMAGE_URI_WITH_PREBUILT,
     ONE_MODEL_SOURCE,
     SERVERLESS_CONCURRENCY,
@@ -321,6 +323,8 @@ class BatchTransformConfig(_Section):
 class EndpointConfig(_Section):
     """The SageMaker endpoint (or batch transform job) the model is released to."""
 
+    model_config = ConfigDict(json_schema_extra=schema_extra(ENDPOINT_TYPE_SECTIONS))
+
     name: SageMakerName = Field(description="Endpoint name, at most 63 characters (e.g. demo-embedder).")
     type: Literal["realtime", "serverless", "async", "batch"] = Field(
         "realtime", description="realtime, serverless, async (S3 in/out, can scale to zero) or batch."
@@ -492,6 +496,8 @@ _STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
 
 class RolloutConfig(_Section):
     """How traffic moves to the new model, and when it rolls back."""
+
+    model_config = ConfigDict(json_schema_extra=schema_extra(APPROVAL_NEEDS_OWN_STEPS))
 
     strategy: Literal["all_at_once", "canary", "linear", "variant_shift", "auto"] = Field(
         "all_at_once",

@@ -215,6 +215,18 @@ def test_smoke_payloads_show_their_default_and_may_not_be_empty() -> None:
             {"type": "serverless", "serverless": {"memory_mb": 1500}},
             id="serverless memory",
         ),
+        pytest.param("endpoint", {"type": "async"}, id="async without output path"),
+        pytest.param(
+            "endpoint", {"type": "async", "async_inference": {"output_path": None}}, id="async null output"
+        ),
+        pytest.param(
+            "endpoint", {"type": "batch", "batch": {"input_path": "s3://b/in/"}}, id="batch no output"
+        ),
+        pytest.param("endpoint", {"serverless": {"memory_mb": 2048}}, id="serverless section on realtime"),
+        pytest.param(
+            "endpoint", {"async_inference": {"output_path": "s3://b/out/"}}, id="async section on realtime"
+        ),
+        pytest.param("rollout", {"approval": "manual", "strategy": "canary"}, id="approval with canary"),
     ],
 )
 def test_the_release_form_refuses_what_the_validators_refuse(section: str, change: dict[str, Any]) -> None:
@@ -387,3 +399,38 @@ def test_the_approval_field_asks_for_a_person_on_a_variant_shift() -> None:
     with pytest.raises(ConfigError) as refused:  # SageMaker would move a canary's traffic by itself
         form.load_form_config({"config_path": DEMO, "approval": "manual", "strategy": "canary"})
     assert "rollout" in refused.value.field
+
+
+@pytest.mark.parametrize(
+    ("section", "change"),
+    [
+        pytest.param(
+            "endpoint",
+            {"type": "async", "async_inference": {"output_path": "s3://team-bucket/out/"}},
+            id="async",
+        ),
+        pytest.param(
+            "endpoint",
+            {
+                "type": "batch",
+                "batch": {"input_path": "s3://team-bucket/in/", "output_path": "s3://team-bucket/out/"},
+            },
+            id="batch",
+        ),
+        pytest.param("endpoint", {"type": "serverless", "serverless": {"memory_mb": 2048}}, id="serverless"),
+        pytest.param("rollout", {"approval": "manual", "strategy": "variant_shift"}, id="approval"),
+    ],
+)
+def test_the_release_form_takes_what_the_validators_take(section: str, change: dict[str, Any]) -> None:
+    demo = _demo()
+    config = {**demo, section: {**demo.get(section, {}), **change}}
+    if section == "endpoint" and change["type"] != "realtime":
+        config["scaling"] = {"enabled": False}
+        config["rollout"] = {
+            **demo.get("rollout", {}),
+            "alarms": {"period_s": 60},
+            "bake_s": 0,
+            "final_bake_s": 0,
+        }
+    ReleaseConfig.model_validate(config)
+    assert _errors({"config": config}, _release_schema()) == []
