@@ -216,7 +216,9 @@ class Fleet:
     def _list(self, labels: dict[str, str]) -> list[docker.models.containers.Container]:
         wanted = {settings.CONTAINER_LABEL: "1", LABEL_OWNER: self.owner, **labels}
         filters = {"label": [f"{k}={v}" for k, v in wanted.items()]}
-        return list(self.client.containers.list(all=True, filters=filters))
+        # docker-py lists, then inspects each container: one removed in between (a scale-in, another
+        # endpoint's delete) would otherwise fail the whole listing with NotFound.
+        return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
 
     def containers(self, labels: dict[str, str]) -> list[str]:
         """Ids of this emulator's containers carrying all of `labels`."""

@@ -178,7 +178,9 @@ def remove_emulator_containers() -> int:
 
     try:
         client = docker.from_env(timeout=60)
-        containers = client.containers.list(all=True, filters={"label": f"{settings.CONTAINER_LABEL}=1"})
+        containers = client.containers.list(
+            all=True, filters={"label": f"{settings.CONTAINER_LABEL}=1"}, ignore_removed=True
+        )
     except docker.errors.DockerException as error:
         progress(f"cannot list the emulator's containers: {error}")
         return 0

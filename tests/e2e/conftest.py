@@ -26,7 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.core import aws
 from tasks.sagemaker import hosting, scaling
-from tests.e2e.release_support import E2E, REPO_ROOT, free_port, run_release
+from tests.e2e.release_support import E2E, REPO_ROOT, flush_to_prefect, free_port, run_release
 
 
 @pytest.fixture(scope="package")
@@ -78,6 +78,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ):
             yield url
     finally:
+        flush_to_prefect()
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()

@@ -119,3 +119,16 @@ def wait_for(what: str, check: Any, *, timeout_s: float, interval_s: float = 0.5
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout_s:.0f} s")
         time.sleep(interval_s)
+
+
+def flush_to_prefect(timeout_s: float = 60) -> None:
+    """Send the events and logs still queued for the Prefect server, before a fixture stops it.
+
+    Queued for a server that is gone, each item is retried in turn when the interpreter exits, and the
+    test process takes many minutes to end after its last test. A drained service is made again on the
+    next use (with the next server's address)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        service.drain_all(timeout=timeout_s, at_exit=False)

@@ -127,5 +127,10 @@ def test_async_release_notifies_through_its_topics_and_scales_from_zero(
     tracking = next(p for p in policies if p["PolicyType"] == "TargetTrackingScaling")
     metric = tracking["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
     assert metric["MetricName"] == "ApproximateBacklogSizePerInstance"
-    (alarm,) = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{endpoint}-")["MetricAlarms"]
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{endpoint}-")["MetricAlarms"]
+    # The scale-from-zero alarm drives the step policy; the others are the release's guard alarms (async
+    # endpoints publish their 5xx errors and ModelLatency), which drive nothing.
+    (alarm,) = [a for a in alarms if a["AlarmActions"]]
     assert (alarm["MetricName"], alarm["AlarmActions"]) == ("HasBacklogWithoutCapacity", [step["PolicyARN"]])
+    guards = sorted(a["MetricName"] for a in alarms if not a["AlarmActions"])
+    assert guards == ["Invocation5XXErrors", "ModelLatency"], guards

@@ -139,6 +139,10 @@ def test_an_interrupted_blue_green_update_starts_over_without_its_half_made_flee
     assert {_answer(clients, endpoint)["name"] for _ in range(8)} == {"blue"}
     described = made.wait_status(endpoint, "InService", timeout=180)
     assert described["EndpointConfigName"] == green
-    assert len(emulator.containers()) == 2  # the new fleet only: the first attempt's is gone too
+    # The new fleet only (the first attempt's is gone too); the old fleet's go just after InService.
+    deadline = time.monotonic() + 60
+    while len(emulator.containers()) != 2:
+        assert time.monotonic() < deadline, f"{len(emulator.containers())} containers, not the new fleet's 2"
+        time.sleep(0.5)
     assert {_answer(clients, endpoint)["name"] for _ in range(6)} == {"green"}
     made.cleanup()

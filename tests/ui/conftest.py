@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 # The e2e package's fixtures, shared as they are: the stack's variables, a bucket, cleanup at the end.
 from tests.e2e.conftest import _healthy, base_image, build_context, e2e
-from tests.e2e.release_support import REPO_ROOT, free_port
+from tests.e2e.release_support import REPO_ROOT, flush_to_prefect, free_port
 
 __all__ = ["base_image", "build_context", "e2e"]
 
@@ -71,6 +71,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ):
             yield url
     finally:
+        flush_to_prefect()
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
