@@ -12,21 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import prefect.context
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.core import aws
 from tasks.sagemaker import hosting, scaling
-from tests.e2e.release_support import E2E, REPO_ROOT, flush_to_prefect, free_port, run_release
+from tests.e2e.release_support import E2E, REPO_ROOT, prefect_server, run_release
 
 
 @pytest.fixture(scope="package")
@@ -43,55 +39,8 @@ def base_image() -> str:
 @pytest.fixture(scope="package")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `prefect server start` of its own (temporary home and database) for the e2e package."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        # Runs are started by the tests; the nightly cron must not start one in the middle of them.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        # Threads that did not inherit this context (s3transfer's upload workers report progress) read
-        # the process-global settings: point those at the server too, as prefect_test_harness does.
-        with (
-            temporary_settings(updates={PREFECT_API_URL: url}),
-            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
-        ):
-            yield url
-    finally:
-        flush_to_prefect()
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
-
-
-def _healthy(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

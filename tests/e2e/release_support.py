@@ -6,13 +6,21 @@ the fixtures are in conftest.py.
 from __future__ import annotations
 
 import copy
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import prefect.context
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.release import release
 from tasks.config import ReleaseConfig, parse_config
@@ -132,3 +140,60 @@ def flush_to_prefect(timeout_s: float = 60) -> None:
 
     for service in (EventsWorker, APILogWorker):
         service.drain_all(timeout=timeout_s, at_exit=False)
+
+
+@contextmanager
+def prefect_server(home: Path, *, ui: bool = False) -> Iterator[str]:
+    """A `prefect server start` of its own (home and database under `home`), this process pointed at it.
+
+    Yields the API URL. The scheduler is off: runs are started by the tests, and the nightly cron must
+    not start one in the middle of them. With `ui`, the server serves the UI and writes its bundle (with
+    the API address in it) under `home`, not into the venv."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    }
+    if ui:
+        # The page calls the API at this address; the UI's own default guesses from the server's host.
+        env |= {"PREFECT_UI_API_URL": url, "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui")}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        # Threads that did not inherit this context (s3transfer's upload workers report progress) read
+        # the process-global settings: point those at the server too, as prefect_test_harness does.
+        with (
+            temporary_settings(updates={PREFECT_API_URL: url}),
+            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+        ):
+            yield url
+    finally:
+        flush_to_prefect()
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False

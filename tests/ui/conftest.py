@@ -8,22 +8,16 @@ executable_path, because Playwright's own browser download needs the internet.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import prefect.context
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 # The e2e package's fixtures, shared as they are: the stack's variables, a bucket, cleanup at the end.
-from tests.e2e.conftest import _healthy, base_image, build_context, e2e
-from tests.e2e.release_support import REPO_ROOT, flush_to_prefect, free_port
+from tests.e2e.conftest import base_image, build_context, e2e
+from tests.e2e.release_support import REPO_ROOT, prefect_server
 
 __all__ = ["base_image", "build_context", "e2e"]
 
@@ -34,47 +28,8 @@ SCREENSHOTS = REPO_ROOT / ".state" / "ui-screenshots"
 @pytest.fixture(scope="package")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `prefect server start` with its UI, of its own (temporary home and database), for tests/ui."""
-    home = tmp_path_factory.mktemp("prefect-ui-home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "true",
-        # The page calls the API at this address; the UI's own default guesses from the server's host.
-        "PREFECT_UI_API_URL": url,
-        # The server writes the UI bundle (with the API address in it) here, not into the venv.
-        "PREFECT_UI_STATIC_DIRECTORY": str(home / "ui"),
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        # As in tests/e2e: threads that did not inherit this context read the process-global settings.
-        with (
-            temporary_settings(updates={PREFECT_API_URL: url}),
-            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
-        ):
-            yield url
-    finally:
-        flush_to_prefect()
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
+    with prefect_server(tmp_path_factory.mktemp("prefect-ui-home"), ui=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
