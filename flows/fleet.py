@@ -46,6 +46,9 @@ MAX_PARALLEL = 20
 CONFIG_SUFFIXES = (".yaml", ".yml")
 POLL_INTERVAL_S = 2.0
 EVENT_WAIT_S = 60.0  # the server stores events in batches (every few seconds), after the run has ended
+# Polls in a row that may fail to read one run's status (an API hiccup) before that release is reported
+# failed; the fleet goes on with the others either way.
+STATUS_READ_ATTEMPTS = 5
 ERROR_CHARS = 300  # of an error shown in the table; the release's own artifact has all of it
 
 
@@ -105,6 +108,7 @@ class Fleet:
             if release.endpoint is not None:
                 queues.setdefault(release.endpoint, deque()).append(release)
         running: dict[str, tuple[FleetRelease, Started, float]] = {}
+        unread: dict[str, int] = {}  # by endpoint: failed reads of its running release's status in a row
         while queues or running:
             for endpoint in list(queues):
                 if len(running) >= self.max_parallel:
@@ -129,9 +133,12 @@ class Fleet:
                 self.on_change()
             self.clock.sleep(self.poll_interval_s)
             for endpoint, (release, started, since) in list(running.items()):
-                if launcher.finished(started.run_id):
-                    launcher.settle(release, started.run_id)
-                elif self.clock.monotonic() - since > self.run_timeout_s:
+                ended = self._ended(launcher, release, started, unread)
+                if ended is None:
+                    continue
+                if not ended:
+                    if self.clock.monotonic() - since <= self.run_timeout_s:
+                        continue
                     release.status = "timed out"
                     release.error = (
                         f"flow run {started.name} had not ended after {self.run_timeout_s:.0f} s "
@@ -140,11 +147,39 @@ class Fleet:
                     for later in queues.pop(endpoint, ()):
                         later.status = "not run"
                         later.error = f"an earlier release of {endpoint} had not ended ({started.name})"
-                else:
-                    continue
                 del running[endpoint]
                 self.on_change()
         return self.releases
+
+    @staticmethod
+    def _ended(
+        launcher: Launcher, release: FleetRelease, started: Started, unread: dict[str, int]
+    ) -> bool | None:
+        """Whether `release`'s run has ended (and `release` is settled); None when its status could not
+        be read this round. After STATUS_READ_ATTEMPTS such rounds in a row it is failed and ended."""
+        endpoint = str(release.endpoint)
+        try:
+            ended = launcher.finished(started.run_id)
+            if ended:
+                launcher.settle(release, started.run_id)
+        except Exception as exc:  # an API error on one run must not end the fleet and its report
+            unread[endpoint] = unread.get(endpoint, 0) + 1
+            run_logger().warning(
+                "%s: status of flow run %s not read (%d of %d): %s: %s",
+                endpoint,
+                started.name,
+                unread[endpoint],
+                STATUS_READ_ATTEMPTS,
+                type(exc).__name__,
+                exc,
+            )
+            if unread[endpoint] < STATUS_READ_ATTEMPTS:
+                return None
+            release.status = "failed"
+            release.error = f"status unreadable: {type(exc).__name__}: {exc}"
+            ended = True
+        unread.pop(endpoint, None)
+        return ended
 
 
 class DeploymentLauncher:

@@ -12,7 +12,16 @@ import pytest
 import yaml
 from prefect.exceptions import ParameterTypeError
 
-from flows.fleet import Fleet, FleetRelease, Started, fleet_configs, fleet_markdown, read_fleet, release_fleet
+from flows.fleet import (
+    STATUS_READ_ATTEMPTS,
+    Fleet,
+    FleetRelease,
+    Started,
+    fleet_configs,
+    fleet_markdown,
+    read_fleet,
+    release_fleet,
+)
 from tasks.checks import preflight
 from tasks.core.errors import ConfigError
 from tasks.core.waiting import FakeClock
@@ -201,3 +210,42 @@ def test_a_run_that_cannot_start_fails_that_release_only() -> None:
     )
     assert [r.status for r in releases] == ["succeeded", "failed", "succeeded"]
     assert "flow run not started: LookupError: Deployment" in (releases[1].error or "")
+
+
+@dataclass
+class Unreadable(FakeLauncher):
+    """Reading the status of `config`'s run fails `failures` times in a row (in finished, then settle)."""
+
+    config: str = ""
+    failures: int = 0
+
+    def _fail(self, run_id: UUID) -> None:
+        if self.runs[run_id][0].config_path == self.config and self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("Prefect API unreachable")
+
+    def finished(self, run_id: UUID) -> bool:
+        self._fail(run_id)
+        return super().finished(run_id)
+
+    def settle(self, release: FleetRelease, run_id: UUID) -> None:
+        self._fail(run_id)
+        super().settle(release, run_id)
+
+
+def test_a_status_read_that_fails_a_few_times_is_read_again() -> None:
+    clock = FakeClock()
+    releases = [_release("a", "a"), _release("b", "b")]
+    launcher = Unreadable(clock, {"a": 3, "b": 3}, config="a", failures=STATUS_READ_ATTEMPTS - 1)
+    Fleet(releases, max_parallel=2, run_timeout_s=600, clock=clock, poll_interval_s=1).run(launcher)
+    assert [r.status for r in releases] == ["succeeded", "succeeded"]
+    assert launcher.failures == 0
+
+
+def test_a_status_that_stays_unreadable_fails_that_release_only() -> None:
+    clock = FakeClock()
+    releases = [_release("a1", "a"), _release("a2", "a"), _release("b", "b")]
+    launcher = Unreadable(clock, {"a1": 3, "a2": 3, "b": 30}, config="a1", failures=10_000)
+    Fleet(releases, max_parallel=2, run_timeout_s=600, clock=clock, poll_interval_s=1).run(launcher)
+    assert [r.status for r in releases] == ["failed", "succeeded", "succeeded"]
+    assert (releases[0].error or "").startswith("status unreadable: ConnectionError: Prefect API unreachable")
