@@ -98,6 +98,9 @@ def form_run_name() -> str:
 
 def _file_values(path: str) -> tuple[str | None, str | None]:
     """The endpoint name and release id a config file gives, None for each it does not."""
+    if path not in CONFIG_FILES:
+        # Only an offered file is read: an absolute path would replace CHECKOUT and read any file.
+        return None, None
     try:
         text = (CHECKOUT / path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):

@@ -434,3 +434,10 @@ def test_the_release_form_takes_what_the_validators_take(section: str, change: d
         }
     ReleaseConfig.model_validate(config)
     assert _errors({"config": config}, _release_schema()) == []
+
+
+def test_only_an_offered_config_file_is_read_for_the_run_name(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text("endpoint: {name: read-from-outside}\nrelease_id: r-outside\n")
+    assert form._file_values(str(outside)) == (None, None)
+    assert form._file_values(DEMO)[0] == "demo-embedder"
