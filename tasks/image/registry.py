@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
-import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tasks.core.errors import ResourceFailed, UnsupportedImageManifest
 from tasks.core.logs import run_logger
 from tasks.image.build import follow_events
 from tasks.image.ecr import Repository
+from tasks.image.image_name import ImageName
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -48,7 +48,6 @@ REBUILD_FIX = (
     "rebuild the image as Docker v2 without attestations (`docker buildx build --provenance=false "
     "--output type=docker`, or a docker engine without the containerd image store) and push it again"
 )
-_ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 # Docker's own rule: registries on loopback addresses are reached over plain HTTP.
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -218,37 +217,21 @@ def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> N
 # --- the media type SageMaker will find --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageLocation:
-    """A full image reference split up: `reference` is its tag, or its digest when it names one."""
-
-    host: str
-    repository: str
-    reference: str
-
-    @classmethod
-    def parse(cls, uri: str) -> ImageLocation:
-        rest, _, digest = uri.partition("@")
-        host, _, path = rest.partition("/")
-        name, _, tag = path.rpartition(":") if ":" in path.rsplit("/", 1)[-1] else (path, "", "")
-        return cls(host, name, digest or tag or "latest")
-
-    @property
-    def is_digest(self) -> bool:
-        return self.reference.startswith("sha256:")
-
-
 def manifest_media_type(uri: str) -> str | None:
     """The media type of the manifest `uri` names, where SageMaker pulls it from, or None when it cannot
     be read from here (no such image, or no access: CreateModel then says what is wrong).
 
     ECR's own API for an ECR image (DescribeImages' imageManifestMediaType, the type as pushed: a
     registry's GET may convert it); the registry's HTTP API for any other host."""
-    location = ImageLocation.parse(uri)
-    ecr_host = _ECR_HOST.match(location.host)
-    if ecr_host is not None:
-        return _ecr_media_type(location, registry_id=ecr_host.group(1), region=ecr_host.group(2))
-    return _registry_media_type(location)
+    name = ImageName.parse(uri)
+    ecr_registry = name.ecr_registry
+    if ecr_registry is not None:
+        return _ecr_media_type(name, registry_id=ecr_registry[0], region=ecr_registry[1])
+    if name.host is None:
+        # Docker Hub, by Docker's rule; SageMaker pulls from ECR or a private registry only.
+        _unreadable(uri, "it names no registry host")
+        return None
+    return _registry_media_type(name, name.host)
 
 
 def require_pullable(uri: str, *, fix: str = REBUILD_FIX) -> str | None:
@@ -273,7 +256,7 @@ _ECR_UNREADABLE = frozenset(
 )
 
 
-def _ecr_media_type(location: ImageLocation, *, registry_id: str, region: str) -> str | None:
+def _ecr_media_type(location: ImageName, *, registry_id: str, region: str) -> str | None:
     image_id = {"imageDigest" if location.is_digest else "imageTag": location.reference}
     client = aws.client("ecr") if region == aws.region_name() else aws.client("ecr", region=region)
     try:
@@ -290,14 +273,14 @@ def _ecr_media_type(location: ImageLocation, *, registry_id: str, region: str) -
     return str(found) if found else None
 
 
-def _registry_media_type(location: ImageLocation) -> str | None:
-    scheme = "http" if _is_loopback(location.host) else "https"
+def _registry_media_type(location: ImageName, host: str) -> str | None:
+    scheme = "http" if _is_loopback(host) else "https"
     request = urllib.request.Request(
-        f"{scheme}://{location.host}/v2/{location.repository}/manifests/{location.reference}",
-        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(location.host))},
+        f"{scheme}://{host}/v2/{location.repository}/manifests/{location.reference}",
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(host))},
         method="HEAD",
     )
-    uri = f"{location.host}/{location.repository}:{location.reference}"
+    uri = f"{host}/{location.repository}:{location.reference}"
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             content_type = response.headers.get("Content-Type")

@@ -19,8 +19,9 @@ from tasks.config import StorageConfig, naming
 from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import image_refs
+from tasks.image.image_name import ImageName
 from tasks.lifecycle.rollback import ReleaseConfigRef, release_configs
-from tasks.sagemaker import hosting, in_use, lookup
+from tasks.sagemaker import hosting, lookup
 
 
 def _models_of(config_name: str) -> set[str]:
@@ -123,7 +124,7 @@ def _held_refs(
                 if digest is not None:
                     found[(digest, ref.release_id)] = None
             for container in containers:
-                name = in_use.ImageName.parse(str(container.get("Image", "")))
+                name = ImageName.parse(str(container.get("Image", "")))
                 if name.is_ecr and name.tag is not None:
                     images[(name.repository, name.tag, ref.release_id)] = None
     return [

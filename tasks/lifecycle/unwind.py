@@ -22,6 +22,7 @@ from tasks.core import aws
 from tasks.core.logs import run_logger
 from tasks.image import image_refs
 from tasks.image.ecr import digest_in_ecr, repository_has_images
+from tasks.image.image_name import ImageName
 from tasks.image.registry import delete_from_registry
 from tasks.lifecycle.kinds import (
     AUTOSCALING_POLICY,
@@ -202,7 +203,7 @@ def _image_keep_reason(entry: LedgerEntry) -> str | None:
         return "referenced by " + ", ".join(sorted(holders)[:5])
     usage = in_use.endpoint_usage(scaling=False)
     if entry.kind == ECR_IMAGE:
-        name = in_use.ImageName(
+        name = ImageName(
             str(entry.attrs.get("repository", "")),
             str(entry.attrs["tag"]) if entry.attrs.get("tag") else None,
             str(entry.attrs["digest"]) if entry.attrs.get("digest") else None,

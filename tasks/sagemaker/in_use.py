@@ -13,55 +13,17 @@ of an endpoint that is being deleted are free once it is gone, not before.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.config import naming
 from tasks.core import aws
+from tasks.image.image_name import ImageName
 from tasks.sagemaker import hosting
 
 _NAMESPACE = "sagemaker"
-_ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _ALARM_ACTION_KEYS = ("AlarmActions", "OKActions", "InsufficientDataActions")
-
-
-@dataclass(frozen=True)
-class ImageName:
-    """A container image reference split into repository (without registry host), tag and digest."""
-
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-    host: str | None = None
-
-    @classmethod
-    def parse(cls, uri: str) -> ImageName:
-        rest, _, digest = uri.partition("@")
-        host: str | None = None
-        first, sep, remainder = rest.partition("/")
-        # Docker's rule: the first path part is a registry host when it has a dot or port, or is localhost.
-        if sep and ("." in first or ":" in first or first == "localhost"):
-            host, rest = first, remainder
-        tag: str | None = None
-        head, _, last = rest.rpartition("/")
-        if ":" in last:
-            last, tag = last.split(":", 1)
-            rest = f"{head}/{last}" if head else last
-        return cls(rest, tag, digest or None, host)
-
-    @property
-    def is_ecr(self) -> bool:
-        return self.host is not None and _ECR_HOST.match(self.host) is not None
-
-    def same_image(self, other: ImageName) -> bool:
-        """One repository, and the same tag or the same digest."""
-        if self.repository != other.repository:
-            return False
-        same_tag = self.tag is not None and self.tag == other.tag
-        same_digest = self.digest is not None and self.digest == other.digest
-        return same_tag or same_digest
 
 
 @dataclass

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -22,7 +21,6 @@ from tasks.lifecycle import unwind
 from tasks.lifecycle.kinds import ECR_IMAGE, ECR_REPOSITORY
 from tasks.lifecycle.ledger import Ledger, LedgerEntry, LocalLedgerStore
 from tasks.lifecycle.retention import delete_unkept_releases
-from tasks.sagemaker import in_use
 from tests.unit.deploy_helpers import ROLE, kinds
 
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -220,21 +218,6 @@ def test_an_unreadable_reference_list_keeps_the_image_rather_than_deleting_it(
     )
     assert unwind.keep_image(entry) is True
     assert "could not tell whether anything else uses it (NoSuchBucket" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("uri", "expected"),
-    [
-        (f"{HOST}/{REPOSITORY}:{TAG}", (REPOSITORY, TAG, None, True)),
-        (f"{HOST}/{REPOSITORY}@sha256:ab", (REPOSITORY, None, "sha256:ab", True)),
-        ("127.0.0.1:5000/serving:1", ("serving", "1", None, False)),
-        ("python:3.11-slim", ("python", "3.11-slim", None, False)),
-        ("library/python", ("library/python", None, None, False)),
-    ],
-)
-def test_image_names_split_into_repository_tag_and_digest(uri: str, expected: tuple[Any, ...]) -> None:
-    name = in_use.ImageName.parse(uri)
-    assert (name.repository, name.tag, name.digest, name.is_ecr) == expected
 
 
 def test_retired_releases_drop_their_image_references(bucket: None, tmp_path: Path) -> None:

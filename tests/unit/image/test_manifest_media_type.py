@@ -366,18 +366,8 @@ def test_an_engine_without_driver_status_is_a_classic_store() -> None:
     assert build.uses_containerd_store(_BuildEngine(CONTAINERD_STORE))
 
 
-@pytest.mark.parametrize(
-    ("uri", "expected"),
-    [
-        (f"{ECR_HOST}/team/serving:1.0", (ECR_HOST, "team/serving", "1.0")),
-        ("127.0.0.1:5000/serving:abc", ("127.0.0.1:5000", "serving", "abc")),
-        ("registry.example:5000/a/b/c", ("registry.example:5000", "a/b/c", "latest")),
-        (f"{ECR_HOST}/serving:1.0@sha256:{'a' * 64}", (ECR_HOST, "serving", f"sha256:{'a' * 64}")),
-    ],
-)
-def test_image_references_split_into_host_repository_and_tag_or_digest(
-    uri: str, expected: tuple[str, str, str]
-) -> None:
-    location = registry.ImageLocation.parse(uri)
-    assert (location.host, location.repository, location.reference) == expected
-    assert location.is_digest is expected[2].startswith("sha256:")
+def test_an_image_without_a_registry_host_is_left_to_create_model(caplog: pytest.LogCaptureFixture) -> None:
+    # Docker's rule reads `team/serving` as Docker Hub's; no registry is asked (`team` is no host).
+    with caplog.at_level(logging.WARNING):
+        assert registry.require_pullable("team/serving:1") is None
+    assert "team/serving:1 (it names no registry host)" in caplog.text
