@@ -435,10 +435,13 @@ class EndpointEngine:
         """A blue/green update the restart interrupted had its new fleet beside the old one. The update
         starts over, so that fleet is forgotten (its containers go with the orphans) and the old fleet
         takes all the traffic again; kept, it would count as old fleet and serve the new model after a
-        rollback."""
-        target = operation["config"]["EndpointConfigName"]
+        rollback. The new fleet is told by the deployment id BlueGreen recorded, not by its config name,
+        which the old fleet shares after an update to the config the endpoint already uses."""
+        new_fleet = operation.get(guardrails.NEW_FLEET)
+        if new_fleet is None:
+            return
         fleets = self.deployments[key]
-        kept = [d for d in fleets if d.config_name != target]
+        kept = [d for d in fleets if d.id != new_fleet]
         if not kept or len(kept) == len(fleets):
             return
         total = sum(d.share for d in kept)

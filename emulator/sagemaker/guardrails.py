@@ -63,6 +63,10 @@ class TrafficPlan:
     alarms: tuple[str, ...]
 
 
+# The operation's field naming the deployment id of the green fleet once it runs beside blue.
+NEW_FLEET = "new_fleet"
+
+
 def uses_blue_green(operation: Record) -> bool:
     config = operation.get("deployment_config") or {}
     return "BlueGreenUpdatePolicy" in config
@@ -211,6 +215,11 @@ class BlueGreen:
 
     async def run(self) -> str | None:
         self._route(0.0)
+        # Recorded before the green fleet is persisted beside blue, so a restart tells green by its id:
+        # both fleets may carry the same EndpointConfigName (an update to the config already in use).
+        operation = self.engine.store.operations.get(self.key)
+        if operation is not None:
+            operation[NEW_FLEET] = self.green.id
         self.engine.deployments[self.key] = [*self.blue, self.green]
         for index, share in enumerate(self.traffic.shares):
             self._phase("ActivatingTraffic", f"Shifting {share:.0%} of the traffic to the new fleet")
