@@ -1,5 +1,6 @@
 """ECR's API for the serving image: the repository (created once, recorded in the ledger), the digests it
-holds, and registering a manifest pushed to a separate registry (PutImage).
+holds, the manifest media type of an image (what SageMaker will find), and registering a manifest pushed to
+a separate registry (PutImage).
 
 Only a repository this release created goes into its ledger; one that existed before is shared.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.core import aws
+from tasks.core.logs import run_logger
+from tasks.image.image_name import ImageName
 from tasks.image.image_refs import HeldImage
 from tasks.lifecycle import ownership
 from tasks.lifecycle.kinds import ECR_REPOSITORY
@@ -91,6 +94,45 @@ def digest_in_ecr(repository: str, digest: str) -> bool:
             return False
         raise
     return bool(details.get("imageDetails"))
+
+
+# ECR's answers that mean "not readable from here": the image or repository is missing, or the release's
+# credentials may not describe another account's repository (SageMaker's execution role may still pull it).
+_UNREADABLE = frozenset(
+    {"ImageNotFoundException", "RepositoryNotFoundException", "AccessDeniedException", "AccessDenied"}
+)
+
+
+def image_manifest_media_type(name: ImageName) -> str | None:
+    """DescribeImages' imageManifestMediaType of the ECR image `name` (the type as pushed: a registry's
+    GET may convert it), in the image's own registry and region; None when ECR records none or the image
+    is not readable from here (CreateModel then says what is wrong)."""
+    ecr_registry = name.ecr_registry
+    if ecr_registry is None:
+        raise ValueError(f"{name} is not an ECR image")
+    registry_id, region = ecr_registry
+    image_id = {"imageDigest": name.reference} if name.is_digest else {"imageTag": name.reference}
+    try:
+        details = (
+            aws.client("ecr", region=region)
+            .describe_images(registryId=registry_id, repositoryName=name.repository, imageIds=[image_id])
+            .get("imageDetails", [])
+        )
+    except Exception as exc:
+        code = aws.error_code(exc)
+        if code in _UNREADABLE:
+            run_logger().warning(
+                "could not read the manifest media type of %s/%s:%s (ECR: %s); CreateModel checks the "
+                "image itself",
+                name.host,
+                name.repository,
+                name.reference,
+                code,
+            )
+            return None
+        raise
+    found = details[0].get("imageManifestMediaType") if details else None
+    return str(found) if found else None
 
 
 def repository_has_images(name: str) -> bool:

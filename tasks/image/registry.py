@@ -27,7 +27,7 @@ from tasks.core import aws
 from tasks.core.errors import ResourceFailed, UnsupportedImageManifest
 from tasks.core.logs import run_logger
 from tasks.image.build import follow_events
-from tasks.image.ecr import Repository
+from tasks.image.ecr import Repository, image_manifest_media_type
 from tasks.image.image_name import ImageName
 
 REGISTRY_ENV = "SAGEMAKER_RELEASE_REGISTRY"
@@ -224,9 +224,8 @@ def manifest_media_type(uri: str) -> str | None:
     ECR's own API for an ECR image (DescribeImages' imageManifestMediaType, the type as pushed: a
     registry's GET may convert it); the registry's HTTP API for any other host."""
     name = ImageName.parse(uri)
-    ecr_registry = name.ecr_registry
-    if ecr_registry is not None:
-        return _ecr_media_type(name, registry_id=ecr_registry[0], region=ecr_registry[1])
+    if name.is_ecr:
+        return image_manifest_media_type(name)
     if name.host is None:
         # Docker Hub, by Docker's rule; SageMaker pulls from ECR or a private registry only.
         _unreadable(uri, "it names no registry host")
@@ -247,30 +246,6 @@ def _unreadable(uri: str, why: str) -> None:
     run_logger().warning(
         "could not read the manifest media type of %s (%s); CreateModel checks the image itself", uri, why
     )
-
-
-# ECR's answers that mean "not readable from here": the image or repository is missing, or the release's
-# credentials may not describe another account's repository (SageMaker's execution role may still pull it).
-_ECR_UNREADABLE = frozenset(
-    {"ImageNotFoundException", "RepositoryNotFoundException", "AccessDeniedException", "AccessDenied"}
-)
-
-
-def _ecr_media_type(location: ImageName, *, registry_id: str, region: str) -> str | None:
-    image_id = {"imageDigest" if location.is_digest else "imageTag": location.reference}
-    client = aws.client("ecr") if region == aws.region_name() else aws.client("ecr", region=region)
-    try:
-        details = client.describe_images(
-            registryId=registry_id, repositoryName=location.repository, imageIds=[image_id]
-        ).get("imageDetails", [])
-    except Exception as exc:
-        code = aws.error_code(exc)
-        if code in _ECR_UNREADABLE:
-            _unreadable(f"{location.host}/{location.repository}:{location.reference}", f"ECR: {code}")
-            return None
-        raise
-    found = details[0].get("imageManifestMediaType") if details else None
-    return str(found) if found else None
 
 
 def _registry_media_type(location: ImageName, host: str) -> str | None:
