@@ -94,10 +94,12 @@ def _instances(size: Record, fleet: int, what: str) -> int:
             f"{what}.Type must be INSTANCE_COUNT or CAPACITY_PERCENT, not {size['Type']}."
         )
     bounds = f"{low}-{high}%" if low else f"less than or equal to {high}%"
-    if not low <= share <= high or count > fleet // 2:
+    # count < 1 here too: botocore's model (Value >= 1) is checked by validation.py, not by this module.
+    if not low <= share <= high or count < 1 or count > fleet // 2:
         raise ValidationException(
             f"Invalid {what}: {given}. {what} Value must be {bounds} of the variant's total instance "
-            f"count, and a step is at most half of the fleet ({fleet // 2} instance(s))."
+            f"count, and a step is at least 1 instance and at most half of the fleet ({fleet // 2} "
+            "instance(s))."
         )
     return count
 

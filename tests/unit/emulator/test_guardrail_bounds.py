@@ -75,6 +75,11 @@ def test_a_canary_may_be_small_but_not_above_half() -> None:
             guardrails.plan(blue_green("CANARY", CanarySize=canary), endpoint_config(20))
 
 
+def test_a_canary_of_no_instance_is_refused_without_the_model_validation() -> None:
+    with pytest.raises(ValidationException, match="at least 1 instance"):
+        guardrails.plan(blue_green("CANARY", CanarySize=size("INSTANCE_COUNT", 0)), endpoint_config(20))
+
+
 def test_the_execution_timeout_must_exceed_the_total_wait() -> None:
     # 10 linear steps of 2 of 20 instances, 3000 s each, then 60 s: 30060 s.
     linear = {"LinearStepSize": size("INSTANCE_COUNT", 2)}
