@@ -57,6 +57,7 @@ from emulator.cloudwatch.rules import (
     evaluate,
     parse_percentile,
 )
+from emulator.runtime.invocations import STANDARD_PERIOD_S
 
 log = logging.getLogger("emulator.cloudwatch.alarms")
 
@@ -111,7 +112,7 @@ class DatapointReader:
         length = rule.period / scale
         if self.samples is not None and self.samples.knows(rule.namespace, rule.metric_name, rule.dimensions):
             resolution = self.samples.resolution(rule.namespace, rule.metric_name, rule.dimensions)
-            if rule.period < STANDARD_RESOLUTION and resolution == STANDARD_RESOLUTION:
+            if rule.period < STANDARD_PERIOD_S and resolution == STANDARD_RESOLUTION:
                 # A 10 or 30 s period on a one-minute metric finds no datapoint in any of its periods.
                 return [Datapoint(start, None) for start in starts]
             return [self._from_samples(rule, start, length) for start in starts]

@@ -6,35 +6,17 @@ record to your own queue) or read a window with `since()`. Publishing Invocation
 Invocation4XXErrors, Invocation5XXErrors, ModelLatency and OverheadLatency per EndpointName and
 VariantName (and per EndpointConfigName, the fleet) to CloudWatch, and evaluating alarms, builds on this
 interface. Each record carries how often SageMaker publishes its fleet's invocation metrics
-(`invocation_metrics_period_s`).
+(emulator/sagemaker/metrics_config.py).
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-# SageMaker publishes invocation metrics once a minute. MetricsConfig.MetricPublishFrequencyInSeconds
-# takes these values (the API reference of MetricsConfig; botocore's model has no enum for it).
-STANDARD_PERIOD_S = 60
-PUBLISH_FREQUENCIES_S = (10, 30, 60, 120, 180, 240, 300)
-
-
-def invocation_metrics_period_s(metrics_config: Mapping[str, Any] | None, *, instance_backed: bool) -> int:
-    """How often a fleet's invocation metrics reach CloudWatch, as SageMaker publishes them.
-
-    Every 60 s, unless the endpoint config's MetricsConfig sets EnableEnhancedMetrics: then every
-    MetricPublishFrequencyInSeconds. Without enhanced metrics the frequency applies to utilization
-    metrics only (API reference, MetricsConfig). Enhanced metrics are a feature of instance-backed
-    real-time endpoints: serverless and asynchronous endpoints keep the one-minute invocation metrics.
-    """
-    if not metrics_config or not instance_backed or not metrics_config.get("EnableEnhancedMetrics"):
-        return STANDARD_PERIOD_S
-    frequency = int(metrics_config.get("MetricPublishFrequencyInSeconds") or STANDARD_PERIOD_S)
-    return frequency if frequency in PUBLISH_FREQUENCIES_S else STANDARD_PERIOD_S
+from emulator.sagemaker.metrics_config import STANDARD_PERIOD_S
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from emulator import settings
 from emulator.fleet.container_http import ContainerClient, ContainerConnectionError, ContainerResponse
 from emulator.runtime.async_inference import AsyncInference, AsyncJob
-from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch, invocation_metrics_period_s
+from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch
 from emulator.runtime.results import InvokeResult
 from emulator.sagemaker import arns
 from emulator.sagemaker.deployments import (
@@ -46,6 +46,7 @@ from emulator.sagemaker.exceptions import (
     RuntimeValidationError,
     ThrottlingException,
 )
+from emulator.sagemaker.metrics_config import invocation_metrics_period_s
 
 log = logging.getLogger("emulator.runtime")
 

@@ -28,7 +28,6 @@ from starlette.routing import Route
 from emulator.code_version import code_version
 from emulator.fleet import images
 from emulator.fleet.model_data import ModelDataCache, ModelDataSpec
-from emulator.runtime.invocations import PUBLISH_FREQUENCIES_S
 from emulator.sagemaker import arns, guardrails
 from emulator.sagemaker.endpoints import (
     IN_PROGRESS,
@@ -44,6 +43,7 @@ from emulator.sagemaker.exceptions import (
     UnknownOperation,
     ValidationException,
 )
+from emulator.sagemaker.metrics_config import PUBLISH_FREQUENCIES_S
 from emulator.sagemaker.store import Record
 from emulator.sagemaker.transform_jobs import TransformJobs, uses_model_data_source
 from emulator.sagemaker.validation import validate_input
@@ -75,12 +75,12 @@ class SageMakerApi:
         http: httpx.AsyncClient,
         model: ServiceModel,
         transform_jobs: TransformJobs | None = None,
-        scalable_variants: Callable[[str], set[str]] | None = None,
     ) -> None:
         self.engine = engine
-        # The endpoint's variants registered with Application Auto Scaling (wired by emulator/server.py;
-        # none without it): UpdateEndpoint may not remove or re-type them.
-        self.scalable_variants = scalable_variants or (lambda _endpoint: set())
+        # The endpoint's variants registered with Application Auto Scaling (assigned by emulator/server.py
+        # once its AutoScaler exists, which needs this API; none without it): UpdateEndpoint may not
+        # remove or re-type them.
+        self.scalable_variants: Callable[[str], set[str]] = lambda _endpoint: set()
         self.store = engine.store
         self.model_data = model_data
         self.http = http

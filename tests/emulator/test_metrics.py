@@ -20,7 +20,8 @@ from emulator.cloudwatch.metrics import (
     percentile,
     variant_dimensions,
 )
-from emulator.runtime.invocations import Invocation, InvocationLog, invocation_metrics_period_s
+from emulator.runtime.invocations import Invocation, InvocationLog
+from emulator.sagemaker.metrics_config import invocation_metrics_period_s
 from tests.emulator.local_moto import cloudwatch_client, moto_server
 
 
