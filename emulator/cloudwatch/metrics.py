@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from emulator.cloudwatch.periodic import Periodic
+from emulator.runtime.invocations import STANDARD_PERIOD_S
 
 log = logging.getLogger("emulator.cloudwatch.metrics")
 
@@ -140,6 +141,8 @@ def canonical_dimensions(dimensions: Iterable[Mapping[str, str]]) -> Dimensions:
 class _Series:
     timestamps: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    # The finest StorageResolution sent decides (a variant's series gets both fleets' datapoints).
+    resolution: int = STANDARD_RESOLUTION
 
 
 class SampleWindow:
@@ -163,7 +166,6 @@ class SampleWindow:
         self.max_samples = max_samples_per_series
         self.clock = clock
         self._series: dict[tuple[str, str, Dimensions], _Series] = {}
-        self._resolution: dict[tuple[str, str, Dimensions], int] = {}
         self._lock = threading.Lock()
 
     def add(
@@ -178,9 +180,8 @@ class SampleWindow:
     ) -> None:
         key = (namespace, metric, tuple(sorted(dimensions)))
         with self._lock:
-            series = self._series.setdefault(key, _Series())
-            # The finest resolution sent decides (a variant's series gets both fleets' datapoints).
-            self._resolution[key] = min(resolution, self._resolution.get(key, resolution))
+            series = self._series.setdefault(key, _Series(resolution=resolution))
+            series.resolution = min(series.resolution, resolution)
             # Records arrive almost in order; insort keeps the series sorted for range queries.
             if series.timestamps and timestamp < series.timestamps[-1]:
                 index = bisect.bisect_right(series.timestamps, timestamp)
@@ -207,7 +208,8 @@ class SampleWindow:
     def resolution(self, namespace: str, metric: str, dimensions: Dimensions) -> int | None:
         """The StorageResolution the series was published at (None for a series never sent)."""
         with self._lock:
-            return self._resolution.get((namespace, metric, tuple(sorted(dimensions))))
+            series = self._series.get((namespace, metric, tuple(sorted(dimensions))))
+            return None if series is None else series.resolution
 
     def values(
         self, namespace: str, metric: str, dimensions: Dimensions, start: float, end: float
@@ -269,7 +271,7 @@ class BucketKey:
 
     @property
     def storage_resolution(self) -> int:
-        return HIGH_RESOLUTION if self.period_s < STANDARD_RESOLUTION else STANDARD_RESOLUTION
+        return HIGH_RESOLUTION if self.period_s < STANDARD_PERIOD_S else STANDARD_RESOLUTION
 
 
 @dataclass
@@ -298,7 +300,7 @@ class _Bucket:
 
 def bucket_key(record: InvocationLike, *, scale: float = 1.0) -> BucketKey:
     """The publishing period a record falls in: aligned on the epoch in AWS time, as CloudWatch aligns."""
-    period = int(getattr(record, "metrics_period_s", STANDARD_RESOLUTION) or STANDARD_RESOLUTION)
+    period = int(getattr(record, "metrics_period_s", STANDARD_PERIOD_S) or STANDARD_PERIOD_S)
     start = math.floor(record.timestamp * scale / period) * period / scale
     config = getattr(record, "config_name", None) or ""
     return BucketKey(record.endpoint_name, record.variant_name, config, period, start)
@@ -317,8 +319,6 @@ def aggregate(
     """
     buckets: dict[BucketKey, _Bucket] = {} if into is None else into
     for record in records:
-        if getattr(record, "kind", "sync") not in ("sync", "async"):
-            continue
         buckets.setdefault(bucket_key(record, scale=scale), _Bucket()).add(record)
     return buckets
 
@@ -382,9 +382,7 @@ def _bucket_data(bucket: _Bucket, common: Mapping[str, Any]) -> list[dict[str, A
     return data
 
 
-def queue_metric_data(
-    gauges: Iterable[QueueGaugeLike], *, storage_resolution: int = 1
-) -> list[dict[str, Any]]:
+def queue_metric_data(gauges: Iterable[QueueGaugeLike]) -> list[dict[str, Any]]:
     """The four queue metrics of each async endpoint, per EndpointName, as SageMaker publishes them.
 
     Per instance with no instance is the whole backlog (it cannot be divided by zero): target tracking
@@ -396,7 +394,11 @@ def queue_metric_data(
         common = {
             "Dimensions": [{"Name": "EndpointName", "Value": gauge.endpoint_name}],
             "Timestamp": float(gauge.timestamp),
-            "StorageResolution": storage_resolution,
+            # High resolution: the emulator reads a queue every queue_metrics_period_s (1 s on the stack,
+            # emulator/settings.py), finer than a minute, and tests read those readings by the second
+            # (tests/emulator/test_async_autoscaling.py queries HasBacklogWithoutCapacity with Period=1).
+            # SageMaker's guide gives no frequency for its queue metrics.
+            "StorageResolution": HIGH_RESOLUTION,
         }
         per_instance = gauge.backlog / gauge.instances if gauge.instances else float(gauge.backlog)
         without_capacity = 1.0 if gauge.backlog > 0 and gauge.instances == 0 else 0.0
