@@ -21,7 +21,6 @@ class Periodic:
         interval_s: float,
         *,
         name: str,
-        final_run: bool = False,
         next_wait: Callable[[], float] | None = None,
     ) -> None:
         """`next_wait`, when given, says how long to wait before the next round (at most `interval_s`)."""
@@ -31,7 +30,6 @@ class Periodic:
         self._next_wait = next_wait
         self.interval_s = interval_s
         self.name = name
-        self._final_run = final_run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,7 +45,7 @@ class Periodic:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the round in progress (and the final run, if asked), waiting at most `timeout_s`."""
+        """Stop after the round in progress, waiting at most `timeout_s`."""
         thread, self._thread = self._thread, None
         self._stop.set()
         if thread is not None:
@@ -66,8 +64,6 @@ class Periodic:
 
     def _run(self) -> None:
         while not self._stop.wait(self._wait()):
-            self._run_once()
-        if self._final_run:
             self._run_once()
 
     def _run_once(self) -> None:

@@ -30,13 +30,14 @@ def test_a_failing_round_does_not_stop_the_loop() -> None:
     assert not loop.running
 
 
-def test_stop_runs_the_final_round_once_and_start_is_idempotent() -> None:
+def test_start_is_idempotent_and_stop_runs_no_further_round() -> None:
     calls: list[float] = []
-    loop = Periodic(lambda: calls.append(time.monotonic()), 3600, name="test-final", final_run=True)
+    loop = Periodic(lambda: calls.append(time.monotonic()), 3600, name="test-idempotent")
     loop.start()
     loop.start()
     loop.stop(timeout_s=5)
-    assert len(calls) == 1, "stop must run the final round (e.g. the last metrics flush) exactly once"
+    assert not loop.running
+    assert calls == []
 
 
 def test_stop_gives_up_on_a_stuck_round_after_its_timeout() -> None:
