@@ -252,12 +252,8 @@ class AutoScaler:
 
     def registered_variants(self, endpoint_name: str) -> set[str]:
         """The endpoint's variants registered as scalable targets (blocking: call it from a thread)."""
-        prefix = f"endpoint/{endpoint_name}/variant/"
-        return {
-            str(t["ResourceId"]).removeprefix(prefix)
-            for t in self.moto.targets()
-            if str(t["ResourceId"]).startswith(prefix)
-        }
+        parsed = (policies.parse_resource_id(str(t["ResourceId"])) for t in self.moto.targets())
+        return {variant for endpoint, variant in filter(None, parsed) if endpoint == endpoint_name}
 
     def ensure_tracking_alarms(self, policy: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Create (or re-create, when the policy changed) a target tracking policy's alarms; return them.
