@@ -164,7 +164,8 @@ def create_endpoint_config(
     variant = production_variant(config, model_name, instance_count=instance_count)
     request = endpoint_config_request(config, release_id, [variant], topics=topics, data_capture=capture)
     name = str(request["EndpointConfigName"])
-    if capture and live is not None:
+    if capture:
+        assert live is not None  # kept_data_capture keeps only a live endpoint's
         run_logger().info(
             "endpoint config %s keeps the data capture of %s (%s%% of requests to %s, as on %s)",
             name,
@@ -232,16 +233,15 @@ def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> sca
 def reconcile_scaling(
     config: ReleaseConfig, release_id: str, live: LiveEndpoint, ledger: Ledger
 ) -> scaling.AppliedScaling | None:
-    """An unchanged release: leave the registration when it matches the config (a nightly redeploy does
-    not churn policies), put this release's scaling where it differs; returns what is registered."""
-    variant = live.variants[0].variant if live.variants else config.endpoint.variant_name
-    resource_id = naming.scalable_resource_id(config.endpoint.name, variant)
-    current = scaling.read_scaling(resource_id)
+    """An unchanged release (`live` serves it on the configured variant, `serves_release`): leave the
+    registration when it matches the config (a nightly redeploy does not churn policies), put this
+    release's scaling where it differs; returns what is registered."""
+    plan = scaling.plan_for(config, release_id)
+    current = scaling.read_scaling(plan.resource_id)
     if not config.scaling.enabled:
         return None if current is None else replace(current, changed=False)
-    plan = scaling.plan_for(config, release_id, variant=variant)
     if current is not None and scaling.matches(plan, current):
-        run_logger().info("autoscaling of %s already matches the config; left as it is", resource_id)
+        run_logger().info("autoscaling of %s already matches the config; left as it is", plan.resource_id)
         return replace(current, changed=False)
     return scaling.apply_scaling(plan, tags=naming.tags(config, release_id), ledger=ledger)
 

@@ -11,12 +11,14 @@ What was registered before the release is snapshotted into the ledger entry, so 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.config import ReleaseConfig, naming
+from tasks.config import ReleaseConfig, metric_timing, naming
 from tasks.core import aws
+from tasks.core.errors import ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.lifecycle.kinds import AUTOSCALING_POLICY, AUTOSCALING_TARGET, CLOUDWATCH_ALARM
 from tasks.lifecycle.ledger import Ledger
@@ -54,6 +56,14 @@ _ALARM_FIELDS = (
 )
 _POLICY_BODIES = ("StepScalingPolicyConfiguration", "TargetTrackingScalingPolicyConfiguration")
 
+# What a release's policies are for: the last part of their names (`naming.scaling_policy_name`).
+# Application Auto Scaling tags no policy, so the name is how a release tells its own from a team's.
+TRACKING_INVOCATIONS = "invocations"
+TRACKING_BACKLOG = "backlog"
+STEP_FROM_ZERO = "scale-from-zero"
+_POLICY_KINDS = (TRACKING_INVOCATIONS, TRACKING_BACKLOG, STEP_FROM_ZERO)
+_RELEASE_ID = naming.RELEASE_ID_PATTERN.pattern.removeprefix("^").removesuffix("$")
+
 
 @dataclass(frozen=True)
 class ScalingPlan:
@@ -84,6 +94,8 @@ class PolicyView:
     name: str
     type: str  # TargetTrackingScaling | StepScaling
     rule: str  # what it tracks or steps on, in words
+    # The described TargetTracking/StepScalingPolicyConfiguration, which `matches` compares.
+    configuration: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -130,9 +142,9 @@ def plan_for(config: ReleaseConfig, release_id: str, *, variant: str | None = No
         scale_in_cooldown_s=scaling.scale_in_cooldown_s,
         scale_out_cooldown_s=scaling.scale_out_cooldown_s,
         tracking_policy_name=naming.scaling_policy_name(
-            config, release_id, "backlog" if asynchronous else "invocations"
+            config, release_id, TRACKING_BACKLOG if asynchronous else TRACKING_INVOCATIONS
         ),
-        step_policy_name=naming.scaling_policy_name(config, release_id, "scale-from-zero"),
+        step_policy_name=naming.scaling_policy_name(config, release_id, STEP_FROM_ZERO),
         alarm_name=naming.alarm_name(config, release_id, "backlog-without-capacity"),
     )
 
@@ -150,7 +162,8 @@ def registered_target(resource_id: str) -> dict[str, Any] | None:
 
 def snapshot(resource_id: str) -> dict[str, Any] | None:
     """The scalable target at `resource_id` with its policies and the alarms that drive its step
-    policies, as JSON (for the ledger), or None when the variant is not registered."""
+    policies (with their tags, so a restored alarm stays the release's or the team's), as JSON (for the
+    ledger), or None when the variant is not registered."""
     target = registered_target(resource_id)
     if target is None:
         return None
@@ -168,12 +181,12 @@ def snapshot(resource_id: str) -> dict[str, Any] | None:
     for policy in described:
         if policy.get("PolicyType") != "StepScaling":
             continue  # target tracking manages its own alarms
-        named = [alarm["AlarmName"] for alarm in policy.get("Alarms", [])]
-        found = cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"] if named else []
-        # The alarms that invoke the policy, whether or not the service lists them under "Alarms".
-        found += cloudwatch.describe_alarms(ActionPrefix=policy["PolicyARN"])["MetricAlarms"]
-        for alarm in found:
-            alarms[alarm["AlarmName"]] = {key: alarm[key] for key in _ALARM_FIELDS if key in alarm}
+        for alarm in _alarms_driving(policy):
+            kept = {key: alarm[key] for key in _ALARM_FIELDS if key in alarm}
+            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
+            if tags:
+                kept["Tags"] = tags
+            alarms[alarm["AlarmName"]] = kept
     return _jsonable(
         {
             "ResourceId": resource_id,
@@ -184,6 +197,19 @@ def snapshot(resource_id: str) -> dict[str, Any] | None:
             "Alarms": list(alarms.values()),
         }
     )
+
+
+def _alarms_driving(policy: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """DescribeAlarms' entries of the alarms that invoke `policy`: the ones the service lists under its
+    "Alarms" (target tracking's own) and whichever name its ARN in their actions (a step policy's)."""
+    cloudwatch = aws.client("cloudwatch")
+    named = [str(alarm["AlarmName"]) for alarm in policy.get("Alarms", [])]
+    found = list(cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"]) if named else []
+    found += cloudwatch.describe_alarms(ActionPrefix=str(policy["PolicyARN"]))["MetricAlarms"]
+    unique: dict[str, dict[str, Any]] = {}
+    for alarm in found:
+        unique.setdefault(str(alarm["AlarmName"]), dict(alarm))
+    return list(unique.values())
 
 
 def _policies(resource_id: str) -> list[dict[str, Any]]:
@@ -207,23 +233,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_scaling(resource_id: str) -> AppliedScaling | None:
-    """The variant's registration with its policies and the alarms that drive them (None: not registered).
-
-    Target tracking alarms are the ones the service made (DescribeScalingPolicies lists them); a step
-    policy's alarms are whichever name its ARN in their actions."""
+    """The variant's registration with its policies and the alarms that drive them (None: not registered)."""
     target = registered_target(resource_id)
     if target is None:
         return None
-    cloudwatch = aws.client("cloudwatch")
     policies: list[PolicyView] = []
     alarms: dict[str, AlarmView] = {}
     for policy in _policies(resource_id):
-        name, arn = str(policy["PolicyName"]), str(policy["PolicyARN"])
-        policies.append(PolicyView(name, str(policy["PolicyType"]), describe_rule(policy)))
-        named = [str(alarm["AlarmName"]) for alarm in policy.get("Alarms", [])]
-        found = list(cloudwatch.describe_alarms(AlarmNames=named)["MetricAlarms"]) if named else []
-        found += cloudwatch.describe_alarms(ActionPrefix=arn)["MetricAlarms"]
-        for alarm in found:
+        name = str(policy["PolicyName"])
+        body: Mapping[str, Any] = next((policy[key] for key in _POLICY_BODIES if key in policy), {})
+        policies.append(PolicyView(name, str(policy["PolicyType"]), describe_rule(policy), body))
+        for alarm in _alarms_driving(policy):
             alarms.setdefault(
                 str(alarm["AlarmName"]),
                 AlarmView(
@@ -262,9 +282,8 @@ def describe_rule(policy: Mapping[str, Any]) -> str:
         adjustments.append(f"{change:+d} ({bounds} from the threshold)")
     kind = {"ChangeInCapacity": "instances", "PercentChangeInCapacity": "%", "ExactCapacity": "exactly"}
     unit = kind.get(str(step.get("AdjustmentType", "")), "")
-    return f"{', '.join(adjustments) or 'no steps'} {unit} (cooldown {step.get('Cooldown', 0)} s)".replace(
-        "  ", " "
-    )
+    words = [", ".join(adjustments) or "no steps", unit, f"(cooldown {step.get('Cooldown', 0)} s)"]
+    return " ".join(word for word in words if word)
 
 
 def describe_condition(alarm: Mapping[str, Any]) -> str:
@@ -285,22 +304,52 @@ def describe_condition(alarm: Mapping[str, Any]) -> str:
     )
 
 
+def is_release_policy(endpoint: str, policy_name: str) -> bool:
+    """Whether `policy_name` is a policy some release of `endpoint` puts (`naming.scaling_policy_name`),
+    not one a team added to the variant itself."""
+    kinds = "|".join(re.escape(kind) for kind in _POLICY_KINDS)
+    return re.fullmatch(rf"{re.escape(endpoint)}-{_RELEASE_ID}-(?:{kinds})", policy_name) is not None
+
+
 def matches(plan: ScalingPlan, applied: AppliedScaling) -> bool:
-    """Whether what is registered is what `plan` would register (an unchanged release then leaves it)."""
+    """Whether what is registered is what `plan` would register (an unchanged release then leaves it).
+
+    Only the releases' own policies are compared, by their requests: a policy a team added to the
+    variant is theirs to keep and no reason to put the release's again."""
     if (applied.min_capacity, applied.max_capacity) != (plan.min_capacity, plan.max_capacity):
         return False
-    wanted = {_rule_of(plan, tracking=True)}
+    ours = [p for p in applied.policies if is_release_policy(plan.endpoint, p.name)]
+    wanted = [("TargetTrackingScaling", _tracking_configuration(plan))]
     if plan.scale_from_zero:
-        wanted.add(_rule_of(plan, tracking=False))
-    return {policy.rule for policy in applied.policies} == wanted and (
-        not plan.scale_from_zero or any(a.condition.startswith(NO_CAPACITY_METRIC) for a in applied.alarms)
-    )
+        wanted.append(("StepScaling", _step_configuration(plan)))
+    if len(ours) != len(wanted):
+        return False
+    for kind, configuration in wanted:
+        found = [p for p in ours if p.type == kind and _contains(p.configuration, configuration)]
+        if not found:
+            return False
+        if kind == "StepScaling" and not any(
+            alarm.policy == found[0].name and alarm.condition.startswith(NO_CAPACITY_METRIC)
+            for alarm in applied.alarms
+        ):
+            return False
+    return True
 
 
-def _rule_of(plan: ScalingPlan, *, tracking: bool) -> str:
-    if tracking:
-        return describe_rule({"TargetTrackingScalingPolicyConfiguration": _tracking_configuration(plan)})
-    return describe_rule({"StepScalingPolicyConfiguration": _step_configuration(plan)})
+def _contains(described: Any, wanted: Any) -> bool:
+    """Whether `described` (as the service answers) holds everything of `wanted` (as the release puts
+    it): the service adds defaults (DisableScaleIn, ...), and answers 70 for 70.0."""
+    if isinstance(wanted, Mapping):
+        return isinstance(described, Mapping) and all(
+            key in described and _contains(described[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list | tuple):
+        return (
+            isinstance(described, list | tuple)
+            and len(described) == len(wanted)
+            and all(_contains(d, w) for d, w in zip(described, wanted, strict=True))
+        )
+    return bool(described == wanted)
 
 
 # --- the size of a new fleet --------------------------------------------------------------------------------
@@ -359,10 +408,6 @@ def _replaced(config: ReleaseConfig, live: LiveEndpoint) -> ServedModel | None:
 
 # --- an async variant at zero instances ---------------------------------------------------------------------
 
-# CloudWatch's ingestion delay plus the gap between two evaluations of an alarm: how much later than its
-# own periods an alarm on an endpoint metric can act.
-ALARM_LAG_S = 60.0
-
 
 @dataclass(frozen=True)
 class ScaleFromZero:
@@ -370,7 +415,7 @@ class ScaleFromZero:
 
     resource_id: str
     alarm: str | None  # the alarm whose step policy adds an instance; None: nothing will
-    alarm_wait_s: float  # how long that alarm may take to fire once requests wait (periods plus the lag)
+    alarm_wait_s: float  # how long that alarm may take to fire once requests wait (`metric_timing`)
 
 
 def scale_from_zero(endpoint: str, variant: str) -> ScaleFromZero:
@@ -382,16 +427,18 @@ def scale_from_zero(endpoint: str, variant: str) -> ScaleFromZero:
     suspended = (target or {}).get("SuspendedState", {})
     if target is None or int(target["MaxCapacity"]) < 1 or suspended.get("DynamicScalingOutSuspended"):
         return none
-    cloudwatch = aws.client("cloudwatch")
     found: list[tuple[float, str]] = []
     for policy in _policies(resource_id):
         steps = policy.get("StepScalingPolicyConfiguration", {}).get("StepAdjustments", [])
         if policy.get("PolicyType") != "StepScaling" or not any(s["ScalingAdjustment"] > 0 for s in steps):
             continue
-        for alarm in cloudwatch.describe_alarms(ActionPrefix=policy["PolicyARN"])["MetricAlarms"]:
+        for alarm in _alarms_driving(policy):
             if alarm.get("ActionsEnabled", True):
-                wait = float(alarm.get("Period", 60)) * int(alarm.get("EvaluationPeriods", 1)) + ALARM_LAG_S
-                found.append((wait, str(alarm["AlarmName"])))
+                fires_after_s = metric_timing.minimum_bake_s(
+                    int(alarm.get("Period", metric_timing.STANDARD_PERIOD_S)),
+                    int(alarm.get("EvaluationPeriods", 1)),
+                )
+                found.append((float(fires_after_s), str(alarm["AlarmName"])))
     if not found:
         return none
     wait, name = min(found)
@@ -402,10 +449,10 @@ def scale_from_zero(endpoint: str, variant: str) -> ScaleFromZero:
 
 
 def apply_scaling(plan: ScalingPlan, *, tags: Sequence[Mapping[str, str]], ledger: Ledger) -> AppliedScaling:
-    """Register the variant and attach this release's policies (and alarm), replacing older ones.
+    """Register the variant and attach this release's policies (and alarm), replacing earlier releases'.
 
     Whatever was registered before is snapshotted into the ledger entry first, so an unwind puts the
-    previous release's scaling back exactly.
+    previous release's scaling back exactly. Policies and alarms a team added to the variant stay.
     """
     log = run_logger()
     autoscaling = aws.client("application-autoscaling")
@@ -423,7 +470,7 @@ def apply_scaling(plan: ScalingPlan, *, tags: Sequence[Mapping[str, str]], ledge
             previous=previous,
         )
         if previous is not None:
-            _remove_policies(plan.resource_id, previous)
+            _remove_policies(plan.resource_id, previous, releases_of=plan.endpoint)
     autoscaling.register_scalable_target(
         ServiceNamespace=NAMESPACE,
         ResourceId=plan.resource_id,
@@ -439,7 +486,12 @@ def apply_scaling(plan: ScalingPlan, *, tags: Sequence[Mapping[str, str]], ledge
         _put_no_capacity_alarm(plan, step_arn, tags, ledger)
     applied = read_scaling(plan.resource_id)
     if applied is None:
-        raise RuntimeError(f"{plan.resource_id} is not registered right after RegisterScalableTarget")
+        raise ResourceFailed(
+            f"scalable-target {plan.resource_id}",
+            "not registered",
+            "DescribeScalableTargets does not list it right after RegisterScalableTarget; the ledger "
+            "holds what was put, an unwind or cleanup removes it",
+        )
     return applied
 
 
@@ -560,19 +612,27 @@ def suspend_for_update(
 
 
 def remove_target(resource_id: str) -> None:
-    """Delete every policy on the target, then deregister it (missing pieces are fine)."""
+    """Delete every policy on the target, then deregister it (missing pieces are fine).
+
+    Deregistering removes every policy, a team's too: the snapshot taken before (the ledger's) is what
+    puts them back."""
     current = snapshot(resource_id)
     if current is None:
         return
-    _remove_policies(resource_id, current)
+    _remove_policies(resource_id, current, releases_of=None)
     aws.client("application-autoscaling").deregister_scalable_target(
         ServiceNamespace=NAMESPACE, ResourceId=resource_id, ScalableDimension=DIMENSION
     )
 
 
-def _remove_policies(resource_id: str, snap: Mapping[str, Any]) -> None:
+def _remove_policies(resource_id: str, snap: Mapping[str, Any], *, releases_of: str | None) -> None:
+    """Delete the snapshotted policies and the alarms of its step policies. `releases_of`: an endpoint
+    whose releases' pieces alone go, the policies they put (by name) and the alarms they created (by
+    their managed-by tag); None: all of them."""
     autoscaling = aws.client("application-autoscaling")
     for policy in snap["Policies"]:
+        if releases_of is not None and not is_release_policy(releases_of, str(policy["PolicyName"])):
+            continue
         try:
             autoscaling.delete_scaling_policy(
                 PolicyName=policy["PolicyName"],
@@ -584,9 +644,15 @@ def _remove_policies(resource_id: str, snap: Mapping[str, Any]) -> None:
             if not _missing(exc):
                 raise
     # Alarms that drove deleted step policies would fire into nothing; they go with them.
-    names = [alarm["AlarmName"] for alarm in snap["Alarms"]]
+    names = [
+        alarm["AlarmName"] for alarm in snap["Alarms"] if releases_of is None or _created_by_release(alarm)
+    ]
     if names:
         aws.client("cloudwatch").delete_alarms(AlarmNames=names)
+
+
+def _created_by_release(alarm: Mapping[str, Any]) -> bool:
+    return {"Key": naming.MANAGED_BY_KEY, "Value": naming.MANAGED_BY_VALUE} in alarm.get("Tags", [])
 
 
 def restore(snap: Mapping[str, Any]) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import boto3
 
+from tasks.config import metric_timing, naming
 from tasks.lifecycle import unwind
 from tasks.rollout import planning
-from tasks.sagemaker import scaling
+from tasks.sagemaker import deploy, scaling
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import kinds, local_ledger, make_config
 
@@ -98,7 +99,10 @@ def test_a_failed_release_puts_the_previous_scaling_back(mocked_aws: None, tmp_p
         endpoint=async_config,
         scaling={"enabled": True, "min_capacity": 0, "max_capacity": 4},
     )
-    scaling.apply_scaling(scaling.plan_for(old, "r0"), tags=[], ledger=local_ledger(tmp_path / "old", "r0"))
+    # A release tags what it creates (naming.tags); the next one removes only alarms so tagged.
+    scaling.apply_scaling(
+        scaling.plan_for(old, "r0"), tags=naming.tags(old, "r0"), ledger=local_ledger(tmp_path / "old", "r0")
+    )
     old_plan = scaling.plan_for(old, "r0")
     old_step_arn = _policies()[old_plan.step_policy_name]["PolicyARN"]
 
@@ -174,7 +178,7 @@ def test_scale_from_zero_names_the_alarm_that_wakes_an_async_variant(
     scaling.apply_scaling(plan, tags=[], ledger=local_ledger(tmp_path))
     waking = scaling.scale_from_zero("demo-embedder", "AllTraffic")
     # Two one-minute periods of backlog without capacity, plus CloudWatch's lag.
-    assert (waking.alarm, waking.alarm_wait_s) == (plan.alarm_name, 2 * 60 + scaling.ALARM_LAG_S)
+    assert (waking.alarm, waking.alarm_wait_s) == (plan.alarm_name, metric_timing.minimum_bake_s(60, 2))
     read = scaling.read_scaling(RESOURCE)
     assert read is not None and scaling.matches(plan, read)
     assert "+1 (+0 from the threshold) instances" in read.policies[-1].rule
@@ -214,3 +218,81 @@ def test_a_new_fleet_takes_over_the_capacity_autoscaling_gave_the_live_one(
     # The canary is a quarter of the 4 instances that serve, not of the config's one.
     assert (plan.instance_count, plan.step_instances, plan.capacity_from_live) == (4, 1, True)
     assert "the capacity autoscaling keeps" in plan.reason
+
+
+_ASYNC = {"type": "async", "async_inference": {"output_path": "s3://models-bucket/out/"}}
+
+
+def _add_teams_burst_policy() -> str:
+    """A team's own step policy on the variant, driven by its own (untagged) alarm; returns its ARN."""
+    arn = boto3.client("application-autoscaling").put_scaling_policy(
+        PolicyName="team-burst",
+        ServiceNamespace="sagemaker",
+        ResourceId=RESOURCE,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 2}],
+        },
+    )["PolicyARN"]
+    boto3.client("cloudwatch").put_metric_alarm(
+        AlarmName="team-burst-alarm",
+        Namespace="AWS/SageMaker",
+        MetricName="ApproximateBacklogSize",
+        Dimensions=[{"Name": "EndpointName", "Value": "demo-embedder"}],
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=100.0,
+        ComparisonOperator="GreaterThanThreshold",
+        AlarmActions=[arn],
+    )
+    return str(arn)
+
+
+def test_a_teams_own_policy_and_alarm_survive_the_releases_scaling(mocked_aws: None, tmp_path: Path) -> None:
+    scaled = {"enabled": True, "min_capacity": 0, "max_capacity": 4}
+    old = make_config(release_id="r0", endpoint=_ASYNC, scaling=scaled)
+    old_plan = scaling.plan_for(old, "r0")
+    scaling.apply_scaling(old_plan, tags=naming.tags(old, "r0"), ledger=local_ledger(tmp_path / "r0", "r0"))
+    _add_teams_burst_policy()
+
+    # An unchanged release leaves everything as it is: the team's policy is no difference.
+    same = make_config(endpoint=_ASYNC, scaling=scaled)
+    kept = deploy.reconcile_scaling.fn(same, "r1", _live("ml.m5.large"), local_ledger(tmp_path / "r1"))
+    assert kept is not None and not kept.changed
+    assert set(_policies()) == {old_plan.tracking_policy_name, old_plan.step_policy_name, "team-burst"}
+    assert set(_alarms()) >= {old_plan.alarm_name, "team-burst-alarm"}
+
+    # A changed release replaces the earlier release's policies and alarm, and only those.
+    wider = make_config(endpoint=_ASYNC, scaling={**scaled, "max_capacity": 8})
+    plan = scaling.plan_for(wider, "r2")
+    ledger = local_ledger(tmp_path / "r2", "r2")
+    changed = deploy.reconcile_scaling.fn(wider, "r2", _live("ml.m5.large"), ledger)
+    assert changed is not None and changed.changed
+    assert set(_policies()) == {plan.tracking_policy_name, plan.step_policy_name, "team-burst"}
+    alarms = _alarms()
+    assert old_plan.alarm_name not in alarms and plan.alarm_name in alarms
+    assert alarms["team-burst-alarm"]["AlarmActions"] == [_policies()["team-burst"]["PolicyARN"]]
+
+    # Its unwind puts back the earlier release's scaling beside the team's.
+    ledger.unwind(unwind.deleters())
+    policies = _policies()
+    assert set(policies) == {old_plan.tracking_policy_name, old_plan.step_policy_name, "team-burst"}
+    alarms = _alarms()
+    assert alarms["team-burst-alarm"]["AlarmActions"] == [policies["team-burst"]["PolicyARN"]]
+    assert alarms[old_plan.alarm_name]["AlarmActions"] == [policies[old_plan.step_policy_name]["PolicyARN"]]
+    # The restored alarm keeps its tags: the next release recognises it as a release's again.
+    tags = boto3.client("cloudwatch").list_tags_for_resource(
+        ResourceARN=alarms[old_plan.alarm_name]["AlarmArn"]
+    )
+    assert {"Key": "managed-by", "Value": "sagemaker-release"} in tags["Tags"]
+
+
+def test_only_policies_named_by_a_release_of_the_endpoint_are_the_releases() -> None:
+    assert scaling.is_release_policy("demo-embedder", "demo-embedder-20250314-093015-3fa9-invocations")
+    assert scaling.is_release_policy("demo-embedder", "demo-embedder-r0-scale-from-zero")
+    assert not scaling.is_release_policy("demo-embedder", "team-burst")
+    assert not scaling.is_release_policy("demo-embedder", "demo-embedder-r0-burst")
+    assert not scaling.is_release_policy("demo", "demo-embedder-r0-backlog-x")
