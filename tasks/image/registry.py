@@ -156,15 +156,23 @@ def registry_digest(client: docker.DockerClient, ref: str, auth: RegistryAuth | 
 def fetch_manifest(host: str, repository: str, tag: str, auth: RegistryAuth | None) -> tuple[bytes, str]:
     """The raw manifest and its media type from the registry at `host` (OCI distribution API), with
     `auth` (which must be `host`'s own credentials) when given."""
-    scheme = "http" if _is_loopback(host) else "https"
-    request = urllib.request.Request(
-        f"{scheme}://{host}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(auth)},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(_manifest_request(host, repository, tag, auth), timeout=30) as response:
         body: bytes = response.read()
         media_type = response.headers.get("Content-Type", MANIFEST_MEDIA_TYPES[0]).split(";")[0]
     return body, media_type
+
+
+def _manifest_request(
+    host: str, repository: str, reference: str, auth: RegistryAuth | None, *, method: str = "GET"
+) -> urllib.request.Request:
+    """A request for the manifest `reference` (a tag or a digest) of `repository` at `host`, accepting
+    every manifest type, with `auth` (which must be `host`'s own credentials) when given."""
+    scheme = "http" if _is_loopback(host) else "https"
+    return urllib.request.Request(
+        f"{scheme}://{host}/v2/{repository}/manifests/{reference}",
+        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(auth)},
+        method=method,
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -184,12 +192,10 @@ def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> N
     pushed again since is not the release's to delete. A missing tag or manifest is fine.
     """
     # This registry's own credentials: ECR's token is not for it.
-    scheme = "http" if _is_loopback(host) else "https"
-    headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(host))}
-    base = f"{scheme}://{host}/v2/{repository}/manifests/"
+    auth = engine_auth(host)
     try:
         with urllib.request.urlopen(
-            urllib.request.Request(base + tag, headers=headers, method="HEAD"), timeout=30
+            _manifest_request(host, repository, tag, auth, method="HEAD"), timeout=30
         ) as response:
             current = response.headers.get("Docker-Content-Digest")
     except urllib.error.HTTPError as exc:
@@ -200,7 +206,7 @@ def delete_from_registry(host: str, repository: str, tag: str, digest: str) -> N
         return
     try:
         with urllib.request.urlopen(
-            urllib.request.Request(base + digest, headers=headers, method="DELETE"), timeout=30
+            _manifest_request(host, repository, digest, auth, method="DELETE"), timeout=30
         ):
             pass
     except urllib.error.HTTPError as exc:
@@ -248,14 +254,9 @@ def _unreadable(uri: str, why: str) -> None:
     )
 
 
-def _registry_media_type(location: ImageName, host: str) -> str | None:
-    scheme = "http" if _is_loopback(host) else "https"
-    request = urllib.request.Request(
-        f"{scheme}://{host}/v2/{location.repository}/manifests/{location.reference}",
-        headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(engine_auth(host))},
-        method="HEAD",
-    )
-    uri = f"{host}/{location.repository}:{location.reference}"
+def _registry_media_type(name: ImageName, host: str) -> str | None:
+    request = _manifest_request(host, name.repository, name.reference, engine_auth(host), method="HEAD")
+    uri = f"{host}/{name.repository}:{name.reference}"
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             content_type = response.headers.get("Content-Type")
