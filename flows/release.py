@@ -15,13 +15,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.states import Failed, State
 
 from flows import cli
-from flows.run_names import release_run_name, run_release_id
+from flows.run_names import config_endpoint_and_release_id, release_id_or_runs, release_run_name
 from tasks.artifact import model_refs
 from tasks.artifact.model_source import download_model
 from tasks.artifact.packaging import package_model
@@ -106,7 +107,7 @@ def _note_lease_expiry(ledger: Ledger) -> Callable[[datetime], None]:
 def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -> dict[str, Any] | State:
     """Release a model to SageMaker end to end; the return value is the JSON summary of the release."""
     # The id the run was named with (flows/run_names.py), unless the config brings its own.
-    config = config.with_release_id(None if config.release_id else run_release_id())
+    config = config.with_release_id(release_id_or_runs(config.release_id))
     release_id = config.require_release_id
     report = ReleaseReport(release_id, config.endpoint.name, config.endpoint.type)
     log = run_logger()
@@ -162,14 +163,19 @@ def release(config: ReleaseConfig, wait_for_lock_s: int = DEFAULT_LOCK_WAIT_S) -
         for note in getattr(exc, "__notes__", []):
             report.error += f" | {note}"
         log.error("release %s failed: %s", release_id, report.error, exc_info=exc)
-        report.publish()
-        emit_release_event(report.summary())
-        return Failed(message=report.error, data=report.summary())
+        return Failed(message=report.error, data=_finish(report))
     report.status = "succeeded"
-    report.publish()
-    emit_release_event(report.summary())
+    summary = _finish(report)
     log.info("release %s succeeded: %s", release_id, report.summary_line())
-    return report.summary()
+    return summary
+
+
+def _finish(report: ReleaseReport, **extra: Any) -> dict[str, Any]:
+    """The release's last word: its artifact and its event (automations act on it); the summary they show."""
+    report.publish()
+    summary = {**report.summary(), **extra}
+    emit_release_event(summary)
+    return summary
 
 
 def _failed_smoke(exc: SmokeFailed) -> SmokeResult:
@@ -197,9 +203,23 @@ def _refused(report: ReleaseReport, exc: ConfigError) -> State:
     """Pre-flight refused the config: bad input (status `invalid`, CLI exit 2), nothing was created."""
     report.status, report.error = "invalid", str(exc)
     run_logger().error("release %s refused before creating anything: %s", report.release_id, report.error)
-    report.publish()
-    emit_release_event(report.summary())
-    return Failed(message=report.error, data=report.summary())
+    # The field, as the command lines' refusals name it (flows/cli.py), for scripts to point at.
+    return Failed(message=report.error, data=_finish(report, field=exc.field))
+
+
+def refuse(exc: ConfigError, *, endpoint: str, release_id: str) -> State:
+    """A flow that runs the release as its subflow refused its input before the release started: it ends
+    as a refused release does, with the `invalid` event and artifact of `endpoint`."""
+    # The endpoint's type is in the config that was refused; the report shows a real-time endpoint's sections.
+    return _refused(ReleaseReport(release_id, endpoint, "realtime"), exc)
+
+
+def subflow_outcome(state: State) -> dict[str, Any] | State:
+    """What a flow returns once its `release` subflow has ended: the summary, or a Failed state with it."""
+    summary = state.result(raise_on_failure=False)
+    if state.is_failed() or not isinstance(summary, dict):
+        return Failed(message=state.message or "release failed", data=summary)
+    return summary
 
 
 def _release(
@@ -349,14 +369,19 @@ def nightly_redeploy(
 
     When nothing changed this costs seconds: 0 bytes uploaded, no image built, no new endpoint config.
     """
-    # The deployment's parameter: whoever runs it must not point it at any file of the worker.
-    check_confined_path("config_path", config_path)
-    config = load_config(config_path)
-    state = release(config, wait_for_lock_s=wait_for_lock_s, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if state.is_failed() or not isinstance(summary, dict):
-        return Failed(message=state.message or "release failed", data=summary)
-    return summary
+    try:
+        # The deployment's parameter: whoever runs it must not point it at any file of the worker.
+        check_confined_path("config_path", config_path)
+    except ConfigError as exc:
+        return refuse(exc, endpoint=Path(config_path).stem, release_id=release_id_or_runs(None))
+    try:
+        config = load_config(config_path, path_field="config_path")
+    except ConfigError as exc:
+        endpoint, release_id = config_endpoint_and_release_id(Path(config_path))
+        return refuse(
+            exc, endpoint=endpoint or Path(config_path).stem, release_id=release_id_or_runs(release_id)
+        )
+    return subflow_outcome(release(config, wait_for_lock_s=wait_for_lock_s, return_state=True))
 
 
 # --- command line ------------------------------------------------------------------------------------

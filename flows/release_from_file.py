@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from prefect import flow
 from prefect.context import FlowRunContext
-from prefect.states import Failed, State
+from prefect.states import State
 from pydantic import Field
 
-from flows.release import DEFAULT_LOCK_WAIT_S, release
-from flows.run_names import endpoint_and_release_id, run_name, run_release_id
+from flows.release import DEFAULT_LOCK_WAIT_S, refuse, release, subflow_outcome
+from flows.run_names import config_endpoint_and_release_id, release_id_or_runs, run_name
 from tasks.checks.preflight import check_confined_path
-from tasks.config import ReleaseConfig, load_config, load_yaml, parse_override, shown_value
+from tasks.config import ReleaseConfig, load_config, parse_override, shown_value
 from tasks.core.errors import ConfigError
-from tasks.core.logs import run_logger
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 RELEASES = CHECKOUT / "releases"
@@ -78,22 +77,28 @@ def _title(title: str) -> Any:
 
 
 def form_run_name() -> str:
-    """`flow_run_name` of the form: the endpoint (the form's, else the file's) and the run's release id."""
+    """`flow_run_name` of the form: the endpoint (the form's, else the file's) and the release id the body
+    uses (the form's or the file's, else the run's)."""
     context = FlowRunContext.get()
     parameters: dict[str, Any] = dict(context.parameters or {}) if context is not None else {}
-    release_id = run_release_id() if context is not None else None
+    endpoint, release_id = form_identity(parameters)
+    return run_name(endpoint, release_id_or_runs(release_id) if context is not None else release_id)
+
+
+def form_identity(parameters: dict[str, Any]) -> tuple[str, str | None]:
+    """The endpoint a form's run releases (its field or override, else its file's, else the file's stem)
+    and the release id the form or the file gives (None: none does). Read before the config is
+    validated, so that a refused run has a name and an event too."""
     path = str(parameters.get("config_path") or "release")
-    endpoint = None
+    file_endpoint, file_release_id = _file_values(path)
     try:
         changes = form_changes(parameters)
-        file_endpoint, file_release_id = _file_values(path)
-        endpoint = changes.get("endpoint.name") or file_endpoint
-        # The body keeps a release id the file or an override gives, as the release flow does.
-        release_id = changes.get("release_id") or file_release_id or release_id
     except ConfigError:
         # The run fails on the same error in its body, which says what to fix; the name only has to read.
-        pass
-    return run_name(str(endpoint or Path(path).stem), str(release_id) if release_id else None)
+        changes = {}
+    endpoint = changes.get("endpoint.name") or file_endpoint or Path(path).stem
+    release_id = changes.get("release_id") or file_release_id
+    return str(endpoint), str(release_id) if release_id else None
 
 
 def _file_values(path: str) -> tuple[str | None, str | None]:
@@ -101,11 +106,7 @@ def _file_values(path: str) -> tuple[str | None, str | None]:
     if path not in CONFIG_FILES:
         # Only an offered file is read: an absolute path would replace CHECKOUT and read any file.
         return None, None
-    try:
-        text = (CHECKOUT / path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None, None
-    return endpoint_and_release_id(load_yaml(text, field="config_path", source=path))
+    return config_endpoint_and_release_id(CHECKOUT / path)
 
 
 def form_changes(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -214,13 +215,8 @@ def release_from_file(
     try:
         config = load_form_config(parameters)
         # The id the run is named after, unless the file or an override gives one.
-        config = config.with_release_id(None if config.release_id else run_release_id())
+        config = config.with_release_id(release_id_or_runs(config.release_id))
     except ConfigError as exc:
-        message = str(exc)
-        run_logger().error("release refused before creating anything: %s", message)
-        return Failed(message=message, data={"status": "invalid", "error": message, "field": exc.field})
-    state = release(config, wait_for_lock_s=wait_for_lock_s, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if state.is_failed() or not isinstance(summary, dict):
-        return Failed(message=state.message or "release failed", data=summary)
-    return summary
+        endpoint, release_id = form_identity(parameters)
+        return refuse(exc, endpoint=endpoint, release_id=release_id_or_runs(release_id))
+    return subflow_outcome(release(config, wait_for_lock_s=wait_for_lock_s, return_state=True))

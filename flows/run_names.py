@@ -10,18 +10,26 @@ parameters. A run whose config names no release id gets one derived from the run
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect.context import FlowRunContext
 from pydantic import BaseModel
 
+from tasks.config import load_yaml
 from tasks.config.naming import new_release_id
+from tasks.core.errors import ConfigError
 
 SEPARATOR = " / "
 
 
 def run_name(endpoint: str, release_id: str | None) -> str:
     return f"{endpoint}{SEPARATOR}{release_id}" if release_id else endpoint
+
+
+def release_id_or_runs(given: str | None) -> str:
+    """The release id a config (or a form) gives, else the run's own: the rule of names and bodies alike."""
+    return given or run_release_id()
 
 
 def run_release_id() -> str:
@@ -43,12 +51,22 @@ def release_run_name() -> str:
     context = FlowRunContext.get()
     config = (context.parameters or {}).get("config") if context is not None else None
     endpoint, release_id = _endpoint_and_release_id(config)
-    return run_name(endpoint or "release", release_id or run_release_id())
+    return run_name(endpoint or "release", release_id_or_runs(release_id))
 
 
 def _endpoint_and_release_id(config: Any) -> tuple[str | None, str | None]:
     # Validated parameters are a ReleaseConfig; a run whose validation is skipped has the plain mapping.
     return endpoint_and_release_id(config.model_dump() if isinstance(config, BaseModel) else config)
+
+
+def config_endpoint_and_release_id(file: Path) -> tuple[str | None, str | None]:
+    """The endpoint name and release id a config file gives, None for each it does not (nor for a file
+    that cannot be read or parsed: this names a run, the release itself reports what is wrong)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        return endpoint_and_release_id(load_yaml(text, field="config_path", source=str(file)))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None, None
 
 
 def endpoint_and_release_id(data: Any) -> tuple[str | None, str | None]:

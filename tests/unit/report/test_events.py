@@ -4,21 +4,28 @@ emitted by the release flow where it publishes its report (refused, failed, succ
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.events import Event
 from prefect.events.worker import EventsWorker
+from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
 import flows.release
-from flows.release import release
+from flows import release_from_file
+from flows.release import nightly_redeploy, release
 from tasks.checks import preflight
 from tasks.report import events
-from tests.unit.deploy_helpers import make_config
+from tests.unit.deploy_helpers import BASE, make_config
 
+RUN_RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}\Z")
 SUMMARY: dict[str, Any] = {
     "release_id": "r1",
     "endpoint_name": "demo-embedder",
@@ -139,3 +146,74 @@ def test_a_failed_release_emits_failed_with_its_error(
     [event] = _release_events(sent())
     assert event.event == "sagemaker-release.release.failed"
     assert event.payload["status"] == "failed" and "SageMaker is down" in event.payload["error"]
+
+
+def test_a_refused_form_run_emits_invalid_for_the_files_endpoint(
+    prefect_api: None, monkeypatch: pytest.MonkeyPatch, sent: Callable[[], list[Event]]
+) -> None:
+    def no_release(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a refused form must not start a release")
+
+    monkeypatch.setattr(release_from_file, "release", no_release)
+    state = release_from_file.release_from_file(
+        config_path="releases/demo.yaml", overrides=["endpoint.instance_count=0"], return_state=True
+    )
+    assert state.is_failed()
+    [event] = _release_events(sent())
+    assert event.event == "sagemaker-release.release.invalid"
+    assert event.resource.id == "sagemaker-release.endpoint.demo-embedder"
+    assert event.payload["field"] == "endpoint.instance_count"
+    assert event.payload == state.result(raise_on_failure=False)
+    # The release id is the one the run is named with.
+    assert event.payload["release_id"] and event.payload["release_id"] in _run_name(state)
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint", "release_id", "field"),
+    [
+        pytest.param(
+            yaml.safe_dump(
+                {
+                    **BASE,
+                    "release_id": "r-nightly",
+                    "endpoint": {**BASE["endpoint"], "name": "nightly-embedder", "instance_count": 0},
+                }
+            ),
+            "nightly-embedder",
+            "r-nightly",
+            "endpoint.instance_count",
+            id="refused config",
+        ),
+        pytest.param(None, "nightly", None, "config_path", id="no such file"),
+    ],
+)
+def test_a_refused_nightly_config_emits_invalid(
+    prefect_api: None,
+    tmp_path: Path,
+    sent: Callable[[], list[Event]],
+    text: str | None,
+    endpoint: str,
+    release_id: str | None,
+    field: str,
+) -> None:
+    config = tmp_path / "nightly.yaml"
+    if text is not None:
+        config.write_text(text)
+    state = nightly_redeploy(config_path=str(config), wait_for_lock_s=0, return_state=True)
+    assert state.is_failed()
+    [event] = _release_events(sent())
+    assert event.event == "sagemaker-release.release.invalid"
+    assert event.resource.id == f"sagemaker-release.endpoint.{endpoint}"
+    assert event.payload["field"] == field and field in event.payload["error"]
+    # The file's release id, else the run's.
+    if release_id is not None:
+        assert event.payload["release_id"] == release_id
+    else:
+        assert RUN_RELEASE_ID.match(event.payload["release_id"])
+
+
+def _run_name(state: State) -> str:
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        assert run_id is not None
+        return client.read_flow_run(run_id).name
