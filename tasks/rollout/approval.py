@@ -9,7 +9,7 @@ rolls back at once, and when nobody decides within `approval_timeout_s` the rele
 `on_approval_timeout` itself; in both cases it resumes the run with that decision as its input, so the
 run's record says what happened.
 
-    gate = PrefectPause(release_id, endpoint=name)       # or any ApprovalGate (tests)
+    gate = PrefectPause(release_id, endpoint=name, on_timeout="roll_back")  # or any ApprovalGate (tests)
     decided = await_approval(gate, timeout_s=..., on_timeout="roll_back", firing=..., interval_s=...,
                              clock=...)
     decided.promote          # False: the traffic goes back, ReleaseRejected is raised
@@ -250,8 +250,3 @@ class PrefectPause:
                 # The server refused the input (say, a pause already past its own timeout): the flow must
                 # run again for the rollback and the unwind, whatever the server thinks of the pause.
                 client.set_flow_run_state(self.flow_run_id, Running(), force=True)
-
-
-def gate_for(release_id: str, *, endpoint: str, on_timeout: Decision) -> ApprovalGate:
-    """The gate of a release run as a Prefect flow run."""
-    return PrefectPause(release_id, endpoint=endpoint, on_timeout=on_timeout)

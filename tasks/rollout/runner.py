@@ -35,7 +35,7 @@ from tasks.core.waiting import Clock, SystemClock, poll_until
 from tasks.lifecycle.kinds import SAGEMAKER_ENDPOINT
 from tasks.lifecycle.ledger import Ledger
 from tasks.rollout import alarms, approval, step_metrics
-from tasks.rollout.approval import ApprovalGate, ApprovalRecord, ReleaseRejected
+from tasks.rollout.approval import ApprovalGate, ApprovalRecord, PrefectPause, ReleaseRejected
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
 from tasks.rollout.planning import (
     RequestedStrategy,
@@ -133,10 +133,11 @@ class Rollout:
         self.on_step = on_step
         self.before_approval = before_approval
         self.gate = gate or (
-            lambda: approval.gate_for(
+            lambda: PrefectPause(
                 release_id, endpoint=config.endpoint.name, on_timeout=config.rollout.on_approval_timeout
             )
         )
+        self._approval_gate: ApprovalGate | None = None  # made by `run`, with rollout.approval manual
         self.endpoint = config.endpoint.name
         self.interval_s = config.timeouts.poll_interval_s
         self.timeout_s = float(config.timeouts.endpoint_s)
@@ -183,6 +184,10 @@ class Rollout:
             " -> ".join(f"{percent:g}%" for percent in self.plan.steps),
         )
         alarms.require_extra_alarms(self.config)
+        if self.config.rollout.approval == "manual":
+            # Before the endpoint changes: a run that cannot pause (ApprovalUnavailable) must fail while
+            # the endpoint still serves as before, not after its update and first bake.
+            self._approval_gate = self.gate()
         try:
             with self.traffic:  # stops the bake traffic however the rollout ends
                 if self.plan.strategy == "create":
@@ -470,9 +475,9 @@ class Rollout:
         None when no approval is asked for. The bake traffic goes on while the run waits, so the alarms
         keep judging the new model; an alarm decides `roll_back` at once (report.fired names it)."""
         settings = self.config.rollout
-        if settings.approval != "manual":
+        gate = self._approval_gate
+        if gate is None:
             return None
-        gate = self.gate()
         self.report.awaiting_approval = True
         self.log.info(
             "release %s of %s waits for approval (up to %d s, then %s): resume its flow run with a decision",

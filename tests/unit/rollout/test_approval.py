@@ -14,7 +14,13 @@ import pytest
 from tasks.core.errors import AlarmFired, ConfigError
 from tasks.lifecycle.ledger import Ledger
 from tasks.report.summary import ReleaseReport
-from tasks.rollout.approval import Approval, ApprovalRecord, ReleaseRejected, await_approval
+from tasks.rollout.approval import (
+    Approval,
+    ApprovalRecord,
+    ApprovalUnavailable,
+    ReleaseRejected,
+    await_approval,
+)
 from tasks.rollout.bake_traffic import BakeTraffic
 from tasks.rollout.planning import plan_rollout
 from tasks.rollout.runner import Rollout, RolloutReport
@@ -345,3 +351,16 @@ def test_the_artifact_shows_the_wait_then_the_decision_under_the_traffic_shift()
     assert "rolled back by bob after 42 s" in line
     # The approver's words render as text: no link or HTML of theirs.
     assert "\\[this\\]\\(http://x\\)" in line and "\\<b\\>" in line
+
+
+def test_a_run_that_cannot_pause_fails_before_the_endpoint_changes(
+    fake: FakeSageMaker, tmp_path: Path
+) -> None:
+    """Outside a flow run the Prefect pause is unavailable: the rollout refuses at once, with the
+    endpoint untouched, instead of after its update and first bake."""
+    runner = rollout(manual(), fake, local_ledger(tmp_path), StepClock())  # the real gate: PrefectPause
+    with pytest.raises(ApprovalUnavailable):
+        runner.run()
+    changes = [name for name, _ in fake.calls if name.startswith(("Create", "Update", "Delete"))]
+    assert changes == [] and runner.report.steps == []
+    assert fake.endpoints[ENDPOINT]["EndpointConfigName"] == "old-config"
