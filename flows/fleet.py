@@ -34,6 +34,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.states import Failed, State
 from pydantic import Field
 
+from flows.parameters import labelled
 from tasks.checks.preflight import check_confined_path
 from tasks.config import load_config
 from tasks.core.errors import ConfigError
@@ -363,32 +364,23 @@ def _publish(releases: Sequence[FleetRelease]) -> None:
 @flow(name="release-fleet", log_prints=True)
 def release_fleet(
     folder: Annotated[
-        str | None,
-        Field(
-            title="Folder of configs", description="Release each .yaml file of this folder, e.g. releases."
-        ),
+        str | None, labelled("Folder of configs", "Release each .yaml file of this folder, e.g. releases.")
     ] = None,
     config_paths: Annotated[
-        list[str] | None,
-        Field(title="Config files", description="Or release these files, e.g. releases/demo.yaml."),
+        list[str] | None, labelled("Config files", "Or release these files, e.g. releases/demo.yaml.")
     ] = None,
     max_parallel: Annotated[
-        int, Field(ge=1, le=MAX_PARALLEL, title="Releases at once", description="One per endpoint at most.")
+        int, Field(ge=1, le=MAX_PARALLEL), labelled("Releases at once", "One per endpoint at most.")
     ] = 2,
     wait_for_lock_s: Annotated[
         int,
-        Field(
-            ge=0, le=86400, title="Lock wait (s)", description="How long a release waits for its endpoint."
-        ),
+        Field(ge=0, le=86400),
+        labelled("Lock wait (s)", "How long a release waits for its endpoint."),
     ] = 3600,
     run_timeout_s: Annotated[
         int,
-        Field(
-            ge=60,
-            le=7 * 86400,
-            title="Run timeout (s)",
-            description="A release still running then is reported timed out.",
-        ),
+        Field(ge=60, le=7 * 86400),
+        labelled("Run timeout (s)", "A release still running then is reported timed out."),
     ] = 4 * 3600,
 ) -> dict[str, Any] | State:
     """Release every config of `folder` (its .yaml files) or of `config_paths`, each as a flow run of the

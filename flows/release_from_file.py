@@ -24,6 +24,7 @@ from prefect.context import FlowRunContext
 from prefect.states import State
 from pydantic import Field
 
+from flows.parameters import labelled
 from flows.release import DEFAULT_LOCK_WAIT_S, refuse, release, subflow_outcome
 from flows.run_names import config_endpoint_and_release_id, release_id_or_runs, run_name
 from tasks.checks.preflight import check_confined_path
@@ -69,11 +70,6 @@ FORM_FIELDS: dict[str, str] = {
 OVERRIDES_FIELD = "overrides"
 # What errors about the form's own fields call it (a config field's errors say "release config").
 FORM = "release form"
-
-
-def _title(title: str) -> Any:
-    # Prefect titles a parameter with its name; a schema extra replaces that with words for the form.
-    return Field(json_schema_extra={"title": title})
 
 
 def form_run_name() -> str:
@@ -174,18 +170,18 @@ def load_form_config(parameters: dict[str, Any]) -> ReleaseConfig:
 
 @flow(name="release-model", flow_run_name=form_run_name, log_prints=True)
 def release_from_file(
-    config_path: Annotated[ConfigFile, _title("Config file")],
-    revision: Annotated[str | None, Field(max_length=255), _title("Model revision")] = None,
+    config_path: Annotated[ConfigFile, labelled("Config file")],
+    revision: Annotated[str | None, Field(max_length=255), labelled("Model revision")] = None,
     endpoint_name: Annotated[
         str | None,
         Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"),
-        _title("Endpoint name"),
+        labelled("Endpoint name"),
     ] = None,
-    strategy: Annotated[Strategy | None, _title("Rollout strategy")] = None,
-    instance_count: Annotated[int | None, Field(ge=1, le=100), _title("Instance count")] = None,
-    approval: Annotated[Approval | None, _title("Approval")] = None,
-    overrides: Annotated[list[str] | None, _title("Other fields (key=value)")] = None,
-    wait_for_lock_s: Annotated[int, Field(ge=0, le=86400), _title("Wait for the endpoint (s)")] = (
+    strategy: Annotated[Strategy | None, labelled("Rollout strategy")] = None,
+    instance_count: Annotated[int | None, Field(ge=1, le=100), labelled("Instance count")] = None,
+    approval: Annotated[Approval | None, labelled("Approval")] = None,
+    overrides: Annotated[list[str] | None, labelled("Other fields (key=value)")] = None,
+    wait_for_lock_s: Annotated[int, Field(ge=0, le=86400), labelled("Wait for the endpoint (s)")] = (
         DEFAULT_LOCK_WAIT_S
     ),
 ) -> dict[str, Any] | State:

@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 import yaml
 from prefect.exceptions import ParameterTypeError
+from prefect.utilities.callables import parameter_schema
 
 from flows.fleet import (
     STATUS_READ_ATTEMPTS,
@@ -249,3 +250,16 @@ def test_a_status_that_stays_unreadable_fails_that_release_only() -> None:
     Fleet(releases, max_parallel=2, run_timeout_s=600, clock=clock, poll_interval_s=1).run(launcher)
     assert [r.status for r in releases] == ["failed", "succeeded", "succeeded"]
     assert (releases[0].error or "").startswith("status unreadable: ConnectionError: Prefect API unreachable")
+
+
+def test_the_fleet_form_shows_titles_and_descriptions() -> None:
+    properties = parameter_schema(release_fleet.fn).model_dump()["properties"]
+    assert {name: p["title"] for name, p in properties.items()} == {
+        "folder": "Folder of configs",
+        "config_paths": "Config files",
+        "max_parallel": "Releases at once",
+        "wait_for_lock_s": "Lock wait (s)",
+        "run_timeout_s": "Run timeout (s)",
+    }
+    assert all(p.get("description") for p in properties.values()), properties
+    assert (properties["max_parallel"]["minimum"], properties["max_parallel"]["maximum"]) == (1, 20)
