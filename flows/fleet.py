@@ -5,7 +5,8 @@ pool, so every worker polling the pool takes a share; at most `max_parallel` run
 name the same endpoint run one after the other (the endpoint lock would serialise them anyway, but a
 waiting run would hold a worker's slot for nothing). Every release reports through its Prefect event
 (tasks/report/events.py), which the fleet reads back for its table: one row per release with its status,
-action, duration and error, as a markdown artifact (key `release-fleet`) and as the flow's result.
+action, duration and error, as a markdown artifact (key `release-fleet`, tasks/report/fleet.py) and as the
+flow's result.
 
     prefect deployment run 'release-fleet/nightly-fleet' --param folder=releases --param max_parallel=3
 
@@ -14,21 +15,18 @@ The fleet fails when any release did not succeed; the others still ran to their 
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun
-from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
 from prefect.states import Failed, State
@@ -41,6 +39,7 @@ from tasks.core.errors import ConfigError
 from tasks.core.logs import run_logger
 from tasks.core.waiting import Clock, SystemClock
 from tasks.report import events
+from tasks.report.fleet import FleetRelease, fleet_summary, publish_fleet
 
 RELEASE_DEPLOYMENT = "nightly-redeploy/nightly-redeploy"  # the per-config deployment (config_path)
 MAX_PARALLEL = 20
@@ -50,26 +49,6 @@ EVENT_WAIT_S = 60.0  # the server stores events in batches (every few seconds), 
 # Polls in a row that may fail to read one run's status (an API hiccup) before that release is reported
 # failed; the fleet goes on with the others either way.
 STATUS_READ_ATTEMPTS = 5
-ERROR_CHARS = 300  # of an error shown in the table; the release's own artifact has all of it
-
-
-@dataclass
-class FleetRelease:
-    """One config of the fleet and, once its run ends, how it went."""
-
-    config_path: str
-    endpoint: str | None  # None: the config could not be read, so it is not run
-    status: str = "pending"  # then succeeded | failed | rolled-back | invalid | timed out | not run
-    action: str | None = None
-    duration_s: float | None = None
-    error: str | None = None
-    release_id: str | None = None
-    flow_run_name: str | None = None
-    flow_run_id: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "succeeded"
 
 
 @dataclass(frozen=True)
@@ -308,56 +287,6 @@ def read_fleet(paths: Iterable[str]) -> list[FleetRelease]:
     return releases
 
 
-# --- the report -----------------------------------------------------------------------------------------
-
-
-def fleet_summary(releases: Sequence[FleetRelease]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for release in releases:
-        counts[release.status] = counts.get(release.status, 0) + 1
-    return {
-        "releases": [asdict(r) for r in releases],
-        "counts": counts,
-        "succeeded": all(r.succeeded for r in releases),
-    }
-
-
-def fleet_markdown(releases: Sequence[FleetRelease]) -> str:
-    done = sum(r.succeeded for r in releases)
-    lines = [
-        f"# Fleet of {len(releases)} releases: {done} succeeded, {len(releases) - done} not",
-        "",
-        "| endpoint | status | action | duration | error | config | flow run |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in releases:
-        duration = f"{r.duration_s:.0f} s" if r.duration_s is not None else "-"
-        status = r.status if r.succeeded or r.status in ("pending", "running") else f"**{r.status}**"
-        lines.append(
-            f"| `{r.endpoint or '-'}` | {status} | {r.action or '-'} | {duration} | {_cell(r.error)} "
-            f"| `{r.config_path}` | {r.flow_run_name or '-'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _cell(text: str | None) -> str:
-    if not text:
-        return "-"
-    flat = re.sub(r"\s+", " ", text).replace("|", "\\|")
-    return flat if len(flat) <= ERROR_CHARS else flat[: ERROR_CHARS - 1] + "…"
-
-
-def _publish(releases: Sequence[FleetRelease]) -> None:
-    if FlowRunContext.get() is None:
-        return
-    done = sum(r.succeeded for r in releases)
-    create_markdown_artifact(
-        markdown=fleet_markdown(releases),
-        key="release-fleet",
-        description=f"Fleet of {len(releases)} releases: {done} succeeded",
-    )
-
-
 # --- the flow -------------------------------------------------------------------------------------------
 
 
@@ -391,11 +320,11 @@ def release_fleet(
         releases,
         max_parallel=max_parallel,
         run_timeout_s=run_timeout_s,
-        on_change=lambda: _publish(releases),
+        on_change=lambda: publish_fleet(releases),
     )
-    _publish(releases)
+    publish_fleet(releases)
     fleet.run(DeploymentLauncher(wait_for_lock_s, fleet.clock))
-    _publish(releases)
+    publish_fleet(releases)
     summary = fleet_summary(releases)
     log = run_logger()
     for release in releases:

@@ -110,7 +110,7 @@ def render(root: type[BaseModel] = ReleaseConfig) -> str:
                 _allowed(field),
                 field.description,
             ]
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append("| " + " | ".join(table_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -303,8 +303,8 @@ def _allowed(field: FieldInfo) -> str:
     return "; ".join(parts)
 
 
-def _cell(text: str) -> str:
-    # A table cell is one line, and an unescaped pipe would end it.
+def table_cell(text: str) -> str:
+    """`text` as one cell of a markdown table: one line, and an unescaped pipe would end the cell."""
     return " ".join(text.split()).replace("|", "\\|")
 
 

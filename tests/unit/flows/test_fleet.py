@@ -1,5 +1,5 @@
 """The fleet's schedule (at most N runs at once, one per endpoint, timeouts), what it releases (a folder or a
-list, held to the allowed roots), and its table. Runs are faked; tests/e2e/test_fleet.py runs real ones."""
+list, held to the allowed roots), and its form. Runs are faked; tests/e2e/test_fleet.py runs real ones."""
 
 from __future__ import annotations
 
@@ -16,16 +16,15 @@ from prefect.utilities.callables import parameter_schema
 from flows.fleet import (
     STATUS_READ_ATTEMPTS,
     Fleet,
-    FleetRelease,
     Started,
     fleet_configs,
-    fleet_markdown,
     read_fleet,
     release_fleet,
 )
 from tasks.checks import preflight
 from tasks.core.errors import ConfigError
 from tasks.core.waiting import FakeClock
+from tasks.report.fleet import FleetRelease
 from tests.unit.deploy_helpers import BASE
 
 
@@ -170,19 +169,6 @@ def test_a_confined_fleet_reads_only_under_the_allowed_roots(
     assert caught.value.field == "folder"
     with pytest.raises(ConfigError, match=r"link\.yaml"):  # a symlink in the folder leading out
         fleet_configs(str(inside), None)
-
-
-def test_the_table_has_a_row_per_release_with_the_failure_shown() -> None:
-    releases = [
-        FleetRelease("releases/a.yaml", "a", status="succeeded", action="created", duration_s=41.2),
-        FleetRelease("releases/b.yaml", "b", status="failed", error="SmokeFailed: dim 384 | expected 385\nx"),
-    ]
-    text = fleet_markdown(releases)
-    rows = [line for line in text.splitlines() if line.startswith("| `")]
-    assert len(rows) == 2
-    assert "| `a` | succeeded | created | 41 s |" in rows[0]
-    assert "**failed**" in rows[1] and "dim 384 \\| expected 385 x" in rows[1]
-    assert "1 succeeded, 1 not" in text
 
 
 def test_max_parallel_is_bounded() -> None:
