@@ -45,7 +45,7 @@ from tasks.rollout.planning import (
     shifted_weights,
 )
 from tasks.sagemaker import hosting, lookup, scaling
-from tasks.sagemaker.endpoint_spec import metrics_config, production_variant
+from tasks.sagemaker.endpoint_spec import endpoint_config_request, kept_data_capture, production_variant
 from tasks.sagemaker.hosting import LiveEndpoint
 
 # How one step ended, and how the whole rollout stands: closed sets the JSON summary reports as is.
@@ -305,18 +305,16 @@ class Rollout:
         """The live config's variants at their current weights and capacity, plus the new one at 0."""
         assert self.live is not None
         live_config = lookup.endpoint_config(self.live.config_name)
-        capacity = {
-            str(v["VariantName"]): v.get("CurrentInstanceCount")
-            for v in lookup.endpoint(self.endpoint).get("ProductionVariants", [])
-        }
+        capacity = hosting.current_instance_counts(lookup.endpoint(self.endpoint))
         variants = []
         for spec in live_config["ProductionVariants"]:
             kept = {k: v for k, v in spec.items() if k not in ("ManagedInstanceScaling", "RoutingConfig")}
             kept["InitialVariantWeight"] = old_weights.get(
                 spec["VariantName"], spec.get("InitialVariantWeight", 1.0)
             )
-            if capacity.get(spec["VariantName"]) and "InitialInstanceCount" in kept:
-                kept["InitialInstanceCount"] = int(capacity[spec["VariantName"]])  # keep what autoscaling set
+            serving = capacity.get(spec["VariantName"])
+            if serving and "InitialInstanceCount" in kept:
+                kept["InitialInstanceCount"] = serving  # keep what autoscaling set
             variants.append(kept)
         variants.append(
             production_variant(
@@ -327,20 +325,14 @@ class Rollout:
                 instance_count=self.plan.instance_count,
             )
         )
+        # The release's own request (data capture kept, the new variant's sub-minute metrics for the
+        # alarms), under a name and a purpose tag of its own: a staging config is never a rollback target.
+        request = endpoint_config_request(
+            self.config, self.release_id, variants, data_capture=kept_data_capture(self.live)
+        )
         name = naming.endpoint_config_name(self.config, self.release_id, "shift")
-        request: dict[str, Any] = {
-            "EndpointConfigName": name,
-            "ProductionVariants": variants,
-            "Tags": [
-                *naming.tags(self.config, self.release_id),
-                purpose_tag(ROLLOUT_STAGING),
-            ],
-        }
-        if live_config.get("DataCaptureConfig"):
-            request["DataCaptureConfig"] = live_config["DataCaptureConfig"]
-        metrics = metrics_config(self.config)  # the new variant's sub-minute datapoints for the alarms
-        if metrics is not None:
-            request["MetricsConfig"] = metrics
+        request["EndpointConfigName"] = name
+        request["Tags"] = [*request["Tags"], purpose_tag(ROLLOUT_STAGING)]
         hosting.create_endpoint_config(request, self.ledger, endpoint=self.endpoint)
         return name
 

@@ -108,7 +108,7 @@ def kept_data_capture(live: LiveEndpoint | None) -> dict[str, Any] | None:
     setting of its own that could replace it; None when the endpoint captures nothing (or is new)."""
     if live is None or not live.data_capture:
         return None
-    return dict(live.data_capture)
+    return live.data_capture
 
 
 def metrics_config(config: ReleaseConfig) -> dict[str, Any] | None:

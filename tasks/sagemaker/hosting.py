@@ -126,9 +126,7 @@ def live_endpoint(name: str) -> LiveEndpoint | None:
         return None
     sagemaker = aws.sagemaker()
     config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-    serving = {
-        str(v["VariantName"]): v.get("CurrentInstanceCount") for v in described.get("ProductionVariants", [])
-    }
+    serving = current_instance_counts(described)
     variants = []
     for variant in config["ProductionVariants"]:
         model = sagemaker.describe_model(ModelName=variant["ModelName"])
@@ -555,6 +553,14 @@ def wait_for_first_instance(
     )
 
 
+def current_instance_counts(described: Mapping[str, Any]) -> dict[str, int | None]:
+    """Each variant's instances serving now (DescribeEndpoint's answer): autoscaling may have moved them
+    off its config's InitialInstanceCount. None: SageMaker reports no count (serverless)."""
+    return {
+        str(v["VariantName"]): v.get("CurrentInstanceCount") for v in described.get("ProductionVariants", [])
+    }
+
+
 def instances(described: Mapping[str, Any]) -> int:
     """The instances serving an endpoint, over all its variants (DescribeEndpoint's answer)."""
-    return sum(int(v.get("CurrentInstanceCount") or 0) for v in described.get("ProductionVariants", []))
+    return sum(count or 0 for count in current_instance_counts(described).values())
