@@ -6,7 +6,7 @@ pull resolved to, in the ECR spelling, as SageMaker does.
 
 SageMaker pulls Docker image manifests only. An OCI manifest or index (what buildx's attestations and
 the containerd image store make) is refused as AWS refuses it, "Unsupported manifest media type … for
-image …": by CreateModel for an ECR image (`exists_in_registry`), and when an endpoint starts (`pull`:
+image …": by CreateModel for an ECR image (`check_in_registry`), and when an endpoint starts (`pull`:
 an ECR tag pushed again since CreateModel, or an image of another registry). Docker itself would run
 either, so the check reads the manifest's type before pulling.
 """
@@ -24,17 +24,13 @@ from emulator import settings
 from emulator.sagemaker.exceptions import ServiceUnavailable, ValidationException
 
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-_MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-    ]
-)
-UNSUPPORTED_MEDIA_TYPES = frozenset(
-    {"application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json"}
-)
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# Every type is accepted from the registry, so an OCI image is seen as what it is and refused.
+_MANIFEST_TYPES = ", ".join([DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX])
+UNSUPPORTED_MEDIA_TYPES = frozenset({OCI_MANIFEST, OCI_INDEX})
 
 
 def unsupported_manifest_message(uri: str, media_type: str) -> str:
@@ -147,10 +143,9 @@ def _resolved(ref: ImageRef, repo_digests: list[str], image_id: str) -> str:
     return ref.name() + "@" + image_id
 
 
-async def exists_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
-    """Whether an ECR image exists in the local registry; None when `uri` is not an ECR image.
-
-    One that exists as an OCI manifest or index is refused here with ValidationException, as
+async def check_in_registry(http: httpx.AsyncClient, uri: str) -> bool | None:
+    """CreateModel's check of an ECR image: whether it exists in the local registry (None when `uri` is
+    not an ECR image), and ValidationException when it exists as an OCI manifest or index, as
     CreateModel refuses it on SageMaker."""
     ref = ImageRef.parse(uri)
     if not ref.is_ecr:

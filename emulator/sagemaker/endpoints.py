@@ -52,6 +52,7 @@ from emulator.sagemaker.deployments import (
     VariantDeployment,
 )
 from emulator.sagemaker.exceptions import ServiceUnavailable
+from emulator.sagemaker.models import model_containers
 from emulator.sagemaker.store import Record, Store
 from emulator.settings import Limits
 
@@ -537,7 +538,7 @@ class EndpointEngine:
                 f'Could not find model "{arns.arn("model", spec["ModelName"])}" for production variant '
                 f"{name}: it was deleted after the endpoint configuration was created."
             )
-        definitions = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model["Containers"]
+        definitions = model_containers(model)
         plans = await asyncio.gather(
             *(self._plan_step(name, model, d, i, len(definitions)) for i, d in enumerate(definitions))
         )

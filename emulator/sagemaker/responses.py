@@ -44,8 +44,9 @@ from emulator.sagemaker.exceptions import (
     ValidationException,
 )
 from emulator.sagemaker.metrics_config import PUBLISH_FREQUENCIES_S
+from emulator.sagemaker.models import refuse_model_data_source
 from emulator.sagemaker.store import Record
-from emulator.sagemaker.transform_jobs import TransformJobs, uses_model_data_source
+from emulator.sagemaker.transform_jobs import TransformJobs
 from emulator.sagemaker.validation import validate_input
 
 log = logging.getLogger("emulator.sagemaker")
@@ -201,7 +202,7 @@ class SageMakerApi:
         spec = ModelDataSpec.from_container(definition)
         if spec is not None and not await asyncio.to_thread(self.model_data.exists, spec):
             raise ValidationException(f"Could not find model data at {spec.s3_uri}.")
-        present = await images.exists_in_registry(self.http, definition["Image"])
+        present = await images.check_in_registry(self.http, definition["Image"])
         if present is False:
             raise ValidationException(f"Requested image {definition['Image']} not found.")
         checked = dict(definition)
@@ -306,11 +307,8 @@ class SageMakerApi:
                 "serverless variant."
             )
         if serverless:
-            if uses_model_data_source(self.store.models[arns.key(variant["ModelName"])]):
-                raise ValidationException(
-                    "SageMaker Serverless Inference currently doesn't support Model entity with container "
-                    "definitions which use ModelDataSource attribute."
-                )
+            model = self.store.models[arns.key(variant["ModelName"])]
+            refuse_model_data_source(model, "SageMaker Serverless Inference")
             memory = serverless["MemorySizeInMB"]
             if memory % 1024:
                 raise ValidationException(

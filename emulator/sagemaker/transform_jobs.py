@@ -40,6 +40,7 @@ from emulator.fleet.model_data import (
 )
 from emulator.sagemaker import arns
 from emulator.sagemaker.exceptions import ValidationException
+from emulator.sagemaker.models import refuse_model_data_source
 from emulator.sagemaker.store import Record, Store
 from emulator.settings import Limits
 
@@ -66,13 +67,6 @@ class Batch:
     source: str  # s3:// URI of the input object
     body: bytes
     records: int
-
-
-def uses_model_data_source(model: Record) -> bool:
-    """True when a container of the model takes its model data from ModelDataSource (uncompressed S3
-    data), which SageMaker serves on instance-backed endpoints only."""
-    containers = [model["PrimaryContainer"]] if "PrimaryContainer" in model else model.get("Containers", [])
-    return any(container.get("ModelDataSource") for container in containers)
 
 
 def split_records(data: bytes, split_type: str) -> list[bytes]:
@@ -170,12 +164,8 @@ class TransformJobs:
         model = self.store.models.get(arns.key(params["ModelName"]))
         if model is None:
             raise ValidationException(f'Could not find model "{arns.arn("model", params["ModelName"])}".')
-        if uses_model_data_source(model):
-            # AWS's own words (CreateTransformJob on a model with uncompressed model data).
-            raise ValidationException(
-                "SageMaker Batch currently doesn't support Model entity with container definitions which "
-                "use ModelDataSource attribute."
-            )
+        # AWS's own words (CreateTransformJob on a model with uncompressed model data).
+        refuse_model_data_source(model, "SageMaker Batch")
         self._check(name, params)
         now = time.time()
         record: Record = {
