@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import logging
 import signal
 import socket
@@ -36,7 +35,7 @@ from emulator.autoscaling.responses import service_model as autoscaling_model
 from emulator.clock import Clock
 from emulator.cloudwatch.monitoring import Monitoring
 from emulator.fleet.container_http import ContainerClient
-from emulator.fleet.containers import Fleet
+from emulator.fleet.containers import Fleet, owner_of
 from emulator.fleet.model_data import ModelDataCache
 from emulator.runtime.async_inference import AsyncInference
 from emulator.runtime.invocations import InvocationLog
@@ -79,8 +78,7 @@ def _client_config() -> Config:
 async def build(state: Path, clock: Clock) -> Emulator:
     limits = settings.Limits.from_env()
     store = Store.open(state / "emulator")
-    owner = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
-    fleet = Fleet(docker.from_env(timeout=300), owner, limits)
+    fleet = Fleet(docker.from_env(timeout=300), owner_of(state), limits)
     session = boto3.session.Session(region_name=settings.region())
     s3 = session.client("s3", config=_client_config())
     sns = session.client("sns", config=_client_config())

@@ -2,8 +2,8 @@
 
 Each container runs `IMAGE serve` with the model's Environment, its model data mounted read-only at
 /opt/ml/model and port 8080 published on an ephemeral loopback port, and carries labels naming its
-endpoint, deployment, variant and instance so a restarted emulator can find it again and `down`
-can remove every container the emulator made.
+endpoint, deployment, variant and instance so a restarted emulator can find it again, and its owner
+(the emulator's state folder) so `down` removes the shared emulator's containers and no other's.
 
 It is sized as its instance: the instance type's vCPUs and memory (emulator/fleet/instance_types.py), capped
 to the machine and to SAGEMAKER_EMULATOR_MAX_CONTAINER_CPUS / _MEMORY_MB, no swap, and a pids limit.
@@ -14,6 +14,7 @@ A model that outgrows the memory is killed by the kernel as on SageMaker; the en
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ LOG_LINES = 20
 # The kernel kills the process, the connection drops, then the engine reports the oom event: wait
 # this long for the event before calling a dropped connection anything else.
 OOM_EVENT_WAIT_S = 2.0
+
+
+def owner_of(state: Path) -> str:
+    """The LABEL_OWNER value of the emulator whose state folder is `state`."""
+    return hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
 
 
 class ContainerFailed(Exception):

@@ -147,7 +147,7 @@ def down(names: Iterable[str] = (*PART_NAMES, "docker")) -> None:
             stop(p, state)
     # Containers go only once no emulator runs: one that `up` did not start still needs its fleet.
     if "sagemaker" in chosen and not healthy(part("sagemaker")):
-        removed = remove_emulator_containers()
+        removed = remove_emulator_containers(state)
         if removed:
             progress(f"removed {removed} emulator container(s)")
     if "docker" in chosen:

@@ -173,14 +173,17 @@ def stop(p: Part, state: Path) -> bool:
     return True
 
 
-def remove_emulator_containers() -> int:
+def remove_emulator_containers(state: Path) -> int:
+    """Remove the containers of the emulator whose state folder is `state`. Private emulators (tests
+    start them with state folders of their own) keep theirs: they may still be running."""
     import docker
 
+    from emulator.fleet.containers import LABEL_OWNER, owner_of
+
+    labels = [f"{settings.CONTAINER_LABEL}=1", f"{LABEL_OWNER}={owner_of(state)}"]
     try:
         client = docker.from_env(timeout=60)
-        containers = client.containers.list(
-            all=True, filters={"label": f"{settings.CONTAINER_LABEL}=1"}, ignore_removed=True
-        )
+        containers = client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
     except docker.errors.DockerException as error:
         progress(f"cannot list the emulator's containers: {error}")
         return 0

@@ -137,3 +137,35 @@ def test_up_restarts_an_emulator_it_started_from_other_code(
     assert after is not None and after != before
     assert stack_processes.healthy(sagemaker)
     assert "ran other code" in capfd.readouterr().err
+
+
+@pytest.mark.docker
+def test_down_removes_its_own_emulators_containers_and_no_private_emulators(
+    double_image: str, tmp_path: Path
+) -> None:
+    """Containers of another state folder (a private emulator a test runs) stay; a folder of our own
+    stands for the shared stack's, whose real containers must not go."""
+    import docker
+    import docker.errors
+
+    from emulator.fleet.containers import LABEL_OWNER, owner_of
+    from tests.emulator.emulator_support import ECR_HOST
+
+    client = docker.from_env()
+    image = double_image.replace(ECR_HOST, settings.registry_host())
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    made = [
+        client.containers.create(image, labels={settings.CONTAINER_LABEL: "1", LABEL_OWNER: owner_of(state)})
+        for state in (shared, private)
+    ]
+    try:
+        assert stack_processes.remove_emulator_containers(shared) == 1
+        left = {c.id for c in client.containers.list(all=True, filters={"label": settings.CONTAINER_LABEL})}
+        assert made[0].id not in left
+        assert made[1].id in left
+    finally:
+        for container in made:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                continue
