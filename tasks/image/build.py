@@ -42,6 +42,13 @@ from tasks.core.logs import run_logger
 DOCKER_CLI_ENV = "SAGEMAKER_RELEASE_DOCKER_CLI"
 # `docker info`'s driver-type on an engine with the containerd image store ("io.containerd.snapshotter.v1").
 _CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter"
+# The two ways out of an OCI image on such an engine, in every fix that names them.
+_INSTALL_BUILDX = "install the buildx plugin (Debian: apt-get install docker-buildx)"
+_GET_BUILDX = f"{_INSTALL_BUILDX} or set {DOCKER_CLI_ENV} to a docker CLI that has it"
+_DISABLE_CONTAINERD_STORE = (
+    'disable the containerd image store ("features": {"containerd-snapshotter": false} in '
+    "/etc/docker/daemon.json)"
+)
 
 
 # --- the build context ------------------------------------------------------------------------------
@@ -164,7 +171,8 @@ def docker_build(
 
     With `secrets` (id -> value), or on an engine with the containerd image store, the build runs
     through the docker CLI with BuildKit instead."""
-    if secrets or uses_containerd_store(client):
+    containerd = uses_containerd_store(client)
+    if secrets or containerd:
         build_with_buildkit(
             context,
             base_image,
@@ -173,7 +181,8 @@ def docker_build(
             dockerfile=dockerfile,
             build_args=build_args,
             secrets=secrets or {},
-            docker_media_types=not secrets,
+            # Whatever brought the build here, on this engine only buildx gives Docker media types.
+            docker_media_types=containerd,
         )
         return
     log = run_logger()
@@ -203,10 +212,9 @@ def uses_containerd_store(client: docker.DockerClient) -> bool:
 def engine_fix(local_ref: str) -> str:
     """What to do when the engine pushed an image SageMaker refuses."""
     return (
-        "the docker engine made an OCI image; install the buildx plugin (Debian: apt-get install "
-        "docker-buildx), which the build then runs with --provenance=false --load, or disable the "
-        'containerd image store ("features": {"containerd-snapshotter": false} in '
-        f"/etc/docker/daemon.json), remove the local image (docker image rm {local_ref}) and release again"
+        f"the docker engine made an OCI image; {_INSTALL_BUILDX}, which the build then runs with "
+        f"--provenance=false --load, or {_DISABLE_CONTAINERD_STORE}, remove the local image "
+        f"(docker image rm {local_ref}) and release again"
     )
 
 
@@ -278,8 +286,8 @@ def build_with_buildkit(
     the value is in the CLI's environment only, not on its command line (visible to every user of the
     machine) nor in the image. Output goes to the run log with secret values masked.
 
-    `docker_media_types`: the build is here for its Docker media types (an engine with the containerd
-    image store), which only buildx's docker exporter gives; a pre-23 CLI's BuildKit does not do."""
+    `docker_media_types`: the engine keeps images in the containerd image store, where only buildx's
+    docker exporter gives Docker media types (a pre-23 CLI's BuildKit makes OCI), with secrets or without."""
     found = buildkit_command()
     if docker_media_types and (found is None or "buildx" not in found[0]):
         raise ResourceFailed(
@@ -287,17 +295,14 @@ def build_with_buildkit(
             "BuildFailed",
             "the docker engine uses the containerd image store, where `docker build` makes an OCI image "
             'that SageMaker refuses ("Unsupported manifest media type"), and no docker CLI with buildx '
-            "was found; fix: install the buildx plugin (Debian: apt-get install docker-buildx) or set "
-            f"{DOCKER_CLI_ENV} to a docker CLI that has it, or disable the containerd image store "
-            '("features": {"containerd-snapshotter": false} in /etc/docker/daemon.json)',
+            f"was found; fix: {_GET_BUILDX}, or {_DISABLE_CONTAINERD_STORE}",
         )
     if found is None:
         raise ResourceFailed(
             f"image build {ref}",
             "BuildFailed",
             "secret build arguments need a docker CLI that builds with BuildKit and none was found; "
-            "fix: install the buildx plugin (Debian: apt-get install docker-buildx) or set "
-            f"{DOCKER_CLI_ENV} to a docker CLI that has it",
+            f"fix: {_GET_BUILDX}",
         )
     command, extra_env = found
     env = {**os.environ, **extra_env}

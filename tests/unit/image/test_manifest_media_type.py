@@ -361,6 +361,31 @@ def test_a_containerd_store_engine_without_buildx_is_refused_before_building(
     assert engine.sdk_builds == [] and not (tmp_path / "argv").exists()
 
 
+def test_secrets_on_a_containerd_store_engine_build_with_buildx_for_docker_media_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_cli(tmp_path, buildx_version="v0.12.1")))
+    engine = _BuildEngine(CONTAINERD_STORE)
+    build.docker_build(engine, tmp_path, BASE, "serving:t", timeout_s=60, secrets={"token": "s3cret"})
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[:3] == ["buildx", "build", "--load"] and "--provenance=false" in argv
+    assert "--secret" in argv and "s3cret" not in argv
+
+
+def test_secrets_on_a_containerd_store_engine_without_buildx_are_refused_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pre-23 CLI builds secrets with BuildKit, but on this engine the result is an OCI image.
+    monkeypatch.setenv(
+        build.DOCKER_CLI_ENV, str(_fake_cli(tmp_path, buildx_version=None, cli_version="20.10.24"))
+    )
+    engine = _BuildEngine(CONTAINERD_STORE)
+    with pytest.raises(ResourceFailed) as caught:
+        build.docker_build(engine, tmp_path, BASE, "serving:t", timeout_s=60, secrets={"token": "s3cret"})
+    assert "containerd image store" in caught.value.reason and "docker-buildx" in caught.value.reason
+    assert engine.sdk_builds == [] and not (tmp_path / "argv").exists()
+
+
 def test_an_engine_without_driver_status_is_a_classic_store() -> None:
     assert not build.uses_containerd_store(_BuildEngine([]))
     assert build.uses_containerd_store(_BuildEngine(CONTAINERD_STORE))
