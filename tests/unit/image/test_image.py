@@ -254,7 +254,7 @@ def test_a_tag_already_in_ecr_leaves_both_tasks_nothing_to_do(
 
 def test_a_push_logs_one_line_that_counts_its_layers(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    events = [
+    events: list[dict[str, Any]] = [
         {"status": "The push refers to repository [127.0.0.1:5000/serving]"},
         {"status": "Preparing", "id": "a1"},
         {"status": "Pushing", "id": "a1", "progressDetail": {"current": 1, "total": 2}},
