@@ -35,9 +35,6 @@ Strategy = Literal["create", "all_at_once", "canary", "linear", "variant_shift"]
 RequestedStrategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
 
 GUARDRAILS: frozenset[Strategy] = frozenset({"all_at_once", "canary", "linear"})
-MAX_WAIT_INTERVAL_S = guardrails.MAX_WAIT_INTERVAL_S
-MIN_EXECUTION_TIMEOUT_S = guardrails.MIN_EXECUTION_TIMEOUT_S
-MAX_EXECUTION_TIMEOUT_S = guardrails.MAX_EXECUTION_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -75,22 +72,12 @@ def plan_rollout(
             "create", requested, "the endpoint does not exist yet", (100.0,), 0, rollout.final_bake_s, count
         )
     strategy, reason = _choose(config, live, count)
-    if from_live and fleet is not None and fleet.note:
+    if fleet is not None and fleet.note:
         reason += f"; {fleet.note}"
+    size: int | None = None
     if strategy == "variant_shift":
         steps = tuple(float(s) for s in rollout.traffic_steps("variant_shift"))
-        return RolloutPlan(
-            strategy,
-            requested,
-            reason,
-            steps,
-            rollout.bake_s,
-            rollout.final_bake_s,
-            count,
-            capacity_from_live=from_live,
-        )
-    size: int | None = None
-    if strategy == "all_at_once":
+    elif strategy == "all_at_once":
         steps = (100.0,)
     elif strategy == "canary":
         size = _canary_instances(config, count)
@@ -115,7 +102,9 @@ def plan_rollout(
         size,
         capacity_from_live=from_live,
     )
-    if config.endpoint.type == "realtime":  # only an instance-backed update sends a DeploymentConfig
+    # Only a guardrails update of an instance-backed endpoint sends a DeploymentConfig, whose waits
+    # SageMaker bounds; checked here too, so preflight refuses the plan before anything is created.
+    if plan.uses_guardrails and config.endpoint.type == "realtime":
         check_waits(plan)
     return plan
 
@@ -250,19 +239,19 @@ def deployment_config(
     check_waits(plan)
     routing: dict[str, Any] = {
         "Type": plan.strategy.upper(),
-        "WaitIntervalInSeconds": min(plan.bake_s, MAX_WAIT_INTERVAL_S),
+        "WaitIntervalInSeconds": min(plan.bake_s, guardrails.MAX_WAIT_INTERVAL_S),
     }
     if plan.strategy == "canary":
         routing["CanarySize"] = {"Type": "INSTANCE_COUNT", "Value": plan.step_instances}
     elif plan.strategy == "linear":
         routing["LinearStepSize"] = {"Type": "INSTANCE_COUNT", "Value": plan.step_instances}
     waits = guardrails.total_wait_s(plan.bake_s, plan.final_bake_s, len(plan.steps))
-    wanted = max(MIN_EXECUTION_TIMEOUT_S, waits + 1, math.ceil(provisioning_s + waits))
-    timeout = int(min(MAX_EXECUTION_TIMEOUT_S, wanted))
+    wanted = max(guardrails.MIN_EXECUTION_TIMEOUT_S, waits + 1, math.ceil(provisioning_s + waits))
+    timeout = int(min(guardrails.MAX_EXECUTION_TIMEOUT_S, wanted))
     config: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": min(plan.final_bake_s, MAX_WAIT_INTERVAL_S),
+            "TerminationWaitInSeconds": min(plan.final_bake_s, guardrails.MAX_WAIT_INTERVAL_S),
             "MaximumExecutionTimeoutInSeconds": timeout,
         }
     }
