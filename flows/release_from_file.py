@@ -28,7 +28,7 @@ from flows.parameters import labelled
 from flows.release import DEFAULT_LOCK_WAIT_S, refuse, release, subflow_outcome
 from flows.run_names import config_endpoint_and_release_id, release_id_or_runs, run_name
 from tasks.checks.preflight import check_confined_path
-from tasks.config import ReleaseConfig, load_config, parse_override, shown_value
+from tasks.config import Approval, ReleaseConfig, RolloutStrategy, load_config, parse_override, shown_value
 from tasks.core.errors import ConfigError
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -53,10 +53,6 @@ if TYPE_CHECKING:
     ConfigFile = str
 else:
     ConfigFile = Literal[CONFIG_FILES]
-
-# RolloutConfig.strategy's choices (a unit test holds them equal).
-Strategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
-Approval = Literal["none", "manual"]
 
 # The form's fields and the config field each one sets.
 FORM_FIELDS: dict[str, str] = {
@@ -177,7 +173,7 @@ def release_from_file(
         Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"),
         labelled("Endpoint name"),
     ] = None,
-    strategy: Annotated[Strategy | None, labelled("Rollout strategy")] = None,
+    strategy: Annotated[RolloutStrategy | None, labelled("Rollout strategy")] = None,
     instance_count: Annotated[int | None, Field(ge=1, le=100), labelled("Instance count")] = None,
     approval: Annotated[Approval | None, labelled("Approval")] = None,
     overrides: Annotated[list[str] | None, labelled("Other fields (key=value)")] = None,

@@ -23,6 +23,7 @@ from tasks.config.fields import (
     shown_value,
     split_s3_uri,
 )
+from tasks.config.guardrails import GUARDRAIL_STRATEGIES, RolloutStrategy
 from tasks.config.issues import config_issues
 from tasks.config.loading import (
     MAX_ALIAS_EXPANSION,
@@ -38,6 +39,7 @@ from tasks.config.sections import (
     BASE_IMAGE_ENV,
     DEFAULT_BASE_IMAGE,
     AlarmsConfig,
+    Approval,
     AsyncInferenceConfig,
     BakeTrafficConfig,
     BatchTransformConfig,
@@ -57,12 +59,14 @@ from tasks.config.sections import (
 __all__ = [
     "BASE_IMAGE_ENV",
     "DEFAULT_BASE_IMAGE",
+    "GUARDRAIL_STRATEGIES",
     "MAX_ALIAS_EXPANSION",
     "MAX_CONFIG_BYTES",
     "MAX_ENVIRONMENT_VALUE",
     "PREFECT_SECRET_PREFIX",
     "SENSITIVE_FIELDS",
     "AlarmsConfig",
+    "Approval",
     "AsyncInferenceConfig",
     "BakeTrafficConfig",
     "BatchTransformConfig",
@@ -73,6 +77,7 @@ __all__ = [
     "PackagingConfig",
     "ReleaseConfig",
     "RolloutConfig",
+    "RolloutStrategy",
     "ScalingConfig",
     "SecretReference",
     "ServerlessConfig",

@@ -20,6 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
+
+# The rollout strategies whose traffic SageMaker's deployment guardrails move (blue/green all at once, canary,
+# linear), and all of rollout.strategy's choices: the release steps variant_shift itself, auto picks one.
+GuardrailStrategy = Literal["all_at_once", "canary", "linear"]
+RolloutStrategy = Literal[GuardrailStrategy, "variant_shift", "auto"]
+GUARDRAIL_STRATEGIES: tuple[GuardrailStrategy, ...] = get_args(GuardrailStrategy)
 
 LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
 CANARY_MAX_PERCENT = 50

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
+
+from tasks.config.guardrails import GUARDRAIL_STRATEGIES, RolloutStrategy
 
 # ModelSourceConfig._one_source: a Hub repo or a local folder, not both and not neither. (Each property a
 # rule names carries a description too: every property of the form has one.)
@@ -129,7 +131,7 @@ APPROVAL_NEEDS_OWN_STEPS: dict[str, Any] = {
     "then": {
         "properties": {
             "strategy": {
-                "enum": ["variant_shift", "auto"],
+                "enum": [s for s in get_args(RolloutStrategy) if s not in GUARDRAIL_STRATEGIES],
                 "description": "A strategy whose steps the release takes itself.",
             }
         }

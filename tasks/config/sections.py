@@ -32,6 +32,7 @@ from tasks.config.fields import (
     _invalid,
     _Section,
 )
+from tasks.config.guardrails import RolloutStrategy
 from tasks.config.schema_rules import (
     ALARM_PERIOD,
     APPROVAL_NEEDS_OWN_STEPS,
@@ -494,12 +495,16 @@ _STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Whether a person decides between a rollout's first step and the rest (rollout.approval).
+Approval = Literal["none", "manual"]
+
+
 class RolloutConfig(_Section):
     """How traffic moves to the new model, and when it rolls back."""
 
     model_config = ConfigDict(json_schema_extra=schema_extra(APPROVAL_NEEDS_OWN_STEPS))
 
-    strategy: Literal["all_at_once", "canary", "linear", "variant_shift", "auto"] = Field(
+    strategy: RolloutStrategy = Field(
         "all_at_once",
         description="all_at_once: blue/green with a bake. canary/linear: SageMaker deployment guardrails "
         "(need 2+ instances). variant_shift: new variant beside the old one, weights moved step by step "
@@ -546,7 +551,7 @@ class RolloutConfig(_Section):
     bake_traffic: BakeTrafficConfig = Field(
         default_factory=BakeTrafficConfig, description="Synthetic traffic while baking."
     )
-    approval: Literal["none", "manual"] = Field(
+    approval: Approval = Field(
         "none",
         title="Approval",
         description="manual: once the first step has baked, the release pauses until someone promotes "
@@ -661,7 +666,7 @@ class RolloutConfig(_Section):
     def _approval_needs_own_steps(self) -> RolloutConfig:
         # Guardrails move the traffic inside SageMaker, which cannot be held at the canary for a person:
         # only a rollout the release steps itself (or a new endpoint's bake) can wait for a decision.
-        if self.approval == "manual" and self.strategy in ("all_at_once", "canary", "linear"):
+        if self.approval == "manual" and self.strategy in guardrails.GUARDRAIL_STRATEGIES:
             raise _invalid(
                 f"manual approval holds the traffic after the first step, but strategy {self.strategy} "
                 "lets SageMaker's deployment guardrails move it without a pause",

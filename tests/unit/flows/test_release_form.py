@@ -86,7 +86,7 @@ def test_config_files_lists_yaml_files_sorted_and_refuses_an_empty_folder(tmp_pa
 
 def test_the_strategy_choices_are_the_configs() -> None:
     annotation = RolloutConfig.model_fields["strategy"].annotation
-    assert get_args(form.Strategy) == get_args(annotation)
+    assert get_args(form.RolloutStrategy) == get_args(annotation)
 
 
 def test_labels_read_as_words() -> None:
