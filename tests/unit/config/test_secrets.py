@@ -337,6 +337,13 @@ def _fake_docker(tmp_path: Path, *, buildx: bool, version: str = "28.2.2") -> Pa
     return script
 
 
+class _ClassicStoreEngine:
+    """A Docker SDK client of an engine with the classic image store: `docker info` is all it answers."""
+
+    def info(self) -> dict[str, Any]:
+        return {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
+
+
 def test_a_secret_build_arg_is_a_buildkit_secret_in_the_environment_never_on_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -345,7 +352,7 @@ def test_a_secret_build_arg_is_a_buildkit_secret_in_the_environment_never_on_the
     monkeypatch.setenv(build.DOCKER_CLI_ENV, str(_fake_docker(tmp_path, buildx=True)))
     with caplog.at_level(logging.INFO):
         build.docker_build(
-            client=None,  # the CLI builds; the SDK client is not used
+            client=_ClassicStoreEngine(),  # asked only for its image store; the CLI builds
             context=tmp_path,
             base_image="base:1",
             ref="serving:t",
