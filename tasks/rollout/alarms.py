@@ -49,13 +49,16 @@ class AlarmState:
         return self.state == ALARM
 
 
-def fleet_dimensions(endpoint: str, variant: str, config_name: str) -> list[dict[str, str]]:
-    """The dimensions of one fleet's invocation metrics: its variant within its endpoint config."""
-    return [
-        {"Name": "EndpointName", "Value": endpoint},
-        {"Name": "VariantName", "Value": variant},
-        {"Name": "EndpointConfigName", "Value": config_name},
-    ]
+def fleet_dimensions(endpoint: str, variant: str, config_name: str | None) -> list[dict[str, str]]:
+    """The dimensions of one fleet's invocation metrics: its variant within its endpoint config (None:
+    the variant's series, every fleet that served it mixed).
+
+    During a blue/green update both fleets share the variant name: only EndpointConfigName keeps the old
+    model's traffic out of the new one's alarms and figures."""
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    if config_name:
+        dimensions.append({"Name": "EndpointConfigName", "Value": config_name})
+    return dimensions
 
 
 def guard_alarm_requests(

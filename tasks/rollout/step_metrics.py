@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.core import aws
 from tasks.core.logs import run_logger
+from tasks.rollout.alarms import fleet_dimensions
 
 NAMESPACE = "AWS/SageMaker"
 MINUTE_S = 60
@@ -60,45 +61,19 @@ class _Window:
         return cls(minute, minute + period, period)
 
 
-def _dimensions(endpoint: str, variant: str, config_name: str | None = None) -> list[dict[str, str]]:
-    # With EndpointConfigName, one fleet's series: during a blue/green update both fleets share the
-    # variant name, and the variant's series mixes the old model's traffic into the new one's figures.
-    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
-    if config_name:
-        dimensions.append({"Name": "EndpointConfigName", "Value": config_name})
-    return dimensions
-
-
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-@dataclass(frozen=True)
-class _Series:
-    """Whose metrics: the variant on the endpoint, or only its fleet of endpoint config `config_name`."""
-
-    endpoint: str
-    variant: str
-    config_name: str | None = None
-
-    @property
-    def dimensions(self) -> list[dict[str, str]]:
-        return _dimensions(self.endpoint, self.variant, self.config_name)
-
-    def __str__(self) -> str:
-        fleet = f" (fleet of {self.config_name})" if self.config_name else ""
-        return f"{self.endpoint}/{self.variant}{fleet}"
-
-
 def _datapoints(
-    series: _Series, metric: str, window: _Window, **statistics: list[str]
+    metric: str, window: _Window, *, dimensions: list[dict[str, str]], whose: str, **statistics: list[str]
 ) -> list[dict[str, Any]] | None:
     """The datapoints of `metric` over `window`; None (and a warning) when CloudWatch fails to answer."""
     try:
         answer = aws.client("cloudwatch").get_metric_statistics(
             Namespace=NAMESPACE,
             MetricName=metric,
-            Dimensions=series.dimensions,
+            Dimensions=dimensions,
             StartTime=_at(window.start),
             EndTime=_at(window.end),
             Period=window.period,
@@ -109,7 +84,7 @@ def _datapoints(
             "%s of %s between %s and %s is unavailable: CloudWatch answered %s: %s; the rollout goes on "
             "(the alarms, not these figures, decide it)",
             metric,
-            series,
+            whose,
             _at(window.start).isoformat(),
             _at(window.end).isoformat(),
             type(exc).__name__,
@@ -119,20 +94,21 @@ def _datapoints(
     return list(answer["Datapoints"])
 
 
-def _sum(series: _Series, metric: str, window: _Window) -> int | None:
-    points = _datapoints(series, metric, window, Statistics=["Sum"])
+def _sum(points: list[dict[str, Any]] | None) -> int | None:
     if not points:
         return None
     return round(sum(float(p["Sum"]) for p in points))
 
 
-def _latency(series: _Series, window: _Window) -> tuple[float | None, float | None]:
-    averages = _datapoints(series, "ModelLatency", window, Statistics=["Average"]) or []
-    percentiles = _datapoints(series, "ModelLatency", window, ExtendedStatistics=["p99"]) or []
+def _latency(
+    averages: list[dict[str, Any]] | None, percentiles: list[dict[str, Any]] | None
+) -> tuple[float | None, float | None]:
     p99s = [
-        float(p["ExtendedStatistics"]["p99"]) for p in percentiles if "p99" in p.get("ExtendedStatistics", {})
+        float(p["ExtendedStatistics"]["p99"])
+        for p in percentiles or []
+        if "p99" in p.get("ExtendedStatistics", {})
     ]
-    means = [float(p["Average"]) for p in averages if "Average" in p]
+    means = [float(p["Average"]) for p in averages or [] if "Average" in p]
     # Microseconds in CloudWatch, milliseconds in the report.
     p99 = round(max(p99s) / 1000, 1) if p99s else None
     average = round(sum(means) / len(means) / 1000, 1) if means else None
@@ -144,13 +120,20 @@ def variant_window(
 ) -> VariantWindow:
     """CloudWatch's view of `variant` on `endpoint` between two epoch times (of the fleet of endpoint
     config `config_name` alone, when given); a figure CloudWatch could not give is None."""
-    series = _Series(endpoint, variant, config_name)
+    dimensions = fleet_dimensions(endpoint, variant, config_name)
+    whose = f"{endpoint}/{variant}" + (f" (fleet of {config_name})" if config_name else "")
     window = _Window.of(start, end)
-    p99, average = _latency(series, window)
+
+    def read(metric: str, **statistics: list[str]) -> list[dict[str, Any]] | None:
+        return _datapoints(metric, window, dimensions=dimensions, whose=whose, **statistics)
+
+    p99, average = _latency(
+        read("ModelLatency", Statistics=["Average"]), read("ModelLatency", ExtendedStatistics=["p99"])
+    )
     return VariantWindow(
-        invocations=_sum(series, "Invocations", window),
-        errors_4xx=_sum(series, "Invocation4XXErrors", window),
-        errors_5xx=_sum(series, "Invocation5XXErrors", window),
+        invocations=_sum(read("Invocations", Statistics=["Sum"])),
+        errors_4xx=_sum(read("Invocation4XXErrors", Statistics=["Sum"])),
+        errors_5xx=_sum(read("Invocation5XXErrors", Statistics=["Sum"])),
         p99_ms=p99,
         average_ms=average,
     )
