@@ -319,3 +319,16 @@ def variant(model: str, instance_type: str = "ml.m5.large") -> list[dict[str, ob
             "InitialVariantWeight": 1.0,
         }
     ]
+
+
+@contextmanager
+def serving_old_model(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, *, instance_count: int = 1
+) -> Iterator[FakeSageMaker]:
+    """The double with `endpoint` InService on `old-config`: variant AllTraffic serving model-old on
+    `instance_count` ml.m5.large instances, as the rollout tests find it before a release."""
+    double = FakeSageMaker()
+    double.add_config("old-config", [{**variant("model-old")[0], "InitialInstanceCount": instance_count}])
+    double.add_endpoint(endpoint, "old-config")
+    with sagemaker_double(monkeypatch, double):
+        yield double

@@ -27,7 +27,7 @@ from tasks.rollout.runner import Rollout, RolloutReport
 from tasks.sagemaker import hosting
 from tests.unit.deploy_helpers import local_ledger, make_config
 from tests.unit.rollout.test_rollout import BASE_TIME, ENDPOINT, add_final_config, fire, rollout
-from tests.unit.rollout_fakes import FakeClock, FakeSageMaker, StepClock, sagemaker_double
+from tests.unit.rollout_fakes import FakeClock, FakeSageMaker, StepClock, serving_old_model
 
 
 class FakeGate:
@@ -52,11 +52,7 @@ class FakeGate:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSageMaker]:
-    double = FakeSageMaker()
-    variant = {"VariantName": "AllTraffic", "ModelName": "model-old", "InstanceType": "ml.m5.large"}
-    double.add_config("old-config", [{**variant, "InitialInstanceCount": 2, "InitialVariantWeight": 1.0}])
-    double.add_endpoint(ENDPOINT, "old-config")
-    with sagemaker_double(monkeypatch, double):
+    with serving_old_model(monkeypatch, ENDPOINT, instance_count=2) as double:
         yield double
 
 

@@ -29,7 +29,7 @@ from tasks.rollout.planning import plan_rollout
 from tasks.rollout.runner import Rollout, RolloutReport
 from tasks.sagemaker import hosting
 from tests.unit.deploy_helpers import local_ledger, make_config
-from tests.unit.rollout_fakes import FakeSageMaker, StepClock, sagemaker_double
+from tests.unit.rollout_fakes import FakeSageMaker, StepClock, serving_old_model
 
 ENDPOINT = "demo-embedder"
 BASE_TIME = 1_750_000_000.0
@@ -37,11 +37,7 @@ BASE_TIME = 1_750_000_000.0
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, mocked_aws: None) -> Iterator[FakeSageMaker]:
-    double = FakeSageMaker()
-    variant = {"VariantName": "AllTraffic", "ModelName": "model-old", "InstanceType": "ml.m5.large"}
-    double.add_config("old-config", [{**variant, "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}])
-    double.add_endpoint(ENDPOINT, "old-config")
-    with sagemaker_double(monkeypatch, double):
+    with serving_old_model(monkeypatch, ENDPOINT) as double:
         yield double
 
 
