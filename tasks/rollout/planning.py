@@ -25,16 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks.config import ReleaseConfig, guardrails
+from tasks.config import GUARDRAIL_STRATEGIES, ReleaseConfig, RolloutStrategy, guardrails
 from tasks.core.errors import ConfigError
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tasks.sagemaker.scaling import FleetSize
 
-# What a plan does (the strategies above); `RequestedStrategy` is what the config may ask for.
-Strategy = Literal["create", "all_at_once", "canary", "linear", "variant_shift"]
-RequestedStrategy = Literal["all_at_once", "canary", "linear", "variant_shift", "auto"]
-
-GUARDRAILS: frozenset[Strategy] = frozenset({"all_at_once", "canary", "linear"})
+# What a plan does (the strategies above); `RolloutStrategy` (tasks/config) is what the config may ask for.
+Strategy = Literal["create", guardrails.GuardrailStrategy, "variant_shift"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,7 @@ class RolloutPlan:
     """What the rollout will do, decided before anything changes."""
 
     strategy: Strategy
-    requested: RequestedStrategy
+    requested: RolloutStrategy
     reason: str
     steps: tuple[float, ...]  # cumulative % of traffic on the new model, ending at 100
     bake_s: int
@@ -53,7 +50,7 @@ class RolloutPlan:
 
     @property
     def uses_guardrails(self) -> bool:
-        return self.strategy in GUARDRAILS
+        return self.strategy in GUARDRAIL_STRATEGIES
 
 
 def plan_rollout(
@@ -146,7 +143,7 @@ def _choose(config: ReleaseConfig, live: LiveEndpoint, count: int) -> tuple[Stra
             f"has {live_count} live and asks for {count}",
             "use rollout.strategy: variant_shift (or auto), or raise endpoint.instance_count to 2",
         )
-    if requested in GUARDRAILS and instance_backed and not same_variant:
+    if requested in GUARDRAIL_STRATEGIES and instance_backed and not same_variant:
         raise ConfigError(
             "endpoint.variant_name",
             f"{requested} keeps the variant name, but endpoint {endpoint.name} serves variant(s) "

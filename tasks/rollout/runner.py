@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from tasks.checks.smoke import encode
-from tasks.config import ReleaseConfig, naming
+from tasks.config import ReleaseConfig, RolloutStrategy, naming
 from tasks.core.errors import AlarmFired, EndpointRolledBack, ResourceFailed
 from tasks.core.logs import run_logger
 from tasks.core.purpose import ROLLOUT_STAGING, purpose_tag
@@ -37,13 +37,7 @@ from tasks.lifecycle.ledger import Ledger
 from tasks.rollout import alarms, approval, step_metrics
 from tasks.rollout.approval import ApprovalGate, ApprovalRecord, PrefectPause, ReleaseRejected
 from tasks.rollout.bake_traffic import BakeTraffic, runtime_invoker
-from tasks.rollout.planning import (
-    RequestedStrategy,
-    RolloutPlan,
-    Strategy,
-    deployment_config,
-    shifted_weights,
-)
+from tasks.rollout.planning import RolloutPlan, Strategy, deployment_config, shifted_weights
 from tasks.sagemaker import hosting, lookup, scaling
 from tasks.sagemaker.endpoint_spec import endpoint_config_request, kept_data_capture, production_variant
 from tasks.sagemaker.hosting import LiveEndpoint
@@ -82,7 +76,7 @@ class RolloutReport:
 
     endpoint: str
     strategy: Strategy
-    requested: RequestedStrategy
+    requested: RolloutStrategy
     reason: str
     new_variant: str
     final_config: str

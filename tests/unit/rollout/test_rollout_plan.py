@@ -7,14 +7,9 @@ from typing import Any, get_args
 
 import pytest
 
+from tasks.config import RolloutStrategy
 from tasks.core.errors import ConfigError
-from tasks.rollout.planning import (
-    RequestedStrategy,
-    check_waits,
-    deployment_config,
-    plan_rollout,
-    shifted_weights,
-)
+from tasks.rollout.planning import check_waits, deployment_config, plan_rollout, shifted_weights
 from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import make_config
 from tests.unit.rollout_fakes import check_shape
@@ -167,7 +162,7 @@ def test_shifted_weights_keep_the_old_variants_ratio() -> None:
 
 def test_requested_strategy_is_what_the_config_accepts() -> None:
     field = type(config().rollout).model_fields["strategy"]
-    assert set(get_args(field.annotation)) == set(get_args(RequestedStrategy))
+    assert set(get_args(field.annotation)) == set(get_args(RolloutStrategy))
 
 
 # -- SageMaker's guardrail bounds (tasks/config/guardrails.py) ---------------------------------------
