@@ -34,7 +34,7 @@ from pydantic import Field
 
 from flows.parameters import labelled
 from tasks.checks.preflight import check_confined_path
-from tasks.config import load_config
+from tasks.config import config_files, load_config
 from tasks.core.errors import ConfigError
 from tasks.core.logs import run_logger
 from tasks.core.waiting import Clock, SystemClock
@@ -43,7 +43,6 @@ from tasks.report.fleet import FleetRelease, fleet_summary, publish_fleet
 
 RELEASE_DEPLOYMENT = "nightly-redeploy/nightly-redeploy"  # the per-config deployment (config_path)
 MAX_PARALLEL = 20
-CONFIG_SUFFIXES = (".yaml", ".yml")
 POLL_INTERVAL_S = 2.0
 EVENT_WAIT_S = 60.0  # the server stores events in batches (every few seconds), after the run has ended
 # Polls in a row that may fail to read one run's status (an API hiccup) before that release is reported
@@ -256,11 +255,7 @@ def fleet_configs(folder: str | None, config_paths: Sequence[str] | None) -> lis
         directory = Path(folder)
         if not directory.is_dir():
             raise ConfigError("folder", f"{folder} is not a folder", "name a folder of release configs")
-        paths = sorted(
-            str(directory / p.name)
-            for p in directory.iterdir()
-            if p.suffix in CONFIG_SUFFIXES and p.is_file()
-        )
+        paths = [str(directory / p.name) for p in config_files(directory)]
         if not paths:
             raise ConfigError(
                 "folder", f"{folder} holds no .yaml config", "name a folder of release configs (releases/)"

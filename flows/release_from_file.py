@@ -27,17 +27,26 @@ from pydantic import Field
 from flows.parameters import labelled
 from flows.release import DEFAULT_LOCK_WAIT_S, refuse, release, subflow_outcome
 from flows.run_names import config_endpoint_and_release_id, release_id_or_runs, run_name
-from tasks.checks.preflight import check_confined_path
-from tasks.config import Approval, ReleaseConfig, RolloutStrategy, load_config, parse_override, shown_value
+from tasks.checks.preflight import REPOSITORY, check_confined_path
+from tasks.config import (
+    Approval,
+    ReleaseConfig,
+    RolloutStrategy,
+    config_files,
+    load_config,
+    parse_override,
+    shown_value,
+)
 from tasks.core.errors import ConfigError
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+# The worker's checkout, the root its path parameters are confined to.
+CHECKOUT = REPOSITORY
 RELEASES = CHECKOUT / "releases"
 
 
-def config_files(folder: Path = RELEASES) -> tuple[str, ...]:
+def offered_files(folder: Path = RELEASES) -> tuple[str, ...]:
     """The release configs of `folder` as the form offers them: `releases/<name>.yaml`, sorted."""
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+    found = config_files(folder)
     if not found:
         raise RuntimeError(
             f"{folder} holds no release config (*.yaml); add one (e.g. releases/demo.yaml) before "
@@ -48,7 +57,7 @@ def config_files(folder: Path = RELEASES) -> tuple[str, ...]:
 
 # Read when the module is imported: `prefect deploy` puts the files present then into the deployment's
 # schema (the form's dropdown), and a worker accepts the files of its own checkout.
-CONFIG_FILES = config_files()
+CONFIG_FILES = offered_files()
 if TYPE_CHECKING:
     ConfigFile = str
 else:

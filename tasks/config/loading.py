@@ -238,6 +238,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, load_yaml(raw, field=key)
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def config_files(folder: Path) -> list[Path]:
+    """The release configs of `folder`: its .yaml and .yml files (not folders), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+
+
 def check_local_folders(config: ReleaseConfig, *, source: str | None = None) -> None:
     """Refuse folders the release reads on this machine that are not there: the model folder, and the
     build context (with its Dockerfile) of a built image."""

@@ -77,11 +77,11 @@ def test_config_files_lists_yaml_files_sorted_and_refuses_an_empty_folder(tmp_pa
     folder = tmp_path / "releases"
     folder.mkdir()
     with pytest.raises(RuntimeError, match=r"holds no release config"):
-        form.config_files(folder)
+        form.offered_files(folder)
     for name in ("b.yaml", "a.yml", "notes.txt"):
         (folder / name).write_text("{}\n")
     (folder / "sub.yaml").mkdir()
-    assert form.config_files(folder) == ("releases/a.yml", "releases/b.yaml")
+    assert form.offered_files(folder) == ("releases/a.yml", "releases/b.yaml")
 
 
 def test_the_strategy_choices_are_the_configs() -> None:
