@@ -36,7 +36,7 @@ def needs_enhanced_metrics(period_s: int) -> bool:
 
 def alarm_delay_s(period_s: int) -> int:
     """How long after a period ends its alarm has judged it, at the latest."""
-    cadence = HIGH_RESOLUTION_EVALUATION_S if period_s < STANDARD_PERIOD_S else STANDARD_PERIOD_S
+    cadence = HIGH_RESOLUTION_EVALUATION_S if needs_enhanced_metrics(period_s) else STANDARD_PERIOD_S
     return INGESTION_DELAY_S + cadence
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 from tasks.config.guardrails import GUARDRAIL_STRATEGIES, RolloutStrategy
+from tasks.config.metric_timing import HIGH_RESOLUTION_PERIODS_S, STANDARD_PERIOD_S
 
 # ModelSourceConfig._one_source: a Hub repo or a local folder, not both and not neither. (Each property a
 # rule names carries a description too: every property of the form has one.)
@@ -45,7 +46,12 @@ SMOKE_PAYLOADS_DEFAULT: dict[str, Any] = {
 }
 
 # AlarmsConfig._periods: CloudWatch takes 10, 30 or a multiple of 60 seconds.
-ALARM_PERIOD: dict[str, Any] = {"oneOf": [{"enum": [10, 30]}, {"minimum": 60, "multipleOf": 60}]}
+ALARM_PERIOD: dict[str, Any] = {
+    "oneOf": [
+        {"enum": list(HIGH_RESOLUTION_PERIODS_S)},
+        {"minimum": STANDARD_PERIOD_S, "multipleOf": STANDARD_PERIOD_S},
+    ]
+}
 
 # ServerlessConfig._ranges.
 SERVERLESS_MEMORY: dict[str, Any] = {"minimum": 1024, "maximum": 6144, "multipleOf": 1024}

@@ -455,7 +455,9 @@ class AlarmsConfig(_Section):
 
     @model_validator(mode="after")
     def _periods(self) -> AlarmsConfig:
-        if self.period_s not in (10, 30) and (self.period_s <= 0 or self.period_s % 60):
+        if self.period_s not in metric_timing.HIGH_RESOLUTION_PERIODS_S and (
+            self.period_s <= 0 or self.period_s % metric_timing.STANDARD_PERIOD_S
+        ):
             raise _invalid(
                 f"period_s {self.period_s} is not a CloudWatch period",
                 "use 10, 30, or a multiple of 60",
