@@ -279,18 +279,16 @@ def _environment(value: dict[str, str | SecretReference]) -> dict[str, str | Sec
 
 # SageMaker's rule for tag keys and values (TagKey, TagValue in its service model); Python's `re` has no
 # Unicode properties, the `regex` package reads them as AWS's Java does.
-TAG_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
-_TAG_CHARACTERS = regex.compile(TAG_PATTERN)
-_TAG_CHARACTER = regex.compile(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]")
+_TAG_CHARACTER_CLASS = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]"
+TAG_PATTERN = _TAG_CHARACTER_CLASS + "*"
+_TAG_CHARACTER = regex.compile(_TAG_CHARACTER_CLASS)
 _TAG_FIX = "use only letters, numbers, spaces and _ . : / = + - @"
 
 
 def _tag_characters(text: str) -> str | None:
     """The characters of `text` a SageMaker tag cannot hold, shown as Python shows them; None when none."""
-    if _TAG_CHARACTERS.fullmatch(text):
-        return None
     refused = dict.fromkeys(c for c in text if not _TAG_CHARACTER.fullmatch(c))
-    return ", ".join(repr(c) for c in refused)
+    return ", ".join(repr(c) for c in refused) if refused else None
 
 
 def _tags(value: dict[str, str]) -> dict[str, str]:
