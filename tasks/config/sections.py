@@ -555,7 +555,6 @@ class RolloutConfig(_Section):
     )
     approval: Approval = Field(
         "none",
-        title="Approval",
         description="manual: once the first step has baked, the release pauses until someone promotes "
         "or rolls back from the Prefect UI (the flow run's Resume form); alarms still roll back during the "
         "wait. Needs strategy variant_shift or auto.",
@@ -564,12 +563,10 @@ class RolloutConfig(_Section):
         3600,
         ge=60,
         le=86400,
-        title="Approval timeout (s)",
         description="Seconds the release waits for a decision before on_approval_timeout applies.",
     )
     on_approval_timeout: Literal["roll_back", "promote"] = Field(
         "roll_back",
-        title="On approval timeout",
         description="What a release nobody decided on does once approval_timeout_s is over.",
     )
 
