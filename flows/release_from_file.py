@@ -37,6 +37,8 @@ from tasks.config import (
     parse_override,
     shown_value,
 )
+from tasks.config.fields import SAGEMAKER_NAME_MAX_LENGTH, SAGEMAKER_NAME_PATTERN
+from tasks.config.sections import MAX_INSTANCE_COUNT
 from tasks.core.errors import ConfigError
 
 # The worker's checkout, the root its path parameters are confined to.
@@ -179,11 +181,13 @@ def release_from_file(
     revision: Annotated[str | None, Field(max_length=255), labelled("Model revision")] = None,
     endpoint_name: Annotated[
         str | None,
-        Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"),
+        Field(max_length=SAGEMAKER_NAME_MAX_LENGTH, pattern=SAGEMAKER_NAME_PATTERN),
         labelled("Endpoint name"),
     ] = None,
     strategy: Annotated[RolloutStrategy | None, labelled("Rollout strategy")] = None,
-    instance_count: Annotated[int | None, Field(ge=1, le=100), labelled("Instance count")] = None,
+    instance_count: Annotated[
+        int | None, Field(ge=1, le=MAX_INSTANCE_COUNT), labelled("Instance count")
+    ] = None,
     approval: Annotated[Approval | None, labelled("Approval")] = None,
     overrides: Annotated[list[str] | None, labelled("Other fields (key=value)")] = None,
     wait_for_lock_s: Annotated[int, Field(ge=0, le=86400), labelled("Wait for the endpoint (s)")] = (

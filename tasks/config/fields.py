@@ -39,7 +39,10 @@ def _invalid(problem: str, fix: str, field: str = "") -> PydanticCustomError:
 
 # -- reusable string checks ---------------------------------------------------------------------------
 
-_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
+# A SageMaker resource name, also as a JSON schema's pattern (a form checks it before the run starts).
+SAGEMAKER_NAME_MAX_LENGTH = 63
+SAGEMAKER_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+_SAGEMAKER_NAME = re.compile(SAGEMAKER_NAME_PATTERN.removesuffix("$") + r"\Z")
 _RELEASE_ID = re.compile(r"^[a-z0-9](-?[a-z0-9])*\Z")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)(?:/(?P<key>.*))?\Z")
@@ -57,10 +60,10 @@ _IMAGE_URI = re.compile(
 
 
 def _sagemaker_name(value: str) -> str:
-    if len(value) > 63:
+    if len(value) > SAGEMAKER_NAME_MAX_LENGTH:
         raise _invalid(
-            f"{value!r} is {len(value)} characters, SageMaker allows at most 63",
-            "shorten it to 63 characters or fewer",
+            f"{value!r} is {len(value)} characters, SageMaker allows at most {SAGEMAKER_NAME_MAX_LENGTH}",
+            f"shorten it to {SAGEMAKER_NAME_MAX_LENGTH} characters or fewer",
         )
     if not _SAGEMAKER_NAME.match(value):
         raise _invalid(

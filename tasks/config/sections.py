@@ -49,6 +49,9 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 BASE_IMAGE_ENV = "SAGEMAKER_RELEASE_BASE_IMAGE"
 
 
+MAX_INSTANCE_COUNT = 100  # instances of an endpoint the config takes (the release form too)
+
+
 class ModelSourceConfig(_Section):
     """Where the model comes from: a Hugging Face Hub repo pinned to a commit, or a local folder."""
 
@@ -334,7 +337,9 @@ class EndpointConfig(_Section):
     instance_type: InstanceType = Field(
         "ml.m5.xlarge", description="`ml.*` instance type (ignored for serverless)."
     )
-    instance_count: int = Field(1, ge=1, le=100, description="Initial instances (1-100).")
+    instance_count: int = Field(
+        1, ge=1, le=MAX_INSTANCE_COUNT, description=f"Initial instances (1-{MAX_INSTANCE_COUNT})."
+    )
     environment: Environment = Field(
         default_factory=dict,
         description="Environment variables of the serving container. A value given as `{secret: "
