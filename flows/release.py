@@ -270,7 +270,7 @@ def _release(
         steps.unchanged = live
         model_refs.drop_own(ledger)
         safe_point()
-        steps.scaling = reconcile_scaling(config, release_id, live, ledger)
+        steps.scaling = reconcile_scaling(config, release_id, ledger)
     else:
         deploy(
             config,

@@ -4,5 +4,6 @@ the config (endpoint_spec.py), scaling (scaling.py), and what the account's endp
 (in_use.py). The only room holding SageMaker and Application Auto Scaling clients
 (tests/unit/test_boundaries.py checks it).
 
-May import: tasks.core, tasks.config, and tasks.lifecycle's ledger, kinds and ownership.
+May import: tasks.core, tasks.config, tasks.image.image_name (image URIs are read through it), and
+tasks.lifecycle's ledger, kinds and ownership.
 """

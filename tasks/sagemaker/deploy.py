@@ -231,11 +231,11 @@ def apply_scaling(config: ReleaseConfig, release_id: str, ledger: Ledger) -> sca
 
 @task(name="reconcile-scaling", **task_options())
 def reconcile_scaling(
-    config: ReleaseConfig, release_id: str, live: LiveEndpoint, ledger: Ledger
+    config: ReleaseConfig, release_id: str, ledger: Ledger
 ) -> scaling.AppliedScaling | None:
-    """An unchanged release (`live` serves it on the configured variant, `serves_release`): leave the
-    registration when it matches the config (a nightly redeploy does not churn policies), put this
-    release's scaling where it differs; returns what is registered."""
+    """An unchanged release (the live endpoint serves it on the configured variant, `serves_release`):
+    leave the registration when it matches the config (a nightly redeploy does not churn policies), put
+    this release's scaling where it differs; returns what is registered."""
     plan = scaling.plan_for(config, release_id)
     current = scaling.read_scaling(plan.resource_id)
     if not config.scaling.enabled:

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from tasks.sagemaker.in_use import ImageName
+from tasks.image.image_name import ImageName
 from tests.e2e.inspect_stack import embed
 from tests.e2e.release_support import wait_for
 

@@ -260,7 +260,7 @@ def test_a_teams_own_policy_and_alarm_survive_the_releases_scaling(mocked_aws: N
 
     # An unchanged release leaves everything as it is: the team's policy is no difference.
     same = make_config(endpoint=_ASYNC, scaling=scaled)
-    kept = deploy.reconcile_scaling.fn(same, "r1", _live("ml.m5.large"), local_ledger(tmp_path / "r1"))
+    kept = deploy.reconcile_scaling.fn(same, "r1", local_ledger(tmp_path / "r1"))
     assert kept is not None and not kept.changed
     assert set(_policies()) == {old_plan.tracking_policy_name, old_plan.step_policy_name, "team-burst"}
     assert set(_alarms()) >= {old_plan.alarm_name, "team-burst-alarm"}
@@ -269,7 +269,7 @@ def test_a_teams_own_policy_and_alarm_survive_the_releases_scaling(mocked_aws: N
     wider = make_config(endpoint=_ASYNC, scaling={**scaled, "max_capacity": 8})
     plan = scaling.plan_for(wider, "r2")
     ledger = local_ledger(tmp_path / "r2", "r2")
-    changed = deploy.reconcile_scaling.fn(wider, "r2", _live("ml.m5.large"), ledger)
+    changed = deploy.reconcile_scaling.fn(wider, "r2", ledger)
     assert changed is not None and changed.changed
     assert set(_policies()) == {plan.tracking_policy_name, plan.step_policy_name, "team-burst"}
     alarms = _alarms()
