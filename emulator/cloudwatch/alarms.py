@@ -13,12 +13,11 @@ P/scale since the epoch; alarms still say Period P.
 
 Where datapoints come from:
 * Series the emulator publishes (the `SampleWindow` knows them): every statistic, pNN included, from
-  the window. moto ignores ExtendedStatistics and cuts query bounds to whole seconds.
+  the window, with no request per period.
 * Other series (a user's own PutMetricData): GetMetricStatistics, one call per period with
-  StartTime/EndTime on the period's bounds (moto anchors its buckets on the first datapoint, so one
-  call over the whole range would cut periods in the wrong places); pNN from its ExtendedStatistics
-  (what real CloudWatch answers). moto reads those bounds to the second, so at a time scale whose
-  periods are not whole seconds such a series' datapoints land in neighbouring periods.
+  StartTime/EndTime on the period's bounds, marked as the emulator's own
+  (emulator/cloudwatch/internal_requests.py) so that the local moto takes a time-scaled period and a
+  statistic with SampleCount in one call; pNN from its ExtendedStatistics, as CloudWatch answers them.
 
 Several emulators may share one moto (a test's private emulator beside the stack's), each at its own time
 scale; `judges` keeps each to its own alarms (server.py: those on its endpoints' metrics), so two clocks
@@ -40,12 +39,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from emulator.clock import Clock
+from emulator.cloudwatch.internal_requests import mark_internal
 from emulator.cloudwatch.metrics import (
     STANDARD_RESOLUTION,
     CloudWatchClientFactory,
     SampleWindow,
-    percentile,
-    statistic,
 )
 from emulator.cloudwatch.periodic import Periodic
 from emulator.cloudwatch.rules import (
@@ -57,6 +55,7 @@ from emulator.cloudwatch.rules import (
     evaluate,
     parse_percentile,
 )
+from emulator.cloudwatch.statistics import percentile, statistic
 from emulator.runtime.invocations import STANDARD_PERIOD_S
 
 log = logging.getLogger("emulator.cloudwatch.alarms")
@@ -175,7 +174,7 @@ class DatapointReader:
         if rule.unit:
             request["Unit"] = rule.unit
         self.requests += 1
-        points = self._cloudwatch().get_metric_statistics(**request).get("Datapoints", [])
+        points = mark_internal(self._cloudwatch()).get_metric_statistics(**request).get("Datapoints", [])
         if not points:
             return Datapoint(start, None)
         point = points[0]

@@ -6,8 +6,8 @@ with traffic), InvocationsPerInstance (invocations divided by the variant's inst
 predefined SageMakerVariantInvocationsPerInstance target tracks) and ModelLatency and OverheadLatency in
 Microseconds. Each series is also published per fleet, with the EndpointConfigName dimension added:
 during a blue/green update the old and the new fleet serve one variant, and only that dimension tells
-them apart (an alarm on EndpointName+VariantName watches both fleets). What reaches moto is the fleet's
-series only (`_published_dimensions` says why).
+them apart (an alarm on EndpointName+VariantName watches both fleets). Both series reach CloudWatch
+(`_published_dimensions`).
 
 Timing, as on AWS: one datapoint per metric, series and publishing period, 60 s unless the fleet's
 endpoint config enables enhanced metrics (emulator/runtime/invocations.py says which period), with
@@ -25,9 +25,9 @@ metric period (`publish_queue`): ApproximateBacklogSize, ApproximateBacklogSizeP
 HasBacklogWithoutCapacity and ApproximateAgeOfOldestRequest.
 
 Everything sent is also kept in a recent window (`SampleWindow`), and the alarm evaluator computes
-the statistics of these series from it: moto 5.2.5 ignores ExtendedStatistics (it answers p99 queries
-with datapoints that carry no p99) and cuts GetMetricStatistics' StartTime/EndTime to whole seconds,
-which a scaled period (2 s at scale 30, 0.33 s for a 10 s period) does not fit.
+the statistics of these series from it: GetMetricStatistics takes a whole number of seconds as its
+Period, which a scaled period (0.33 s for a 10 s period at scale 30) is not, and asking CloudWatch once
+per alarm and period would cost a request each.
 """
 
 from __future__ import annotations
@@ -225,34 +225,6 @@ class SampleWindow:
             return series.values[low:high]
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0 < p <= 100) by nearest rank, as CloudWatch reports pNN of raw values."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile {p} is not in (0, 100]")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def statistic(values: Sequence[float], name: str) -> float | None:
-    """Sum, Average, Minimum, Maximum or SampleCount of one period's values; None when it has none."""
-    if not values:
-        return None
-    if name == "Sum":
-        return float(math.fsum(values))
-    if name == "Average":
-        return float(math.fsum(values) / len(values))
-    if name == "Minimum":
-        return float(min(values))
-    if name == "Maximum":
-        return float(max(values))
-    if name == "SampleCount":
-        return float(len(values))
-    raise ValueError(f"statistic {name!r} is not one of Sum, Average, Minimum, Maximum, SampleCount")
-
-
 # --- aggregation -------------------------------------------------------------------------------------
 
 
@@ -323,30 +295,30 @@ def aggregate(
     return buckets
 
 
-def _published_dimensions(key: BucketKey) -> Dimensions:
-    """The fleet's series when the fleet is known, else the variant's.
+def _published_dimensions(key: BucketKey) -> list[Dimensions]:
+    """The series a period's datapoints belong to: the variant's, and the fleet's when it is known.
 
     CloudWatch keeps the variant's series (both fleets) and each fleet's apart and matches a query's
-    dimensions exactly. moto matches them as a subset, so there the fleet's datapoints alone answer a
-    query on EndpointName+VariantName with both fleets' sum, and one on the fleet with the fleet's own;
-    sending the variant's series as well would count every request twice. The sample window, which the
-    alarms read, keeps both series (`MetricsPublisher._remember`).
+    dimensions exactly (so does the local moto, emulator/cloudwatch/moto_statistics.py), so each
+    datapoint is sent once per series, as SageMaker publishes it.
     """
+    variant = variant_dimensions(key.endpoint, key.variant)
     if not key.config_name:
-        return variant_dimensions(key.endpoint, key.variant)
-    return fleet_dimensions(key.endpoint, key.variant, key.config_name)
+        return [variant]
+    return [variant, fleet_dimensions(key.endpoint, key.variant, key.config_name)]
 
 
 def metric_data(buckets: Mapping[BucketKey, _Bucket]) -> list[dict[str, Any]]:
     """PutMetricData MetricData entries for aggregated buckets (latency datums split at 150 values)."""
     data: list[dict[str, Any]] = []
     for key, bucket in sorted(buckets.items()):
-        common = {
-            "Dimensions": [{"Name": name, "Value": value} for name, value in _published_dimensions(key)],
-            "Timestamp": float(key.start),
-            "StorageResolution": key.storage_resolution,
-        }
-        data.extend(_bucket_data(bucket, common))
+        for dimensions in _published_dimensions(key):
+            common = {
+                "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions],
+                "Timestamp": float(key.start),
+                "StorageResolution": key.storage_resolution,
+            }
+            data.extend(_bucket_data(bucket, common))
     return data
 
 
@@ -532,18 +504,13 @@ class MetricsPublisher:
     def _remember(self, data: Iterable[Mapping[str, Any]]) -> None:
         for datum in data:
             dims = canonical_dimensions(datum["Dimensions"])
-            # A fleet's datapoint is also one of its variant's series (see _published_dimensions).
-            series = [dims]
-            if any(name == CONFIG_DIMENSION for name, _ in dims):
-                series.append(tuple(d for d in dims if d[0] != CONFIG_DIMENSION))
             resolution = int(datum.get("StorageResolution") or STANDARD_RESOLUTION)
             for value in _datum_values(datum):
-                for each in series:
-                    self.samples.add(
-                        NAMESPACE,
-                        datum["MetricName"],
-                        each,
-                        float(datum["Timestamp"]),
-                        value,
-                        resolution=resolution,
-                    )
+                self.samples.add(
+                    NAMESPACE,
+                    datum["MetricName"],
+                    dims,
+                    float(datum["Timestamp"]),
+                    value,
+                    resolution=resolution,
+                )

@@ -61,10 +61,6 @@ def _seed_hub(state: Path) -> None:
     seed_default_repos(state / "hub")
 
 
-def _venv_script(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 PARTS: tuple[Part, ...] = (
     Part(
         name="registry",
@@ -79,9 +75,11 @@ PARTS: tuple[Part, ...] = (
         name="moto",
         port=settings.MOTO_PORT,
         health_urls=(f"http://{settings.HOST}:{settings.MOTO_PORT}/moto-api/config",),
-        marker="moto_server",
+        marker="emulator.stack.moto_server",
         command=lambda state: [
-            _venv_script("moto_server"),
+            sys.executable,
+            "-m",
+            "emulator.stack.moto_server",
             "-H",
             settings.HOST,
             "-p",

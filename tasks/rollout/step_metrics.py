@@ -4,13 +4,13 @@ Each figure is one GetMetricStatistics call with a single period spanning the st
 endpoint metrics have one-minute resolution unless the endpoint config enables enhanced metrics, and
 CloudWatch takes only multiples of 60 s as the period of such a metric, so the period is the step
 rounded out to the whole minutes it touches (AWS rounds StartTime down to the minute; the request
-does so itself, so moto, which filters on the bounds exactly, answers alike). A step's counts thus
+does so itself, so that the one period covers the step's last minute too). A step's counts thus
 include what the minutes it touches hold on either side of it.
 
 CloudWatch refuses Statistics and ExtendedStatistics in one request ("either Statistics or
 ExtendedStatistics, but not both"), so the average and the p99 of ModelLatency are two calls. A
-CloudWatch that does not answer ExtendedStatistics (moto 5.2.5 ignores them) leaves the p99 None, and
-the rollout falls back to what its bake traffic measured.
+window CloudWatch gives no p99 for (no latency arrived in it yet) leaves the p99 None, and the
+rollout falls back to what its bake traffic measured.
 
 The figures describe the rollout; they do not steer it (the alarms do). A CloudWatch error while
 reading one (throttling, an outage, a missing permission) leaves that figure None (reported as
@@ -53,8 +53,7 @@ class _Window:
 
     @classmethod
     def of(cls, start: float, end: float) -> _Window:
-        # AWS rounds StartTime down to the minute anyway; sending it rounded makes moto (which filters
-        # on the bounds exactly) count the datapoint of the minute the step starts in, as AWS does.
+        # AWS rounds StartTime down to the minute anyway; the period must cover the step's end from there.
         minute = math.floor(start) - math.floor(start) % MINUTE_S
         high = max(math.floor(start) + 1, math.ceil(end))
         period = max(MINUTE_S, math.ceil((high - minute) / MINUTE_S) * MINUTE_S)

@@ -25,10 +25,11 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """Start `python -m moto.server`, wait until it answers, yield its URL, stop it."""
+    """Start moto's server as the stack starts it (with CloudWatch's statistics rules), wait until it
+    answers, yield its URL, stop it."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "emulator.stack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

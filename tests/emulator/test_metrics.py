@@ -17,9 +17,9 @@ from emulator.cloudwatch.metrics import (
     SampleWindow,
     bucket_key,
     fleet_dimensions,
-    percentile,
     variant_dimensions,
 )
+from emulator.cloudwatch.statistics import percentile
 from emulator.runtime.invocations import Invocation, InvocationLog
 from emulator.sagemaker.metrics_config import invocation_metrics_period_s
 from tests.emulator.local_moto import cloudwatch_client, moto_server

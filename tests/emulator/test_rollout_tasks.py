@@ -238,6 +238,8 @@ def test_errors_of_the_old_fleet_do_not_hold_back_a_good_canary(
         assert answered_by(stack_of, endpoint) == {"new"}
         canary = report.steps[0]
         assert canary.invocations and canary.errors_5xx == 0  # the new fleet's own figures
+        # Its p99 is CloudWatch's (ExtendedStatistics of the fleet's ModelLatency), not the bake traffic's.
+        assert canary.p99_ms is not None and canary.p99_source == "cloudwatch", canary
         # The old fleet did err during the canary: the variant's series (both fleets) has its 5xx.
         old_errors = aws.client("cloudwatch").get_metric_statistics(
             Namespace="AWS/SageMaker",
