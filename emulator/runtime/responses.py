@@ -30,6 +30,7 @@ from emulator.fleet.container_http import ContainerClient, ContainerConnectionEr
 from emulator.runtime.async_inference import AsyncInference, AsyncJob
 from emulator.runtime.invocations import Invocation, InvocationLog, Stopwatch
 from emulator.runtime.results import InvokeResult
+from emulator.runtime.validation import check_request
 from emulator.sagemaker import arns
 from emulator.sagemaker.deployments import (
     Deployment,
@@ -354,6 +355,7 @@ def build_app(runtime: Runtime, jobs: AsyncInference) -> Starlette:
         return JSONResponse({"InferenceId": job.inference_id}, status_code=202, headers=headers)
 
     async def _async_job(request: Request, name: str) -> AsyncJob:
+        check_request("InvokeEndpointAsync", request.headers, {"EndpointName": name})
         record = runtime.engine.store.endpoints.get(arns.key(name))
         if record is None or record["EndpointStatus"] in ("Creating", "Deleting", "Failed"):
             raise RuntimeValidationError(f"Endpoint {name} of account {settings.ACCOUNT_ID} not found.")

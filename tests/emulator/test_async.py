@@ -6,7 +6,9 @@ import json
 import time
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.emulator.emulator_support import Aws, Resources, unique
@@ -154,3 +156,39 @@ def test_async_needs_an_async_endpoint(aws: Aws, resources: Resources, double_im
     resources.wait_status(endpoint, "InService")
     with pytest.raises(aws.runtime.exceptions.ValidationError, match="not an asynchronous endpoint"):
         aws.runtime.invoke_endpoint_async(EndpointName=endpoint, InputLocation="s3://b/k")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (
+            {"InvocationTimeoutSeconds": 3601},
+            "at 'invocationTimeoutSeconds' failed to satisfy constraint: "
+            "Member must have value less than or equal to 3600",
+        ),
+        (
+            {"RequestTTLSeconds": 30},
+            "at 'requestTTLSeconds' failed to satisfy constraint: "
+            "Member must have value greater than or equal to 60",
+        ),
+        ({"Filename": "two.dots.json"}, "at 'filename' failed to satisfy constraint: Member must satisfy"),
+        ({"InputLocation": "ftp://bucket/key"}, "at 'inputLocation' failed to satisfy constraint"),
+    ],
+)
+def test_async_requests_are_held_to_the_runtime_model(aws: Aws, options: dict[str, Any], words: str) -> None:
+    """botocore checks only minimums on the client; SageMaker checks every range and pattern of the
+    sagemaker-runtime model on the server, before it looks the endpoint up. A client with its own
+    checks off (as a raw HTTP caller) reaches those."""
+    unchecked = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=aws.runtime.meta.endpoint_url,
+        region_name=aws.runtime.meta.region_name,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(parameter_validation=False, retries={"max_attempts": 1}),
+    )
+    request = {"EndpointName": unique("no-such-endpoint"), "InputLocation": "s3://bucket/key", **options}
+    with pytest.raises(ClientError) as refused:
+        unchecked.invoke_endpoint_async(**request)
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "1 validation error detected" in str(refused.value) and words in str(refused.value)
