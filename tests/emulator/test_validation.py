@@ -177,6 +177,68 @@ def test_variant_rules(aws: Aws, resources: Resources, double_image: str) -> Non
         assert message in error["Message"]
 
 
+ASYNC_OUTPUT = {"S3OutputPath": "s3://bucket/out"}
+CAPTURE = {
+    "EnableCapture": True,
+    "InitialSamplingPercentage": 100,
+    "DestinationS3Uri": "s3://bucket/capture",
+    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("serverless", "extra", "message"),
+    [
+        (
+            True,
+            {"AsyncInferenceConfig": {"OutputConfig": ASYNC_OUTPUT}},
+            "not available for serverless variants",
+        ),
+        (
+            False,
+            {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "https://bucket.example.com/out"}}},
+            "OutputConfig.S3OutputPath must be an s3:// URI",
+        ),
+        (
+            False,
+            {"AsyncInferenceConfig": {"OutputConfig": {**ASYNC_OUTPUT, "S3FailurePath": "https://h/failed"}}},
+            "OutputConfig.S3FailurePath must be an s3:// URI",
+        ),
+        (
+            False,
+            {"DataCaptureConfig": {**CAPTURE, "DestinationS3Uri": "https://h/c"}},
+            "DestinationS3Uri must be",
+        ),
+        (
+            False,
+            {"DataCaptureConfig": {**CAPTURE, "CaptureOptions": [{"CaptureMode": "Input"}] * 2}},
+            "lists a CaptureMode twice",
+        ),
+    ],
+)
+def test_async_and_capture_config_rules(
+    aws: Aws, resources: Resources, double_image: str, serverless: bool, extra: dict[str, Any], message: str
+) -> None:
+    model = resources.model(double_image)
+    variant = (
+        {
+            "VariantName": "S",
+            "ModelName": model,
+            "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1},
+        }
+        if serverless
+        else _variant(model, InitialInstanceCount=1)
+    )
+    error = _error(
+        aws.sagemaker.create_endpoint_config,
+        EndpointConfigName=unique("c"),
+        ProductionVariants=[variant],
+        **extra,
+    )
+    assert error["Code"] == "ValidationException"
+    assert message in error["Message"]
+
+
 def test_instance_quota_is_a_resource_limit(aws: Aws, resources: Resources, double_image: str) -> None:
     config = resources.config(
         [_variant(resources.model(double_image), InitialInstanceCount=1000, InstanceType="ml.p4d.24xlarge")]
