@@ -47,6 +47,17 @@ def dims(endpoint: str, config: str | None = None) -> list[dict[str, str]]:
     return named + ([{"Name": "EndpointConfigName", "Value": config}] if config else [])
 
 
+def put(cloudwatch: Any, metric: str, dimensions: list[dict[str, str]], *points: tuple[float, float]) -> None:
+    """Single values (epoch time, value) of one series."""
+    cloudwatch.put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {"MetricName": metric, "Dimensions": dimensions, "Timestamp": at(when), "Value": value}
+            for when, value in points
+        ],
+    )
+
+
 def query(cloudwatch: Any, metric: str, dimensions: list[dict[str, str]], start: float, **asked: Any) -> Any:
     asked.setdefault("Period", 60)
     return cloudwatch.get_metric_statistics(
@@ -111,23 +122,8 @@ def test_dimensions_name_one_series_exactly(cloudwatch: Any, minute: float) -> N
     """CloudWatch treats each combination of dimensions as its own metric: a variant's query does not
     read a fleet's series (moto alone would sum every series whose dimensions include the query's)."""
     endpoint = f"ep-{uuid.uuid4().hex[:8]}"
-    cloudwatch.put_metric_data(
-        Namespace=NAMESPACE,
-        MetricData=[
-            {
-                "MetricName": "Invocations",
-                "Dimensions": dims(endpoint),
-                "Timestamp": at(minute + 1),
-                "Value": 3.0,
-            },
-            {
-                "MetricName": "Invocations",
-                "Dimensions": dims(endpoint, "config-a"),
-                "Timestamp": at(minute + 1),
-                "Value": 2.0,
-            },
-        ],
-    )
+    put(cloudwatch, "Invocations", dims(endpoint), (minute + 1, 3.0))
+    put(cloudwatch, "Invocations", dims(endpoint, "config-a"), (minute + 1, 2.0))
     assert [
         p["Sum"] for p in query(cloudwatch, "Invocations", dims(endpoint), minute, Statistics=["Sum"])
     ] == [3.0]
@@ -140,23 +136,7 @@ def test_dimensions_name_one_series_exactly(cloudwatch: Any, minute: float) -> N
 
 def test_start_time_is_rounded_down_to_the_minute(cloudwatch: Any, minute: float) -> None:
     endpoint = f"ep-{uuid.uuid4().hex[:8]}"
-    cloudwatch.put_metric_data(
-        Namespace=NAMESPACE,
-        MetricData=[
-            {
-                "MetricName": "Invocations",
-                "Dimensions": dims(endpoint),
-                "Timestamp": at(minute + 2),
-                "Value": 1.0,
-            },
-            {
-                "MetricName": "Invocations",
-                "Dimensions": dims(endpoint),
-                "Timestamp": at(minute + 70),
-                "Value": 5.0,
-            },
-        ],
-    )
+    put(cloudwatch, "Invocations", dims(endpoint), (minute + 2, 1.0), (minute + 70, 5.0))
     # Asked from 30 s into the minute: the minute's datapoint is in, and periods start on the minute.
     points = query(cloudwatch, "Invocations", dims(endpoint), minute + 30, Statistics=["Sum"])
     assert sorted((p["Timestamp"].timestamp(), p["Sum"]) for p in points) == [
@@ -171,23 +151,7 @@ def test_the_emulators_own_requests_skip_the_request_rules_but_not_the_dimension
     """The alarm evaluator asks time-scaled periods with a statistic and its SampleCount in one call."""
     endpoint = f"ep-{uuid.uuid4().hex[:8]}"
     plain = cloudwatch_client(url)
-    plain.put_metric_data(
-        Namespace=NAMESPACE,
-        MetricData=[
-            {
-                "MetricName": "Latency",
-                "Dimensions": dims(endpoint),
-                "Timestamp": at(minute + 2.5),
-                "Value": 4.0,
-            },
-            {
-                "MetricName": "Latency",
-                "Dimensions": dims(endpoint),
-                "Timestamp": at(minute + 4.5),
-                "Value": 8.0,
-            },
-        ],
-    )
+    put(plain, "Latency", dims(endpoint), (minute + 2.5, 4.0), (minute + 4.5, 8.0))
     internal = mark_internal(cloudwatch_client(url))
     asked = {"Period": 2, "Statistics": ["SampleCount"], "ExtendedStatistics": ["p99"]}
     points = query(internal, "Latency", dims(endpoint), minute + 2.25, **asked)

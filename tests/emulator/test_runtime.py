@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients
+from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients, unique
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 
@@ -189,3 +189,10 @@ def test_invocation_time_limit(
         assert time.monotonic() - started < 4.5
     finally:
         made.cleanup()
+
+
+def test_a_real_time_request_over_six_megabytes_is_refused(aws: Aws) -> None:
+    """botocore does not check the BodyBlob maximum (6291456 bytes); SageMaker refuses it on the server."""
+    oversized = b"x" * (6 * 1024 * 1024 + 1)
+    with pytest.raises(aws.runtime.exceptions.ValidationError, match="exceeds the 6291456-byte limit"):
+        aws.runtime.invoke_endpoint(EndpointName=unique("no-such-endpoint"), Body=oversized)

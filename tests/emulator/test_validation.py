@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -93,6 +94,71 @@ def test_create_model_checks_model_data_and_ecr_image(
         aws.sagemaker.create_model, ModelName=unique("m"), PrimaryContainer={"Image": absent_image}
     )
     assert error == {"Code": "ValidationException", "Message": f"Requested image {absent_image} not found."}
+
+
+@pytest.mark.parametrize(
+    ("request_of", "message"),
+    [
+        (lambda image: {}, "specify exactly one of PrimaryContainer (one container) or Containers"),
+        (
+            lambda image: {"PrimaryContainer": {"Image": image}, "Containers": [{"Image": image}]},
+            "specify exactly one of PrimaryContainer",
+        ),
+        (
+            lambda image: {
+                "Containers": [
+                    {"Image": image, "ContainerHostname": "same"},
+                    {"Image": image, "ContainerHostname": "same"},
+                ]
+            },
+            "ContainerHostname values must be unique",
+        ),
+        (
+            lambda image: {
+                "PrimaryContainer": {
+                    "Image": image,
+                    "ModelDataUrl": "s3://b/model.tar.gz",
+                    "ModelDataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "CompressionType": "None",
+                            "S3Uri": "s3://b/p/",
+                        }
+                    },
+                }
+            },
+            "give ModelDataUrl or ModelDataSource, not both",
+        ),
+        (
+            lambda image: {
+                "PrimaryContainer": {
+                    "ModelPackageName": "arn:aws:sagemaker:us-east-1:123456789012:model-package/p"
+                }
+            },
+            "ModelPackageName is not supported by the emulator",
+        ),
+    ],
+)
+def test_create_model_container_rules(
+    aws: Aws, double_image: str, request_of: Callable[[str], dict[str, Any]], message: str
+) -> None:
+    error = _error(aws.sagemaker.create_model, ModelName=unique("m"), **request_of(double_image))
+    assert error["Code"] == "ValidationException"
+    assert message in error["Message"]
+
+
+def test_a_resource_holds_at_most_fifty_tags(aws: Aws, resources: Resources, double_image: str) -> None:
+    model = resources.model(double_image)
+    arn = aws.sagemaker.describe_model(ModelName=model)["ModelArn"]
+    aws.sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(45)])
+    error = _error(
+        aws.sagemaker.add_tags, ResourceArn=arn, Tags=[{"Key": f"n{i}", "Value": "v"} for i in range(6)]
+    )
+    assert error["Code"] == "ValidationException"
+    assert "would have 51 tags; at most 50 are allowed" in error["Message"]
+    aws.sagemaker.add_tags(
+        ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "w"} for i in range(5)]
+    )  # replaced
 
 
 @pytest.mark.parametrize(
