@@ -12,7 +12,9 @@ too. What moto does not do, and this module does:
   `AutoScaler` watches the alarms that name a policy in their AlarmActions and runs scaling activities
   through UpdateEndpointWeightsAndCapacities on the emulator's endpoints, keeping each activity with
   its cause and status (persisted under the state folder) for DescribeScalingActivities;
-* it stores SuspendedState, MinCapacity and MaxCapacity but honours none of them: activities do.
+* it stores SuspendedState, MinCapacity and MaxCapacity but honours none of them: activities do;
+* it stores scheduled actions and never runs them: each round runs those whose time came
+  (schedules.py reads their at/rate/cron schedules), setting the target's capacity bounds.
 
 Only targets whose endpoint this emulator runs are acted on (a second emulator sharing moto acts on
 its own). Cooldowns, re-invocations and the metric values policies read follow the emulator's clock.
@@ -36,7 +38,7 @@ import boto3
 from botocore.config import Config
 
 from emulator import settings
-from emulator.autoscaling import policies
+from emulator.autoscaling import policies, schedules
 from emulator.autoscaling.policies import Candidate, PolicyMemory
 from emulator.clock import Clock
 from emulator.sagemaker.exceptions import AwsError
@@ -106,16 +108,20 @@ class Moto:
         return found
 
     def policies(self, resource_id: str | None = None) -> list[dict[str, Any]]:
+        return self._described("describe_scaling_policies", "ScalingPolicies", resource_id)
+
+    def _described(self, operation: str, key: str, resource_id: str | None) -> list[dict[str, Any]]:
+        """Every page of a Describe call's `key` list: SageMaker variants', or the one at `resource_id`."""
         request: dict[str, Any] = {"ServiceNamespace": policies.NAMESPACE}
         if resource_id is not None:
             request.update(ResourceId=resource_id, ScalableDimension=policies.DIMENSION)
         found: list[dict[str, Any]] = []
-        for page in self.autoscaling.get_paginator("describe_scaling_policies").paginate(**request):
+        for page in self.autoscaling.get_paginator(operation).paginate(**request):
             found.extend(
-                p
-                for p in page["ScalingPolicies"]
-                if p.get("ScalableDimension") == policies.DIMENSION
-                and (resource_id is None or p["ResourceId"] == resource_id)
+                item
+                for item in page[key]
+                if item.get("ScalableDimension") == policies.DIMENSION
+                and (resource_id is None or item["ResourceId"] == resource_id)
             )
         return found
 
@@ -131,6 +137,26 @@ class Moto:
     def delete_alarms(self, names: Sequence[str]) -> None:
         for first in range(0, len(names), 100):
             self.cloudwatch.delete_alarms(AlarmNames=list(names[first : first + 100]))
+
+    def scheduled_actions(self, resource_id: str | None = None) -> list[dict[str, Any]]:
+        return self._described("describe_scheduled_actions", "ScheduledActions", resource_id)
+
+    def set_bounds(self, resource_id: str, low: int, high: int) -> None:
+        self.autoscaling.register_scalable_target(
+            ServiceNamespace=policies.NAMESPACE,
+            ResourceId=resource_id,
+            ScalableDimension=policies.DIMENSION,
+            MinCapacity=low,
+            MaxCapacity=high,
+        )
+
+    def delete_scheduled_action(self, action: Mapping[str, Any]) -> None:
+        self.autoscaling.delete_scheduled_action(
+            ScheduledActionName=action["ScheduledActionName"],
+            ServiceNamespace=action["ServiceNamespace"],
+            ResourceId=action["ResourceId"],
+            ScalableDimension=action["ScalableDimension"],
+        )
 
     def delete_policy(self, policy: Mapping[str, Any]) -> None:
         self.autoscaling.delete_scaling_policy(
@@ -156,7 +182,7 @@ class Activity:
     Cause: str
     StartTime: float
     StatusCode: str
-    target: int
+    target: int | None  # the desired instance count it sets; None for a scheduled action's new bounds
     EndTime: float | None = None
     StatusMessage: str | None = None
     Details: str | None = None
@@ -217,6 +243,8 @@ class AutoScaler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticks = 0
         self.tick_s = max(0.25, clock.real(1.0))
+        # Scheduled actions run for the times that pass from one round to the next, from now on.
+        self._schedules_checked = clock.time()
 
     # -- activities -----------------------------------------------------------------------------------------
 
@@ -323,6 +351,9 @@ class AutoScaler:
     async def tick(self) -> None:
         """One round: follow activities in progress, keep target tracking alarms, invoke due policies."""
         self._ticks += 1
+        # The window of time whose scheduled actions this round runs (kept moving when nothing is registered).
+        window = (self._schedules_checked, self.clock.time())
+        self._schedules_checked = window[1]
         targets = await asyncio.to_thread(self.moto.targets)
         ours = []
         for target in targets:
@@ -344,6 +375,7 @@ class AutoScaler:
                 del self._targets[rid]
         if not ours:
             return
+        await self._run_scheduled_actions(ours, *window)
         firing = await asyncio.to_thread(self.moto.alarms, StateValue="ALARM")
         tracking = await asyncio.to_thread(self.moto.alarms, AlarmNamePrefix=TRACKING_PREFIX)
         for target, (endpoint, variant) in ours:
@@ -355,6 +387,65 @@ class AutoScaler:
                 ):
                     await asyncio.to_thread(self.ensure_tracking_alarms, policy)
             await self._scale_target(target, endpoint, variant, mine, firing)
+
+    async def _run_scheduled_actions(
+        self, ours: Sequence[tuple[Mapping[str, Any], tuple[str, str]]], after: float, now: float
+    ) -> None:
+        """Apply the scheduled actions whose time came in (after, now]: each sets its target's MinCapacity
+        and MaxCapacity (the next round scales the variant into them), as one activity."""
+        targets = {str(target["ResourceId"]): target for target, _ in ours}
+        for action in await asyncio.to_thread(self.moto.scheduled_actions):
+            target = targets.get(str(action["ResourceId"]))
+            if target is None or (target.get("SuspendedState") or {}).get("ScheduledScalingSuspended"):
+                continue
+            start, end = _epoch(action.get("StartTime")), _epoch(action.get("EndTime"))
+            created = _epoch(action.get("CreationTime"))
+            try:
+                moment = schedules.due(
+                    schedules.parse(str(action["Schedule"])),
+                    after=max(after, created),
+                    until=now,
+                    timezone=action.get("Timezone"),
+                    anchor=start or created or now,
+                    real=self.clock.real,
+                )
+            except schedules.ScheduleError as error:
+                log.warning("scheduled action %s not run: %s", action["ScheduledActionName"], error)
+                continue
+            if moment is None or (start and moment < start) or (end and moment > end):
+                continue
+            await self._apply_scheduled_action(target, action)
+
+    async def _apply_scheduled_action(self, target: Mapping[str, Any], action: Mapping[str, Any]) -> None:
+        rid = str(target["ResourceId"])
+        wanted = action.get("ScalableTargetAction") or {}
+        low = int(wanted.get("MinCapacity", target["MinCapacity"]))
+        high = int(wanted.get("MaxCapacity", target["MaxCapacity"]))
+        activity = Activity(
+            ActivityId=str(uuid.uuid4()),
+            ServiceNamespace=policies.NAMESPACE,
+            ResourceId=rid,
+            ScalableDimension=policies.DIMENSION,
+            Description=f"Setting min capacity to {low} and max capacity to {high}",
+            Cause=f"scheduled action name {action['ScheduledActionName']} was triggered",
+            StartTime=self.clock.time(),
+            StatusCode="InProgress",
+            target=None,
+        )
+        self.activities.append(activity)
+        if low > high:
+            self._finish(
+                activity,
+                "Failed",
+                f"Failed to set min capacity to {low} and max capacity to {high}. Reason: the min capacity "
+                "is above the max capacity.",
+            )
+            return
+        await asyncio.to_thread(self.moto.set_bounds, rid, low, high)
+        self._finish(
+            activity, "Successful", f"Successfully set min capacity to {low} and max capacity to {high}"
+        )
+        self.poke()
 
     async def _delete_orphan_alarms(self, all_policies: Sequence[Mapping[str, Any]]) -> None:
         arns = {str(p["PolicyARN"]) for p in all_policies}

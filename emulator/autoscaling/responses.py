@@ -11,7 +11,10 @@ short of AWS:
   PutScalingPolicy refuses a policy on a target that is not registered (ObjectNotFoundException) and a
   target tracking metric the emulator cannot evaluate, as AWS refuses what it cannot track.
 * DeleteScalingPolicy deletes the policy's target tracking alarms; DeregisterScalableTarget deletes the
-  target's policies (and their alarms) first, as AWS does and moto does not.
+  target's policies (and their alarms) and its scheduled actions first, as AWS does and moto does not.
+* PutScheduledAction refuses an action on a target that is not registered (ObjectNotFoundException),
+  a schedule or time zone it cannot read and a MinCapacity above the MaxCapacity, as AWS does; moto
+  stores the action and models.py runs it at its times.
 * RegisterScalableTarget refuses MinCapacity 0 for a variant that is not asynchronous (only async
   endpoints can scale to zero instances) and a serverless variant (it has no instance count), for
   endpoints this emulator runs.
@@ -36,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from emulator import settings
-from emulator.autoscaling import policies
+from emulator.autoscaling import policies, schedules
 from emulator.autoscaling.exceptions import (
     InternalServiceException,
     InvalidNextTokenException,
@@ -86,6 +89,7 @@ class AutoScalingApi:
             "PutScalingPolicy": self.put_scaling_policy,
             "DescribeScalingPolicies": self.describe_scaling_policies,
             "DeleteScalingPolicy": self.delete_scaling_policy,
+            "PutScheduledAction": self.put_scheduled_action,
         }
 
     async def call(self, operation: str, raw: bytes, headers: Mapping[str, str]) -> Answer:
@@ -206,6 +210,8 @@ class AutoScalingApi:
             for policy in await asyncio.to_thread(self.scaler.moto.policies, rid):
                 await asyncio.to_thread(self.scaler.moto.delete_policy, policy)
                 await asyncio.to_thread(self.scaler.delete_tracking_alarms, str(policy["PolicyARN"]))
+            for action in await asyncio.to_thread(self.scaler.moto.scheduled_actions, rid):
+                await asyncio.to_thread(self.scaler.moto.delete_scheduled_action, action)
         answer = await self._forward("DeregisterScalableTarget", raw, headers)
         if answer[0] == 200:
             self.scaler.forget(rid)
@@ -250,12 +256,19 @@ class AutoScalingApi:
         body["Alarms"] = [{"AlarmName": a["AlarmName"], "AlarmARN": a["AlarmArn"]} for a in alarms]
         return status, body
 
-    async def _named_policy(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        found = await asyncio.to_thread(self.scaler.moto.policies, str(params["ResourceId"]))
-        return [p for p in found if p["PolicyName"] == params["PolicyName"]]
+    async def put_scheduled_action(
+        self, params: dict[str, Any], raw: bytes, headers: Mapping[str, str]
+    ) -> Answer:
+        if (
+            params.get("ServiceNamespace") == policies.NAMESPACE
+            and params.get("ScalableDimension") == policies.DIMENSION
+        ):
+            await self._registered(str(params["ResourceId"]))
+            _check_scheduled_action(params)
+        return await self._forward("PutScheduledAction", raw, headers)
 
-    async def _check_policy(self, params: Mapping[str, Any]) -> None:
-        rid = str(params["ResourceId"])
+    async def _registered(self, rid: str) -> None:
+        """ObjectNotFoundException, as AWS answers, when no scalable target is registered at `rid`."""
         targets = await asyncio.to_thread(self.scaler.moto.targets)
         if not any(t["ResourceId"] == rid for t in targets):
             raise ObjectNotFoundException(
@@ -263,6 +276,14 @@ class AutoScalingApi:
                 f"resource ID: {rid}, scalable dimension: {policies.DIMENSION}; call "
                 "RegisterScalableTarget first."
             )
+
+    async def _named_policy(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(self.scaler.moto.policies, str(params["ResourceId"]))
+        return [p for p in found if p["PolicyName"] == params["PolicyName"]]
+
+    async def _check_policy(self, params: Mapping[str, Any]) -> None:
+        rid = str(params["ResourceId"])
+        await self._registered(rid)
         kind = params.get("PolicyType") or "StepScaling"
         if kind == "TargetTrackingScaling":
             config = params.get("TargetTrackingScalingPolicyConfiguration")
@@ -314,6 +335,27 @@ class AutoScalingApi:
             for policy in before:
                 await asyncio.to_thread(self.scaler.delete_tracking_alarms, str(policy["PolicyARN"]))
         return answer
+
+
+def _check_scheduled_action(params: Mapping[str, Any]) -> None:
+    """What AWS refuses in a scheduled action: a schedule or time zone it cannot read, a window that ends
+    before it starts, a MinCapacity above the MaxCapacity."""
+    try:
+        if "Schedule" in params:
+            schedules.parse(str(params["Schedule"]))
+        schedules.zone(params.get("Timezone"))
+    except schedules.ScheduleError as error:
+        raise ValidationException(str(error)) from None
+    start, end = params.get("StartTime"), params.get("EndTime")
+    if start is not None and end is not None and float(start) >= float(end):
+        raise ValidationException("EndTime must be after StartTime.")
+    bounds = params.get("ScalableTargetAction") or {}
+    low, high = bounds.get("MinCapacity"), bounds.get("MaxCapacity")
+    if low is not None and high is not None and low > high:
+        raise ValidationException(
+            f"ScalableTargetAction MinCapacity {low} is greater than MaxCapacity {high}; give a MinCapacity "
+            "no greater than MaxCapacity."
+        )
 
 
 def _without_nulls(value: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tasks.config import ReleaseConfig, metric_timing, naming
@@ -55,6 +56,15 @@ _ALARM_FIELDS = (
     "ThresholdMetricId",
 )
 _POLICY_BODIES = ("StepScalingPolicyConfiguration", "TargetTrackingScalingPolicyConfiguration")
+# What PutScheduledAction takes back from DescribeScheduledActions (times as ISO 8601 in the ledger).
+_SCHEDULED_ACTION_FIELDS = (
+    "ScheduledActionName",
+    "Schedule",
+    "Timezone",
+    "StartTime",
+    "EndTime",
+    "ScalableTargetAction",
+)
 
 # What a release's policies are for: the last part of their names (`naming.scaling_policy_name`).
 # Application Auto Scaling tags no policy, so the name is how a release tells its own from a team's.
@@ -161,9 +171,9 @@ def registered_target(resource_id: str) -> dict[str, Any] | None:
 
 
 def snapshot(resource_id: str) -> dict[str, Any] | None:
-    """The scalable target at `resource_id` with its policies and the alarms that drive its step
-    policies (with their tags, so a restored alarm stays the release's or the team's), as JSON (for the
-    ledger), or None when the variant is not registered."""
+    """The scalable target at `resource_id` with its policies, the alarms that drive its step policies
+    (with their tags, so a restored alarm stays the release's or the team's) and its scheduled actions,
+    as JSON (for the ledger), or None when the variant is not registered."""
     target = registered_target(resource_id)
     if target is None:
         return None
@@ -195,6 +205,10 @@ def snapshot(resource_id: str) -> dict[str, Any] | None:
             "SuspendedState": target.get("SuspendedState"),
             "Policies": policies,
             "Alarms": list(alarms.values()),
+            "ScheduledActions": [
+                {key: action[key] for key in _SCHEDULED_ACTION_FIELDS if key in action}
+                for action in _scheduled_actions(resource_id)
+            ],
         }
     )
 
@@ -213,12 +227,21 @@ def _alarms_driving(policy: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _policies(resource_id: str) -> list[dict[str, Any]]:
+    return _described(resource_id, "describe_scaling_policies", "ScalingPolicies")
+
+
+def _scheduled_actions(resource_id: str) -> list[dict[str, Any]]:
+    return _described(resource_id, "describe_scheduled_actions", "ScheduledActions")
+
+
+def _described(resource_id: str, operation: str, key: str) -> list[dict[str, Any]]:
+    """Every page of a Describe call's `key` list, kept to the variant at `resource_id`."""
     found: list[dict[str, Any]] = []
-    paginator = aws.client("application-autoscaling").get_paginator("describe_scaling_policies")
+    paginator = aws.client("application-autoscaling").get_paginator(operation)
     for page in paginator.paginate(
         ServiceNamespace=NAMESPACE, ResourceId=resource_id, ScalableDimension=DIMENSION
     ):
-        found.extend(p for p in page["ScalingPolicies"] if p["ResourceId"] == resource_id)
+        found.extend(item for item in page[key] if item["ResourceId"] == resource_id)
     return found
 
 
@@ -229,6 +252,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, int | float | str | bool) or value is None:
         return value
+    if isinstance(value, datetime):
+        return value.isoformat()
     return str(value)
 
 
@@ -614,8 +639,8 @@ def suspend_for_update(
 def remove_target(resource_id: str) -> None:
     """Delete every policy on the target, then deregister it (missing pieces are fine).
 
-    Deregistering removes every policy, a team's too: the snapshot taken before (the ledger's) is what
-    puts them back."""
+    Deregistering removes every policy and every scheduled action, a team's too: the snapshot taken
+    before (the ledger's) is what puts them back."""
     current = snapshot(resource_id)
     if current is None:
         return
@@ -690,6 +715,10 @@ def restore(snap: Mapping[str, Any]) -> None:
             if key in request:
                 request[key] = [new_arns.get(action, action) for action in request[key]]
         cloudwatch.put_metric_alarm(**request)
+    for action in snap.get("ScheduledActions", []):  # ledgers written before scheduled actions were kept
+        autoscaling.put_scheduled_action(
+            ServiceNamespace=NAMESPACE, ResourceId=resource_id, ScalableDimension=DIMENSION, **action
+        )
     run_logger().info("restored autoscaling of %s", resource_id)
 
 

@@ -10,12 +10,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tasks.core import aws as aws_clients
+from tasks.sagemaker import scaling
 from tests.emulator.emulator_support import Aws, PrivateEmulator, Resources, make_clients
 from tests.emulator.scaling_support import (
     DIMENSION,
@@ -190,7 +193,38 @@ def test_policies_the_emulator_cannot_honour_are_refused_naming_the_fix(
         realtime_zero.value
     )
 
+    with pytest.raises(ClientError, match="MinCapacity 3 is greater than MaxCapacity 2"):
+        _register(autoscaling, endpoint, 3, 2)
+    serverless = resources.endpoint(
+        resources.config(
+            [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": resources.model(double_image),
+                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1},
+                }
+            ]
+        )
+    )
+    resources.wait_status(serverless, "InService")
+    with pytest.raises(ClientError, match="is serverless: it has no DesiredInstanceCount to scale"):
+        _register(autoscaling, serverless, 1, 2)
+
     _register(autoscaling, endpoint, 1, 2)
+    common = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": resource_id,
+        "ScalableDimension": DIMENSION,
+    }
+    with pytest.raises(ClientError, match="needs TargetTrackingScalingPolicyConfiguration"):
+        autoscaling.put_scaling_policy(PolicyName="bare", PolicyType="TargetTrackingScaling", **common)
+    with pytest.raises(ClientError, match="needs at least one step adjustment"):
+        autoscaling.put_scaling_policy(
+            PolicyName="stepless",
+            PolicyType="StepScaling",
+            StepScalingPolicyConfiguration={"AdjustmentType": "ChangeInCapacity", "StepAdjustments": []},
+            **common,
+        )
     with pytest.raises(ClientError, match="PredefinedMetricType 'ECSServiceAverageCPUUtilization'"):
         autoscaling.put_scaling_policy(
             PolicyName="cpu",
@@ -211,6 +245,127 @@ def test_policies_the_emulator_cannot_honour_are_refused_naming_the_fix(
     autoscaling.deregister_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION
     )
+
+
+NIGHTLY = {
+    "ScheduledActionName": "team-nightly",
+    "Schedule": "cron(0 20 * * ? *)",
+    "Timezone": "Europe/Berlin",
+    "ScalableTargetAction": {"MinCapacity": 1, "MaxCapacity": 1},
+}
+
+
+@pytest.mark.usefixtures("shared_targets")
+def test_a_teams_scheduled_action_needs_a_target_goes_with_it_and_a_release_puts_it_back(
+    stack_env: dict[str, str], resources: Resources, double_image: str
+) -> None:
+    """AWS: PutScheduledAction needs a registered target, and DeregisterScalableTarget deletes the
+    target's scheduled actions. A release that takes a variant off autoscaling for an update (or unwinds
+    its own registration over a team's) restores them from its snapshot."""
+    autoscaling, _ = clients(stack_env)
+    endpoint = _endpoint(resources, double_image)
+    resource_id = f"endpoint/{endpoint}/variant/AllTraffic"
+    where = {"ServiceNamespace": "sagemaker", "ResourceId": resource_id, "ScalableDimension": DIMENSION}
+
+    def scheduled() -> list[dict[str, Any]]:
+        return list(autoscaling.describe_scheduled_actions(**where)["ScheduledActions"])
+
+    with pytest.raises(ClientError) as unregistered:
+        autoscaling.put_scheduled_action(**where, **NIGHTLY)
+    assert unregistered.value.response["Error"]["Code"] == "ObjectNotFoundException"
+
+    _register(autoscaling, endpoint, 1, 3)
+    autoscaling.put_scheduled_action(**where, **NIGHTLY)
+    aws_clients.reset_clients()
+    taken = scaling.snapshot(resource_id)
+    assert taken is not None
+    scaling.remove_target(resource_id)
+    assert scheduled() == []  # gone with the target, as on AWS
+
+    scaling.restore(taken)
+    (action,) = scheduled()
+    assert {key: action[key] for key in NIGHTLY} == NIGHTLY
+    aws_clients.reset_clients()
+
+
+def _at(seconds_from_now: float) -> str:
+    moment = datetime.fromtimestamp(time.time() + seconds_from_now, UTC)
+    return f"at({moment:%Y-%m-%dT%H:%M:%S})"
+
+
+@pytest.mark.usefixtures("shared_targets")
+def test_a_scheduled_action_sets_the_bounds_at_its_time_and_the_variant_follows(
+    stack: dict[str, str], aws: Aws, resources: Resources, double_image: str
+) -> None:
+    autoscaling, _ = clients(stack)
+    endpoint = _endpoint(resources, double_image)
+    resource_id = _register(autoscaling, endpoint, 1, 3)
+    where = {"ServiceNamespace": "sagemaker", "ResourceId": resource_id, "ScalableDimension": DIMENSION}
+    peak = {"MinCapacity": 2, "MaxCapacity": 3}
+
+    for schedule, bounds, words in (
+        ("cron(0 20 * * * *)", peak, "? in exactly one of Day-of-month and Day-of-week"),
+        ("rate(1 minutes)", peak, "singular unit for 1"),
+        (_at(60), {"MinCapacity": 3, "MaxCapacity": 2}, "MinCapacity 3 is greater than MaxCapacity 2"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            autoscaling.put_scheduled_action(
+                **where, ScheduledActionName="bad", Schedule=schedule, ScalableTargetAction=bounds
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert words in refused.value.response["Error"]["Message"]
+
+    autoscaling.put_scheduled_action(
+        **where, ScheduledActionName="team-peak", Schedule=_at(3), ScalableTargetAction=peak
+    )
+    poll(
+        lambda: variant(aws.sagemaker, endpoint)["CurrentInstanceCount"] == 2, "the scheduled scale-out", 120
+    )
+    (target,) = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource_id]
+    )["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 3)
+    listed = poll(lambda: settled(autoscaling, resource_id), "the activities settled", 60)
+    by_cause = {a["Cause"]: a for a in listed}
+    scheduled = by_cause["scheduled action name team-peak was triggered"]
+    assert (scheduled["Description"], scheduled["StatusCode"]) == (
+        "Setting min capacity to 2 and max capacity to 3",
+        "Successful",
+    )
+    assert by_cause["minimum capacity was set to 2"]["StatusCode"] == "Successful"
+
+
+@pytest.mark.usefixtures("shared_targets")
+def test_scheduled_scaling_suspended_holds_a_scheduled_action(
+    stack: dict[str, str], resources: Resources, double_image: str
+) -> None:
+    autoscaling, _ = clients(stack)
+    endpoint = _endpoint(resources, double_image)
+    resource_id = _register(
+        autoscaling,
+        endpoint,
+        1,
+        3,
+        SuspendedState={
+            "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": True,
+        },
+    )
+    autoscaling.put_scheduled_action(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource_id,
+        ScalableDimension=DIMENSION,
+        ScheduledActionName="held",
+        Schedule=_at(2),
+        ScalableTargetAction={"MinCapacity": 2, "MaxCapacity": 3},
+    )
+    time.sleep(5)  # the action's time passes while scheduled scaling is suspended
+    (target,) = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource_id]
+    )["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    assert activities(autoscaling, resource_id) == []
 
 
 @pytest.mark.usefixtures("shared_targets")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from tasks.sagemaker.hosting import LiveEndpoint, ServedModel
 from tests.unit.deploy_helpers import kinds, local_ledger, make_config
 
 RESOURCE = "endpoint/demo-embedder/variant/AllTraffic"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
 def _targets() -> list[dict[str, Any]]:
@@ -296,3 +299,36 @@ def test_only_policies_named_by_a_release_of_the_endpoint_are_the_releases() -> 
     assert not scaling.is_release_policy("demo-embedder", "team-burst")
     assert not scaling.is_release_policy("demo-embedder", "demo-embedder-r0-burst")
     assert not scaling.is_release_policy("demo", "demo-embedder-r0-backlog-x")
+
+
+def test_a_snapshot_keeps_the_scheduled_actions_and_restore_puts_them_back(
+    mocked_aws: None, tmp_path: Path
+) -> None:
+    config = make_config(scaling={"enabled": True, "min_capacity": 1, "max_capacity": 3})
+    scaling.apply_scaling(scaling.plan_for(config, "r1"), tags=[], ledger=local_ledger(tmp_path))
+    autoscaling = boto3.client("application-autoscaling")
+    where = {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION}
+    autoscaling.put_scheduled_action(
+        **where,
+        ScheduledActionName="team-weekend",
+        Schedule="cron(0 18 ? * FRI *)",
+        StartTime=datetime(2026, 1, 1, tzinfo=UTC),
+        ScalableTargetAction={"MinCapacity": 1, "MaxCapacity": 1},
+    )
+    taken = scaling.snapshot(RESOURCE)
+    assert taken is not None
+    assert json.loads(json.dumps(taken)) == taken  # what the ledger stores
+    # AWS deletes a target's scheduled actions when it is deregistered (moto keeps them): do it here.
+    scaling.remove_target(RESOURCE)
+    autoscaling.delete_scheduled_action(**where, ScheduledActionName="team-weekend")
+
+    scaling.restore(taken)
+    (action,) = autoscaling.describe_scheduled_actions(**where)["ScheduledActions"]
+    assert (action["Schedule"], action["ScalableTargetAction"]) == (
+        "cron(0 18 ? * FRI *)",
+        {"MinCapacity": 1, "MaxCapacity": 1},
+    )
+    assert action["StartTime"] == datetime(2026, 1, 1, tzinfo=UTC)
+    scaling.restore(
+        {key: value for key, value in taken.items() if key != "ScheduledActions"}
+    )  # older ledgers
