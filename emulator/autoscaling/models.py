@@ -441,7 +441,15 @@ class AutoScaler:
                 "is above the max capacity.",
             )
             return
-        await asyncio.to_thread(self.moto.set_bounds, rid, low, high)
+        try:
+            await asyncio.to_thread(self.moto.set_bounds, rid, low, high)
+        except Exception as error:  # moto unreachable or refusing: the activity says so, the loop goes on
+            self._finish(
+                activity,
+                "Failed",
+                f"Failed to set min capacity to {low} and max capacity to {high}. Reason: {error}",
+            )
+            return
         self._finish(
             activity, "Successful", f"Successfully set min capacity to {low} and max capacity to {high}"
         )
