@@ -155,12 +155,7 @@ class AutoScalingApi:
         self, params: dict[str, Any], raw: bytes, headers: Mapping[str, str]
     ) -> Answer:
         self._check_variant_target(params)
-        low, high = params.get("MinCapacity"), params.get("MaxCapacity")
-        if low is not None and high is not None and low > high:
-            raise ValidationException(
-                f"MinCapacity {low} is greater than MaxCapacity {high}; give a MinCapacity no greater than "
-                "MaxCapacity."
-            )
+        _check_bounds(params)
         answer = await self._forward("RegisterScalableTarget", raw, headers)
         if answer[0] == 200:
             self.scaler.poke()
@@ -349,12 +344,15 @@ def _check_scheduled_action(params: Mapping[str, Any]) -> None:
     start, end = params.get("StartTime"), params.get("EndTime")
     if start is not None and end is not None and float(start) >= float(end):
         raise ValidationException("EndTime must be after StartTime.")
-    bounds = params.get("ScalableTargetAction") or {}
+    _check_bounds(params.get("ScalableTargetAction") or {}, where="ScalableTargetAction ")
+
+
+def _check_bounds(bounds: Mapping[str, Any], where: str = "") -> None:
     low, high = bounds.get("MinCapacity"), bounds.get("MaxCapacity")
     if low is not None and high is not None and low > high:
         raise ValidationException(
-            f"ScalableTargetAction MinCapacity {low} is greater than MaxCapacity {high}; give a MinCapacity "
-            "no greater than MaxCapacity."
+            f"{where}MinCapacity {low} is greater than MaxCapacity {high}; give a MinCapacity no greater "
+            "than MaxCapacity."
         )
 
 

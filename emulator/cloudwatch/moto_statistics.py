@@ -57,13 +57,8 @@ def _get_metric_statistics(self: responses.CloudWatchResponse) -> ActionResult:
     )
     internal = self.headers.get(INTERNAL_HEADER) == "1"
     now = _epoch(utcnow())
-    try:
-        if not internal:
-            check(request, now=now)
-    except StatisticsRefused as refused:
-        if refused.code == "InvalidParameterCombination":
-            raise InvalidParameterCombination(refused.message) from None
-        raise InvalidParameterValue(refused.message) from None
+    if not internal:
+        _refuse_as_cloudwatch(request, now)
     series = _series_samples(
         self.cloudwatch_backend.get_all_metrics(),
         namespace=self._get_param("Namespace"),
@@ -75,6 +70,16 @@ def _get_metric_statistics(self: responses.CloudWatchResponse) -> ActionResult:
     for point in points:
         point["Timestamp"] = datetime.fromtimestamp(point["Timestamp"], UTC)
     return ActionResult({"Label": metric_name, "Datapoints": points})
+
+
+def _refuse_as_cloudwatch(request: StatisticsRequest, now: float) -> None:
+    """statistics.check's refusals, raised as moto's CloudWatch errors (so its serializer answers them)."""
+    try:
+        check(request, now=now)
+    except StatisticsRefused as refused:
+        if refused.code == "InvalidParameterCombination":
+            raise InvalidParameterCombination(refused.message) from None
+        raise InvalidParameterValue(refused.message) from None
 
 
 def _dimensions(dimensions: Iterable[Mapping[str, Any]]) -> Dimensions:

@@ -84,11 +84,20 @@ def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (0 <= p <= 100) of raw values by nearest rank; p0 is the minimum."""
     if not values:
         raise ValueError("percentile of no values")
+    return _nearest_rank(sorted((value, 1.0) for value in values), p)
+
+
+def _nearest_rank(weighted: Sequence[tuple[float, float]], p: float) -> float:
+    """The p-th percentile of sorted (value, how many times it was seen) pairs, by nearest rank."""
     if not 0 <= p <= 100:
         raise ValueError(f"percentile {p} is not in [0, 100]")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+    rank = max(1.0, math.ceil(p / 100.0 * math.fsum(count for _, count in weighted)))
+    seen = 0.0
+    for value, count in weighted:
+        seen += count
+        if seen >= rank:
+            return value
+    return weighted[-1][0]
 
 
 def statistic(values: Sequence[float], name: str) -> float | None:
@@ -217,14 +226,4 @@ def _percentiles(wanted: Sequence[str], samples: Sequence[Sample]) -> dict[str, 
     if not all(s.has_values for s in samples) or any(s.minimum < 0 for s in samples):
         return {}
     weighted = sorted((s.minimum, s.count) for s in samples)
-    total = math.fsum(count for _, count in weighted)
-    answered = {}
-    for name in wanted:
-        rank = max(1.0, math.ceil(float(name[1:]) / 100.0 * total))
-        seen = 0.0
-        for value, count in weighted:
-            seen += count
-            if seen >= rank:
-                answered[name] = value
-                break
-    return answered
+    return {name: _nearest_rank(weighted, float(name[1:])) for name in wanted}

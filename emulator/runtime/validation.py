@@ -29,17 +29,11 @@ def _operation(name: str) -> OperationModel:
 def check_request(operation: str, headers: Mapping[str, str], path_params: Mapping[str, str]) -> None:
     """Raise RuntimeValidationError listing every constraint the request's header and path members break."""
     shape = _operation(operation).input_shape
+    sources: dict[str, Mapping[str, str]] = {"header": headers, "uri": path_params}
     params: dict[str, Any] = {}
     for member, member_shape in shape.members.items():
-        location = member_shape.serialization.get("location")
         name = member_shape.serialization.get("name", member)
-        raw = (
-            headers.get(name)
-            if location == "header"
-            else path_params.get(name)
-            if location == "uri"
-            else None
-        )
+        raw = sources.get(member_shape.serialization.get("location", ""), {}).get(name)
         if raw is None:
             continue
         if member_shape.type_name == "integer":

@@ -54,6 +54,13 @@ def _scaler(tmp_path: Path, moto: FakeMoto) -> AutoScaler:
     return AutoScaler(Hosting(), None, Clock(), tmp_path, moto=moto)  # type: ignore[arg-type]
 
 
+def _tick_until_an_activity(scaler: AutoScaler, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not scaler.activities and time.monotonic() < deadline:
+        asyncio.run(scaler.tick())
+        time.sleep(0.2)
+
+
 def _action(at_epoch: float) -> dict[str, Any]:
     return {
         "ScheduledActionName": "peak",
@@ -68,10 +75,7 @@ def _action(at_epoch: float) -> dict[str, Any]:
 def test_a_due_action_sets_the_bounds_once_as_a_successful_activity(tmp_path: Path) -> None:
     moto = FakeMoto(_action(time.time() + 1))
     scaler = _scaler(tmp_path, moto)
-    deadline = time.monotonic() + 10
-    while not scaler.activities and time.monotonic() < deadline:
-        asyncio.run(scaler.tick())
-        time.sleep(0.2)
+    _tick_until_an_activity(scaler)
     (activity,) = scaler.activities
     assert (activity.Cause, activity.StatusCode) == ("scheduled action name peak was triggered", "Successful")
     assert activity.Description == "Setting min capacity to 2 and max capacity to 3"
@@ -83,10 +87,7 @@ def test_a_due_action_sets_the_bounds_once_as_a_successful_activity(tmp_path: Pa
 def test_bounds_that_cannot_be_set_leave_a_failed_activity_and_the_loop_goes_on(tmp_path: Path) -> None:
     moto = FakeMoto(_action(time.time() + 1), refuse=True)
     scaler = _scaler(tmp_path, moto)
-    deadline = time.monotonic() + 10
-    while not scaler.activities and time.monotonic() < deadline:
-        asyncio.run(scaler.tick())
-        time.sleep(0.2)
+    _tick_until_an_activity(scaler)
     (activity,) = scaler.activities
     assert activity.StatusCode == "Failed"
     assert activity.StatusMessage is not None and "moto did not answer" in activity.StatusMessage
